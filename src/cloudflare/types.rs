@@ -1,0 +1,204 @@
+//! Wire types of the Cloudflare v4 API slice lumierd uses, shared by the client
+//! (`cloudflare::client`) and the local API (`local_api`), so both sides agree by construction.
+//!
+//! Field names and shapes follow `../shared/cloudflare/API-NOTES.md` and the official OpenAPI
+//! slice. Unknown fields are ignored on input (real clients send more than we read).
+
+use serde::{Deserialize, Serialize};
+
+/// One entry of `errors[]` / `messages[]` in the response envelope.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiMessage {
+    pub code: u32,
+    pub message: String,
+}
+
+/// `result_info` of a list response: page-based (`page`, `per_page`, `count`, `total_count`)
+/// or cursor-based (`count`, `cursor`). Every field is optional because the real API omits some.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResultInfo {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub page: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_page: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total_count: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
+}
+
+/// The v4 response envelope. `success: false` is an error even on HTTP 200.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Envelope<T> {
+    pub success: bool,
+    #[serde(default)]
+    pub errors: Vec<ApiMessage>,
+    #[serde(default)]
+    pub messages: Vec<ApiMessage>,
+    pub result: Option<T>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result_info: Option<ResultInfo>,
+}
+
+/// A KV namespace (`GET/POST …/storage/kv/namespaces`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Namespace {
+    /// 32 lowercase hex characters.
+    pub id: String,
+    /// Unique per account, at most 512 characters.
+    pub title: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub supports_url_encoding: Option<bool>,
+}
+
+/// One key of a KV key list (`GET …/keys`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KvKey {
+    pub name: String,
+    /// Unix seconds; omitted for keys that never expire.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expiration: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<serde_json::Value>,
+}
+
+/// A Worker binding as sent in upload metadata and returned by settings.
+///
+/// Only the kinds lumierd manages are typed; any other kind round-trips as `Other` so that
+/// settings written by other tools are neither lost nor rejected.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum Binding {
+    #[serde(rename = "kv_namespace")]
+    KvNamespace { name: String, namespace_id: String },
+    #[serde(rename = "plain_text")]
+    PlainText { name: String, text: String },
+    /// `text` is write-only: the API omits it on read, so it is `None` there.
+    #[serde(rename = "secret_text")]
+    SecretText {
+        name: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        text: Option<String>,
+    },
+    #[serde(untagged)]
+    Other(serde_json::Value),
+}
+
+impl Binding {
+    /// The JavaScript name the binding is exposed as, when it has one.
+    pub fn name(&self) -> Option<&str> {
+        match self {
+            Binding::KvNamespace { name, .. }
+            | Binding::PlainText { name, .. }
+            | Binding::SecretText { name, .. } => Some(name),
+            Binding::Other(v) => v.get("name").and_then(|n| n.as_str()),
+        }
+    }
+}
+
+/// The `metadata` part of a module Worker upload (`PUT …/workers/scripts/{name}`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ScriptMetadata {
+    /// Part name of the ES-module entry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub main_module: Option<String>,
+    /// Part name of a service-worker script (the other upload syntax).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_part: Option<String>,
+    #[serde(default)]
+    pub bindings: Vec<Binding>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compatibility_date: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub compatibility_flags: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keep_bindings: Vec<String>,
+}
+
+/// One module of a Worker: its name (the multipart part and file name), content type and bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Module {
+    pub name: String,
+    /// e.g. `application/javascript+module`, `application/json`, `text/plain`, `application/wasm`.
+    pub content_type: String,
+    pub content: Vec<u8>,
+}
+
+/// A script as returned by the script list and by an upload.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Script {
+    /// The script name.
+    pub id: String,
+    #[serde(default)]
+    pub etag: String,
+    /// RFC 3339.
+    #[serde(default)]
+    pub created_on: String,
+    /// RFC 3339; changes on every upload and settings patch.
+    #[serde(default)]
+    pub modified_on: String,
+    #[serde(default)]
+    pub has_modules: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tags: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compatibility_date: Option<String>,
+    #[serde(default)]
+    pub compatibility_flags: Vec<String>,
+    #[serde(default)]
+    pub handlers: Vec<String>,
+    #[serde(default = "default_usage_model")]
+    pub usage_model: String,
+}
+
+fn default_usage_model() -> String {
+    "standard".to_owned()
+}
+
+/// `GET/PATCH …/workers/scripts/{name}/settings`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ScriptSettings {
+    #[serde(default)]
+    pub bindings: Vec<Binding>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compatibility_date: Option<String>,
+    #[serde(default)]
+    pub compatibility_flags: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tags: Option<Vec<String>>,
+    #[serde(default = "default_usage_model")]
+    pub usage_model: String,
+    #[serde(default)]
+    pub logpush: bool,
+}
+
+/// Result of token verify (`GET /accounts/{a}/tokens/verify`, `GET /user/tokens/verify`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenStatus {
+    pub id: String,
+    /// `active`, `disabled` or `expired`.
+    pub status: String,
+}
+
+/// Error codes of the real service that both sides use (see API-NOTES.md §5 "Emulator notes").
+pub mod codes {
+    /// Authentication error (bad or missing token).
+    pub const AUTH_ERROR: u32 = 10000;
+    /// Invalid API token (e.g. an account token verified on the user endpoint).
+    pub const INVALID_TOKEN: u32 = 1000;
+    pub const NO_ROUTE: u32 = 7003;
+    pub const RATE_LIMITED: u32 = 971;
+    pub const KEY_NOT_FOUND: u32 = 10009;
+    pub const NAMESPACE_NOT_FOUND: u32 = 10013;
+    pub const DUPLICATE_TITLE: u32 = 10014;
+    pub const SCRIPT_NOT_FOUND: u32 = 10007;
+    pub const INVALID_SCRIPT_NAME: u32 = 10016;
+    pub const VALIDATION: u32 = 10021;
+    pub const SCRIPT_TOO_LARGE: u32 = 10027;
+    pub const BOUND_NAMESPACE_MISSING: u32 = 10041;
+    pub const NAMESPACE_STILL_BOUND: u32 = 10052;
+}

@@ -1,0 +1,1 @@
+//! Stage manifests: discovery, parsing with locations, validation, the Desired snapshot.

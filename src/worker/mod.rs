@@ -1,0 +1,1 @@
+//! Worker sources: an entry file → the modules uploaded for it, and their content hash.

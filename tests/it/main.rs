@@ -1,0 +1,8 @@
+//! The one integration test binary: every test runs the real `lumierd` binary or the real
+//! HTTP client against the local API over loopback.
+
+mod client;
+mod local_api;
+mod support;
+mod validate;
+mod worker_upload;

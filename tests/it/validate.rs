@@ -1,1 +1,232 @@
-//! validate tests
+//! `lumierd validate` and `lumierd schema` on the examples and the corpus of invalid manifests.
+
+use crate::support::{repo, run, run_in};
+use std::path::Path;
+use std::time::Duration;
+
+#[test]
+fn examples_validate() {
+    let out = run(&["validate", "examples"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(out.stdout.trim(), "ok: 1 app, 2 stages, 6 resources");
+}
+
+/// Every case under tests/corpus/invalid has one defect; `expect` holds the error line
+/// (`file:line:col: message`, the message possibly cut short) that validate must print.
+#[test]
+fn invalid_corpus_is_rejected_with_located_messages() {
+    let corpus = repo().join("tests/corpus/invalid");
+    let mut cases: Vec<_> = std::fs::read_dir(&corpus)
+        .expect("corpus")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    cases.sort();
+    assert!(cases.len() >= 30, "the corpus has {} cases", cases.len());
+    let mut failures = Vec::new();
+    for case in &cases {
+        let name = case.file_name().unwrap().to_string_lossy().into_owned();
+        let expect = std::fs::read_to_string(case.join("expect")).expect("expect file");
+        let expect = expect.trim();
+        let dir = format!("tests/corpus/invalid/{name}");
+        let out = run(&["validate", &dir]);
+        let want = format!("{dir}/{expect}");
+        if out.code != 2 || !out.stderr.lines().any(|l| l.starts_with(&want)) {
+            failures.push(format!(
+                "{name}: want exit 2 and a line starting\n  {want}\ngot exit {} and\n{}",
+                out.code, out.stderr
+            ));
+        }
+        assert!(
+            out.stdout.is_empty(),
+            "{name}: nothing on stdout on failure: {}",
+            out.stdout
+        );
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+#[test]
+fn every_error_is_reported_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("m.yaml"),
+        "app: { name: shop, protect: prod }\nstage: prod\nresources:\n  a: { type: kv, existing: { id: x } }\n  b: { type: nope }\n",
+    )
+    .unwrap();
+    let out = run_in(dir.path(), &["validate", "."], Duration::from_secs(30));
+    assert_eq!(out.code, 2);
+    let lines: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("./m.yaml:"))
+        .collect();
+    assert_eq!(lines.len(), 3, "{}", out.stderr);
+    assert!(
+        lines[0].starts_with("./m.yaml:1:29: `app.protect` must be a list of strings"),
+        "{lines:?}"
+    );
+    assert!(
+        lines[1].starts_with("./m.yaml:4:34: `existing.id` `x` is not a namespace id"),
+        "{lines:?}"
+    );
+    assert!(
+        lines[2].starts_with("./m.yaml:5:14: unknown type `nope`"),
+        "{lines:?}"
+    );
+}
+
+#[test]
+fn a_file_over_one_mebibyte_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = String::from("app: { name: shop }\nstage: prod\nresources:\n");
+    for i in 0..60_000 {
+        text.push_str(&format!("  kv{i:05}: {{ type: kv }}\n"));
+    }
+    assert!(text.len() > 1 << 20);
+    std::fs::write(dir.path().join("big.yaml"), text).unwrap();
+    let out = run_in(dir.path(), &["validate", "."], Duration::from_secs(30));
+    assert_eq!(out.code, 2);
+    assert!(
+        out.stderr.contains(
+            "./big.yaml:1:1: file is larger than 1024 KiB; split it into several manifest files"
+        ),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn hidden_folders_and_data_json_are_skipped_and_json_manifests_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    std::fs::create_dir_all(root.join(".git")).unwrap();
+    std::fs::write(root.join(".git/broken.yaml"), "{{{{").unwrap();
+    std::fs::create_dir_all(root.join("node_modules/x")).unwrap();
+    std::fs::write(root.join("node_modules/x/package.yaml"), "{{{{").unwrap();
+    std::fs::write(root.join("data.json"), r#"{"greeting": "hello"}"#).unwrap();
+    std::fs::write(
+        root.join("stage.json"),
+        r#"{"app": {"name": "shop"}, "stage": "prod", "resources": {"cache": {"type": "kv"}}}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("more.yml"),
+        "---\napp: { name: shop }\nstage: prod\nresources: { sessions: { type: kv } }\n---\napp: { name: blog }\nstage: dev\n",
+    )
+    .unwrap();
+    let out = run_in(root, &["validate", "."], Duration::from_secs(30));
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(out.stdout.trim(), "ok: 2 apps, 2 stages, 2 resources");
+    assert!(
+        out.stderr
+            .contains("./data.json: skipped, not a stage manifest"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn symlinked_folder_inside_the_root_is_followed() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    std::fs::create_dir_all(root.join("real")).unwrap();
+    std::fs::write(
+        root.join("real/m.yaml"),
+        "app: { name: shop }\nstage: prod\nresources: { c: { type: kv } }\n",
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(root.join("real"), root.join("alias")).unwrap();
+    let out = run_in(root, &["validate", "."], Duration::from_secs(30));
+    // Both paths name one folder: it is read once, so `c` is not declared twice.
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(out.stdout.trim(), "ok: 1 app, 1 stage, 1 resource");
+}
+
+#[test]
+fn missing_folder_is_a_usage_error() {
+    let out = run(&["validate", "no/such/folder"]);
+    assert_eq!(out.code, 2);
+    assert!(
+        out.stderr.contains("manifests folder `no/such/folder`"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn schema_accepts_examples_and_rejects_invalid_documents() {
+    let out = run(&["schema"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let schema: serde_json::Value = serde_json::from_str(&out.stdout).expect("schema is JSON");
+    assert_eq!(
+        schema["$schema"],
+        "https://json-schema.org/draft/2020-12/schema"
+    );
+    let validator = jsonschema::draft202012::new(&schema).expect("a valid draft 2020-12 schema");
+
+    let mut checked = 0;
+    for entry in walk(&repo().join("examples")) {
+        if !entry.extension().is_some_and(|e| e == "yaml" || e == "yml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&entry).unwrap();
+        for doc in lumierd::manifest::yaml::parse(&text).unwrap() {
+            let json = doc.root.to_json();
+            let errors: Vec<String> = validator
+                .iter_errors(&json)
+                .map(|e| e.to_string())
+                .collect();
+            assert!(errors.is_empty(), "{}: {errors:?}", entry.display());
+            checked += 1;
+        }
+    }
+    assert!(checked >= 2);
+
+    // Structural defects of the corpus fail the schema too.
+    let structural = [
+        "01-unknown-top-key",
+        "02-missing-app",
+        "03-missing-app-name",
+        "04-missing-stage",
+        "05-missing-type",
+        "06-unknown-type",
+        "07-wrong-type-stage",
+        "08-number-needs-quotes",
+        "13-existing-id-short",
+        "14-existing-on-worker",
+        "15-existing-without-id",
+        "16-binding-not-identifier",
+        "32-bad-drift",
+        "34-json-unknown-key",
+        "36-binding-number",
+        "39-worker-without-entry",
+        "29-resources-not-mapping",
+    ];
+    for case in structural {
+        let dir = repo().join("tests/corpus/invalid").join(case);
+        let file = ["m.yaml", "m.json"]
+            .iter()
+            .map(|f| dir.join(f))
+            .find(|p| p.exists())
+            .unwrap();
+        let text = std::fs::read_to_string(&file).unwrap();
+        let docs = lumierd::manifest::yaml::parse(&text).unwrap();
+        assert!(
+            docs.iter().any(|d| !validator.is_valid(&d.root.to_json())),
+            "{case} passes the schema but the loader rejects it"
+        );
+    }
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}

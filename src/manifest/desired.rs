@@ -1,0 +1,234 @@
+//! The desired-state snapshot: what the manifests declare, validated and immutable.
+//!
+//! A snapshot is built whole or not at all (see [`super::load`]); the controller only ever sees
+//! complete snapshots behind an `Arc`.
+
+use super::yaml::Pos;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+
+/// Cloudflare's `compatibility_date` when a worker does not set one: the date lumierd's
+/// worker handling was written against. Documented in the README and the JSON Schema.
+pub const DEFAULT_COMPATIBILITY_DATE: &str = "2025-01-01";
+
+/// How drift (out-of-band edits) is handled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DriftMode {
+    /// Record the drift, then put the remote back as declared.
+    Correct,
+    /// Record the drift and leave the remote alone (never writes).
+    Report,
+}
+
+impl std::str::FromStr for DriftMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "correct" => Ok(DriftMode::Correct),
+            "report" => Ok(DriftMode::Report),
+            other => Err(format!(
+                "`{other}` is not a drift mode; use `correct` or `report`"
+            )),
+        }
+    }
+}
+
+/// One app's stage: the unit a manifest document declares.
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+pub struct StageKey {
+    pub app: String,
+    pub stage: String,
+}
+
+impl fmt::Display for StageKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.app, self.stage)
+    }
+}
+
+/// One resource's identity: app, stage and the name it is declared under.
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+pub struct ResourceKey {
+    pub app: String,
+    pub stage: String,
+    pub name: String,
+}
+
+impl ResourceKey {
+    /// The name on the provider: a managed namespace's title, a worker's script name.
+    pub fn provider_name(&self) -> String {
+        provider_name(&self.app, &self.stage, &self.name)
+    }
+
+    pub fn stage_key(&self) -> StageKey {
+        StageKey {
+            app: self.app.clone(),
+            stage: self.stage.clone(),
+        }
+    }
+}
+
+impl fmt::Display for ResourceKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}/{}", self.app, self.stage, self.name)
+    }
+}
+
+/// `{app}-{stage}-{name}`: the provider name of a managed resource (CONTRACT.md).
+pub fn provider_name(app: &str, stage: &str, name: &str) -> String {
+    format!("{app}-{stage}-{name}")
+}
+
+/// Where something was declared: a file (as displayed to the user) and a position in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    pub file: String,
+    pub pos: Pos,
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}", self.file, self.pos.line, self.pos.col)
+    }
+}
+
+/// A binding of a worker.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum BindingSpec {
+    /// A KV namespace binding to the `kv` resource of this name in the same stage.
+    Kv(String),
+    /// A plain-text var, `${app}` and `${stage}` already substituted.
+    Text(String),
+}
+
+/// A worker script as declared.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkerSpec {
+    /// The entry as written, relative to its manifest's folder.
+    pub entry: String,
+    /// The entry resolved: canonical and inside the manifests root.
+    pub entry_path: PathBuf,
+    pub bindings: BTreeMap<String, BindingSpec>,
+    pub compatibility_date: String,
+    pub compatibility_flags: Vec<String>,
+}
+
+impl WorkerSpec {
+    /// Names of the kv resources this worker binds (its dependencies), sorted, without repeats.
+    pub fn kv_dependencies(&self) -> Vec<&str> {
+        let mut deps: Vec<&str> = self
+            .bindings
+            .values()
+            .filter_map(|b| match b {
+                BindingSpec::Kv(name) => Some(name.as_str()),
+                BindingSpec::Text(_) => None,
+            })
+            .collect();
+        deps.sort_unstable();
+        deps.dedup();
+        deps
+    }
+}
+
+/// What a resource is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ResourceSpec {
+    /// `KV("name")`: a namespace lumierd creates and owns.
+    Kv,
+    /// `KV.existing("name", { id })`: observed and bound, never created, renamed or deleted.
+    KvExisting { id: String },
+    /// `Worker("name", { entry, bindings })`.
+    Worker(WorkerSpec),
+}
+
+impl ResourceSpec {
+    /// `kv` or `worker`, as in manifests and status.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            ResourceSpec::Kv | ResourceSpec::KvExisting { .. } => "kv",
+            ResourceSpec::Worker(_) => "worker",
+        }
+    }
+}
+
+/// A declared resource.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resource {
+    pub key: ResourceKey,
+    pub spec: ResourceSpec,
+    /// The resource's own `drift:`, if any (it overrides the stage's and the daemon's).
+    pub drift: Option<DriftMode>,
+    pub origin: Origin,
+}
+
+/// One stage of one app with all its resources (merged over every document declaring it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stage {
+    pub key: StageKey,
+    /// The stage is listed in its app's `protect`: its resources are never deleted.
+    pub protected: bool,
+    /// The stage's `drift:`, if any.
+    pub drift: Option<DriftMode>,
+    pub resources: BTreeMap<String, Resource>,
+}
+
+/// The whole desired state.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Desired {
+    pub stages: BTreeMap<StageKey, Stage>,
+}
+
+impl Desired {
+    /// Every resource, in (app, stage, name) order.
+    pub fn resources(&self) -> impl Iterator<Item = &Resource> {
+        self.stages.values().flat_map(|s| s.resources.values())
+    }
+
+    pub fn resource(&self, key: &ResourceKey) -> Option<&Resource> {
+        self.stages.get(&key.stage_key())?.resources.get(&key.name)
+    }
+
+    pub fn stage(&self, key: &StageKey) -> Option<&Stage> {
+        self.stages.get(key)
+    }
+
+    /// The drift mode in force for a resource: its own, else its stage's, else `default`.
+    pub fn drift_mode(&self, key: &ResourceKey, default: DriftMode) -> DriftMode {
+        let stage = self.stages.get(&key.stage_key());
+        stage
+            .and_then(|s| s.resources.get(&key.name))
+            .and_then(|r| r.drift)
+            .or_else(|| stage.and_then(|s| s.drift))
+            .unwrap_or(default)
+    }
+
+    /// `ok: 2 apps, 3 stages, 7 resources`.
+    pub fn summary(&self) -> String {
+        let apps: std::collections::BTreeSet<&str> =
+            self.stages.keys().map(|k| k.app.as_str()).collect();
+        let resources = self.resources().count();
+        format!(
+            "{} {}, {} {}, {} {}",
+            apps.len(),
+            plural(apps.len(), "app", "apps"),
+            self.stages.len(),
+            plural(self.stages.len(), "stage", "stages"),
+            resources,
+            plural(resources, "resource", "resources"),
+        )
+    }
+}
+
+fn plural(n: usize, one: &'static str, many: &'static str) -> &'static str {
+    if n == 1 {
+        one
+    } else {
+        many
+    }
+}

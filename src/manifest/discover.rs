@@ -1,0 +1,168 @@
+//! Finding and reading manifest files under the manifests root.
+//!
+//! Rules: files ending `.yaml`, `.yml` or `.json`, anywhere below the root; hidden entries
+//! (`.git/`, `.env.yaml`) and `node_modules/` are skipped; a symlink is followed only when it
+//! resolves inside the root (one pointing outside is an error, so a manifest is never silently
+//! dropped); a folder reached twice through symlinks is read once. Files are read with a size cap
+//! and must be UTF-8.
+
+use super::yaml::Pos;
+use super::Diagnostic;
+use std::collections::HashSet;
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+/// Largest manifest file accepted, in bytes.
+pub const MAX_FILE_BYTES: u64 = 1 << 20;
+/// Most manifest files read under one root.
+pub const MAX_FILES: usize = 10_000;
+
+/// A manifest file found under the root.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Found {
+    /// The path as shown to the user: the root as given, joined with the relative path.
+    pub display: String,
+    /// The canonical path of the file (inside the canonical root).
+    pub path: PathBuf,
+    /// Whether the file is JSON (`.json`).
+    pub json: bool,
+}
+
+fn is_manifest_name(name: &str) -> Option<bool> {
+    if name.ends_with(".yaml") || name.ends_with(".yml") {
+        Some(false)
+    } else if name.ends_with(".json") {
+        Some(true)
+    } else {
+        None
+    }
+}
+
+fn display_join(root_display: &str, rel: &Path) -> String {
+    Path::new(root_display).join(rel).display().to_string()
+}
+
+fn at_file(file: &str, message: String) -> Diagnostic {
+    Diagnostic {
+        file: file.to_owned(),
+        pos: Pos { line: 1, col: 1 },
+        message,
+    }
+}
+
+/// Lists the manifest files under `root` (canonical) in a stable order.
+/// `root_display` is how the user spelled the root, used to show paths.
+pub fn find(root: &Path, root_display: &str, diags: &mut Vec<Diagnostic>) -> Vec<Found> {
+    let mut found = Vec::new();
+    let mut seen_dirs: HashSet<PathBuf> = HashSet::new();
+    seen_dirs.insert(root.to_path_buf());
+    // (canonical dir, its path relative to the root as the user sees it)
+    let mut pending: Vec<(PathBuf, PathBuf)> = vec![(root.to_path_buf(), PathBuf::new())];
+    while let Some((dir, rel_dir)) = pending.pop() {
+        let entries = match fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) => {
+                let shown = display_join(root_display, &rel_dir);
+                diags.push(at_file(&shown, format!("cannot read this folder: {e}")));
+                continue;
+            }
+        };
+        let mut names: Vec<(String, PathBuf)> = Vec::new();
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') || name == "node_modules" {
+                continue;
+            }
+            names.push((name, entry.path()));
+        }
+        names.sort();
+        for (name, path) in names {
+            let rel = rel_dir.join(&name);
+            let shown = display_join(root_display, &rel);
+            let Ok(meta) = fs::symlink_metadata(&path) else {
+                continue;
+            };
+            let (target, is_dir) = if meta.file_type().is_symlink() {
+                let Ok(target) = fs::canonicalize(&path) else {
+                    if is_manifest_name(&name).is_some() {
+                        diags.push(at_file(
+                            &shown,
+                            "symlink points to nothing; fix or remove the link".into(),
+                        ));
+                    }
+                    continue;
+                };
+                let is_dir = target.is_dir();
+                if !target.starts_with(root) {
+                    if is_dir || is_manifest_name(&name).is_some() {
+                        diags.push(at_file(
+                            &shown,
+                            format!(
+                                "symlink resolves outside the manifests root (to {}); \
+                                 lumierd only reads files inside the root: copy the file in or remove the link",
+                                target.display()
+                            ),
+                        ));
+                    }
+                    continue;
+                }
+                (target, is_dir)
+            } else {
+                (path.clone(), meta.is_dir())
+            };
+            if is_dir {
+                if seen_dirs.insert(target.clone()) {
+                    pending.push((target, rel));
+                }
+                continue;
+            }
+            if let Some(json) = is_manifest_name(&name) {
+                if found.len() >= MAX_FILES {
+                    diags.push(at_file(
+                        &shown,
+                        format!("more than {MAX_FILES} manifest files under the root; point --manifests at the folder that holds the stage manifests"),
+                    ));
+                    return found;
+                }
+                found.push(Found {
+                    display: shown,
+                    path: target,
+                    json,
+                });
+            }
+        }
+    }
+    found.sort_by(|a, b| a.display.cmp(&b.display));
+    found
+}
+
+/// Reads a manifest file: at most [`MAX_FILE_BYTES`], and UTF-8.
+pub fn read(found: &Found) -> Result<String, Diagnostic> {
+    let file = fs::File::open(&found.path)
+        .map_err(|e| at_file(&found.display, format!("cannot read this file: {e}")))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| at_file(&found.display, format!("cannot read this file: {e}")))?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(at_file(
+            &found.display,
+            format!(
+                "file is larger than {} KiB; split it into several manifest files",
+                MAX_FILE_BYTES / 1024
+            ),
+        ));
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        let good = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+        let line = good.iter().filter(|&&b| b == b'\n').count() + 1;
+        let line_start = good.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        let col = String::from_utf8_lossy(&good[line_start..]).chars().count() + 1;
+        Diagnostic {
+            file: found.display.clone(),
+            pos: Pos { line, col },
+            message: "file is not valid UTF-8; save it as UTF-8".into(),
+        }
+    })
+}

@@ -1,0 +1,125 @@
+//! The JSON Schema (draft 2020-12) of the stage manifest format, printed by `lumierd schema`.
+//!
+//! It states what the loader accepts structurally; rules that need the file system or other
+//! documents (entry paths, `{ kv: X }` references, provider-name lengths) are only in the loader.
+
+use serde_json::{json, Value};
+
+/// The schema as a JSON value.
+pub fn manifest_schema() -> Value {
+    let name = json!({
+        "type": "string",
+        "minLength": 1,
+        "pattern": "^[^\\s/]+$"
+    });
+    let drift = json!({
+        "enum": ["correct", "report"],
+        "description": "How out-of-band edits are handled: `correct` puts the remote back, `report` only records them."
+    });
+    json!({
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": "https://lumierd.dev/schema/stage-manifest.json",
+        "title": "lumierd stage manifest",
+        "description": "One stage of one app: its KV namespaces and Workers. Provider names are `{app}-{stage}-{name}`.",
+        "type": "object",
+        "additionalProperties": false,
+        "required": ["app", "stage"],
+        "properties": {
+            "app": {
+                "type": "object",
+                "additionalProperties": false,
+                "required": ["name"],
+                "properties": {
+                    "name": name,
+                    "protect": {
+                        "type": "array",
+                        "items": { "type": "string" },
+                        "description": "Stages whose resources are never deleted."
+                    }
+                }
+            },
+            "stage": name,
+            "drift": drift,
+            "resources": {
+                "type": ["object", "null"],
+                "propertyNames": { "pattern": "^[^\\s/]+$" },
+                "additionalProperties": { "$ref": "#/$defs/resource" }
+            }
+        },
+        "$defs": {
+            "resource": {
+                "type": "object",
+                "required": ["type"],
+                "properties": { "type": { "enum": ["kv", "worker"] } },
+                "oneOf": [
+                    { "$ref": "#/$defs/kv" },
+                    { "$ref": "#/$defs/worker" }
+                ]
+            },
+            "kv": {
+                "type": "object",
+                "additionalProperties": false,
+                "required": ["type"],
+                "properties": {
+                    "type": { "const": "kv" },
+                    "drift": drift,
+                    "existing": {
+                        "type": "object",
+                        "additionalProperties": false,
+                        "required": ["id"],
+                        "properties": {
+                            "id": { "type": "string", "pattern": "^[0-9a-f]{32}$" }
+                        },
+                        "description": "An existing namespace: observed and bound, never created, renamed or deleted."
+                    }
+                }
+            },
+            "worker": {
+                "type": "object",
+                "additionalProperties": false,
+                "required": ["type", "entry"],
+                "properties": {
+                    "type": { "const": "worker" },
+                    "drift": drift,
+                    "entry": {
+                        "type": "string",
+                        "minLength": 1,
+                        "description": "The worker's source (.ts, .mts, .js, .mjs), relative to this manifest's folder; must stay inside the manifests root."
+                    },
+                    "bindings": {
+                        "type": ["object", "null"],
+                        "maxProperties": super::decode::MAX_BINDINGS,
+                        "propertyNames": { "pattern": "^[A-Za-z_$][A-Za-z0-9_$]*$" },
+                        "additionalProperties": {
+                            "oneOf": [
+                                {
+                                    "type": "string",
+                                    "description": "A plain-text var; `${app}` and `${stage}` are substituted."
+                                },
+                                {
+                                    "type": "object",
+                                    "additionalProperties": false,
+                                    "required": ["kv"],
+                                    "properties": { "kv": { "type": "string", "minLength": 1 } },
+                                    "description": "A KV namespace binding to a kv resource of the same stage."
+                                }
+                            ]
+                        }
+                    },
+                    "compatibility": {
+                        "type": "object",
+                        "additionalProperties": false,
+                        "properties": {
+                            "date": {
+                                "type": "string",
+                                "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}$",
+                                "default": super::DEFAULT_COMPATIBILITY_DATE
+                            },
+                            "flags": { "type": "array", "items": { "type": "string" } }
+                        }
+                    }
+                }
+            }
+        }
+    })
+}

@@ -1,7 +1,12 @@
 //! The command line: clap definitions, and the mapping of every outcome to an exit code
 //! (0 success, 1 runtime failure, 2 usage or invalid manifests). `anyhow` lives here only.
 
+use crate::cloudflare::ClientConfig;
 use crate::manifest::{self, DriftMode, LoadError};
+use crate::runtime::controller::{Change, Policy};
+use crate::runtime::daemon::{self, DaemonError, ProviderConfig, RunConfig};
+use crate::status;
+use crate::store::Store;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::io::Write;
 use std::net::SocketAddr;
@@ -199,20 +204,16 @@ pub fn main() -> i32 {
     match cli.command {
         Command::Validate { dir } => validate(&dir),
         Command::Schema => schema(),
-        Command::Run(_) => not_yet("run", 4),
-        Command::Plan(_) => not_yet("plan", 4),
-        Command::Status(_) => not_yet("status", 4),
-        Command::Emulator(_) => not_yet("emulator", 3),
+        Command::Run(args) => cmd_run(args),
+        Command::Plan(args) => cmd_plan(args),
+        Command::Status(args) => cmd_status(args),
+        Command::Emulator(args) => cmd_emulator(args),
     }
 }
 
-fn not_yet(command: &str, issue: u32) -> i32 {
-    eprintln!("lumierd {command}: not implemented yet (issue #{issue}); nothing was done");
-    EXIT_USAGE
-}
 
 fn validate(dir: &std::path::Path) -> i32 {
-    match manifest::load(dir) {
+    match crate::source::load(dir) {
         Ok(loaded) => {
             for file in &loaded.skipped {
                 eprintln!("note: {file}: skipped, not a stage manifest (no `app`, `stage` or `resources`)");
@@ -248,6 +249,270 @@ fn schema() -> i32 {
         Ok(()) => EXIT_OK,
         Err(e) => {
             eprintln!("error: writing the schema: {e}");
+            EXIT_FAILURE
+        }
+    }
+}
+
+fn state_dir(flag: Option<PathBuf>) -> PathBuf {
+    flag.or_else(|| std::env::var_os("STATE_DIRECTORY").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from(".lumierd"))
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
+fn init_logs(format: LogFormat, level: Option<&str>) {
+    use tracing_subscriber::EnvFilter;
+    let filter = level
+        .map(EnvFilter::new)
+        .or_else(|| EnvFilter::try_from_default_env().ok())
+        .unwrap_or_else(|| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Human => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+fn provider_config(common: &Common) -> anyhow::Result<ProviderConfig> {
+    match (common.provider, &common.api_url) {
+        (Provider::Local, None) => Ok(ProviderConfig::Embedded {
+            listen: common.local_api_listen,
+        }),
+        (Provider::Local, Some(url)) => Ok(ProviderConfig::Remote {
+            base_url: url.clone(),
+            account_id: std::env::var("CLOUDFLARE_ACCOUNT_ID")
+                .unwrap_or_else(|_| crate::local_api::DEFAULT_ACCOUNT_ID.to_owned()),
+            token: std::env::var("CLOUDFLARE_API_TOKEN")
+                .unwrap_or_else(|_| crate::local_api::DEFAULT_TOKEN.to_owned()),
+        }),
+        (Provider::Cloudflare, url) => {
+            let token = read_token()?;
+            let account_id = std::env::var("CLOUDFLARE_ACCOUNT_ID").map_err(|_| {
+                anyhow::anyhow!("--provider cloudflare needs CLOUDFLARE_ACCOUNT_ID (the 32-hex account id)")
+            })?;
+            Ok(ProviderConfig::Remote {
+                base_url: url
+                    .clone()
+                    .unwrap_or_else(|| ClientConfig::CLOUDFLARE_BASE_URL.to_owned()),
+                account_id,
+                token,
+            })
+        }
+    }
+}
+
+/// The API token: `CLOUDFLARE_API_TOKEN`, or systemd's credential `cloudflare-api-token`.
+fn read_token() -> anyhow::Result<String> {
+    if let Ok(t) = std::env::var("CLOUDFLARE_API_TOKEN") {
+        if !t.is_empty() {
+            return Ok(t);
+        }
+    }
+    if let Some(dir) = std::env::var_os("CREDENTIALS_DIRECTORY") {
+        let path = PathBuf::from(dir).join("cloudflare-api-token");
+        if let Ok(t) = std::fs::read_to_string(&path) {
+            return Ok(t.trim().to_owned());
+        }
+    }
+    anyhow::bail!("--provider cloudflare needs CLOUDFLARE_API_TOKEN (or the systemd credential `cloudflare-api-token`)")
+}
+
+fn run_config(common: &Common, once: bool, policy: Policy, resync: Duration, debounce: Duration) -> anyhow::Result<RunConfig> {
+    Ok(RunConfig {
+        manifests: common.manifests.clone(),
+        state: state_dir(common.state.clone()),
+        once,
+        resync,
+        debounce,
+        policy,
+        provider: provider_config(common)?,
+    })
+}
+
+fn cmd_run(args: RunArgs) -> i32 {
+    init_logs(args.log_format, args.log_level.as_deref());
+    let policy = Policy {
+        drift: args.drift.into(),
+        max_prune: args.max_prune,
+        concurrency: args.concurrency,
+        act: true,
+    };
+    let outcome = (|| -> anyhow::Result<Result<bool, DaemonError>> {
+        let cfg = run_config(&args.common, args.once, policy, args.resync, args.debounce)?;
+        Ok(runtime()?.block_on(daemon::run(cfg)))
+    })();
+    match outcome {
+        Ok(Ok(true)) => EXIT_OK,
+        Ok(Ok(false)) => {
+            eprintln!("lumierd: not everything converged; see `lumierd status`");
+            EXIT_FAILURE
+        }
+        Ok(Err(DaemonError::Manifests(e))) => {
+            eprintln!("{e}");
+            EXIT_USAGE
+        }
+        Ok(Err(e)) => {
+            eprintln!("error: {e}");
+            EXIT_FAILURE
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            EXIT_USAGE
+        }
+    }
+}
+
+fn cmd_plan(args: PlanArgs) -> i32 {
+    init_logs(LogFormat::Human, Some("warn"));
+    let policy = Policy {
+        drift: DriftMode::Correct,
+        max_prune: usize::MAX,
+        concurrency: 8,
+        act: false,
+    };
+    let outcome = (|| -> anyhow::Result<Result<Vec<Change>, DaemonError>> {
+        let cfg = run_config(&args.common, true, policy, Duration::from_secs(300), Duration::ZERO)?;
+        Ok(runtime()?.block_on(daemon::plan(cfg)))
+    })();
+    match outcome {
+        Ok(Ok(changes)) if changes.is_empty() => {
+            println!("no changes");
+            EXIT_OK
+        }
+        Ok(Ok(changes)) => {
+            for c in &changes {
+                println!("{} {}", c.action, c.key);
+                for d in &c.details {
+                    println!("    {d}");
+                }
+            }
+            let errors = changes.iter().any(|c| c.action == "refuse");
+            if errors {
+                EXIT_USAGE
+            } else {
+                EXIT_FAILURE
+            }
+        }
+        Ok(Err(DaemonError::Manifests(e))) => {
+            eprintln!("{e}");
+            EXIT_USAGE
+        }
+        Ok(Err(e)) => {
+            eprintln!("error: {e}");
+            EXIT_USAGE
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            EXIT_USAGE
+        }
+    }
+}
+
+fn cmd_status(args: StatusArgs) -> i32 {
+    let state = state_dir(args.state);
+    let outcome = (|| -> anyhow::Result<serde_json::Value> {
+        let rt = runtime()?;
+        if let Some(v) = rt.block_on(daemon::ask_daemon(&state, args.stage.as_deref())) {
+            return Ok(v);
+        }
+        if !state.join("db").exists() {
+            anyhow::bail!(
+                "no lumierd state in {}: run `lumierd run` first, or pass --state",
+                state.display()
+            );
+        }
+        let store = Store::open(&state)?;
+        Ok(status::status_json(&store, args.stage.as_deref())?)
+    })();
+    match outcome {
+        Ok(v) => {
+            if args.json {
+                println!("{v}");
+            } else {
+                print!("{}", status::render_table(&v));
+            }
+            EXIT_OK
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            EXIT_FAILURE
+        }
+    }
+}
+
+/// Parses the emulator's rate-limit model `N/DURATION`, e.g. `1200/5m`.
+fn parse_rate_limit(s: &str) -> Result<crate::local_api::RateLimitModel, String> {
+    let (n, window) = s
+        .split_once('/')
+        .ok_or_else(|| format!("`{s}` is not a rate limit; write N/DURATION, e.g. 1200/5m"))?;
+    let requests = n
+        .trim()
+        .parse::<u32>()
+        .map_err(|_| format!("`{n}` is not a request count; write N/DURATION, e.g. 1200/5m"))?;
+    Ok(crate::local_api::RateLimitModel {
+        requests,
+        window: parse_duration(window.trim())?,
+    })
+}
+
+fn cmd_emulator(args: EmulatorArgs) -> i32 {
+    init_logs(LogFormat::Human, None);
+    let outcome = (|| -> anyhow::Result<()> {
+        let rate_limit = args
+            .rate_limit
+            .as_deref()
+            .map(parse_rate_limit)
+            .transpose()
+            .map_err(anyhow::Error::msg)?;
+        let faults = crate::local_api::Faults {
+            latency: args.latency.unwrap_or_default(),
+            error_rate: args.error_rate,
+            reset_rate: args.reset_rate,
+            rate_limit,
+        };
+        let api = crate::local_api::LocalApi::open(crate::local_api::LocalApiConfig {
+            token: args
+                .token
+                .unwrap_or_else(|| crate::local_api::DEFAULT_TOKEN.to_owned()),
+            account_id: args
+                .account_id
+                .unwrap_or_else(|| crate::local_api::DEFAULT_ACCOUNT_ID.to_owned()),
+            data_dir: args.data,
+            faults,
+            request_log: args.request_log,
+        })?;
+        let account = api.account_id().to_owned();
+        runtime()?.block_on(async move {
+            let listener = tokio::net::TcpListener::bind(args.listen).await?;
+            let addr = listener.local_addr()?;
+            println!("base URL: http://{addr}/client/v4");
+            println!("account id: {account}");
+            let shutdown = async {
+                use tokio::signal::unix::{signal, SignalKind};
+                if let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+                    tokio::select! {
+                        _ = term.recv() => {},
+                        _ = int.recv() => {},
+                    }
+                } else {
+                    std::future::pending::<()>().await;
+                }
+            };
+            api.serve(listener, shutdown).await?;
+            Ok::<(), anyhow::Error>(())
+        })
+    })();
+    match outcome {
+        Ok(()) => EXIT_OK,
+        Err(e) => {
+            eprintln!("error: {e:#}");
             EXIT_FAILURE
         }
     }

@@ -1,0 +1,690 @@
+//! Worker scripts: upload, list, content, settings, delete, and the minimal service view
+//! (`/accounts/{a}/workers/…`).
+//!
+//! Upload contract (`PUT …/scripts/{name}`, `multipart/form-data` only, else 400/10021):
+//! * part `metadata` holds the JSON metadata ([`ScriptMetadata`]; unknown fields accepted);
+//! * every other part is a module, named by its **filename** when it has one (the Python SDK
+//!   names every module part `files`), else by its part name (wrangler sets both);
+//! * `main_module` (module syntax) or `body_part` (service-worker syntax) must name an uploaded
+//!   module (400/10021); modules must use a content type the real API accepts;
+//! * name must match `^[a-z0-9_][a-z0-9-_]*$`, ≤ 63 characters (400/10016); total size
+//!   ≤ 10 MiB (400/10027); `kv_namespace` bindings must name existing namespaces (400/10041);
+//! * bindings: `inherit` keeps the previous binding of that name (`old_name` supported; with
+//!   `?bindings_inherit=strict` an unresolvable one is 400/10057, else it is dropped);
+//!   `secret_text` without `text` keeps the previous secret; `keep_bindings` keeps previous
+//!   bindings of the listed types that the upload does not name.
+//!
+//! Every upload gets a new `etag` (SHA-256 over name, modules, metadata and an upload counter)
+//! and a new `modified_on` (strictly increasing). A settings PATCH changes `modified_on` but not
+//! the etag, which hashes content.
+
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use super::envelope::{ok, parse_json, ApiError, ApiResult};
+use super::multipart::{self, Part};
+use super::routes::{AppState, B, P, Q};
+use super::state::{rfc3339_micros, Data, ModuleRec, ScriptRec};
+use crate::cloudflare::types::{codes, Binding, Script, ScriptMetadata, ScriptSettings};
+
+const MAX_NAME_LEN: usize = 63;
+const MAX_SCRIPT_BYTES: usize = 10 * 1024 * 1024;
+/// Unresolvable `inherit` binding under `bindings_inherit=strict`.
+const INHERIT_UNRESOLVED: u32 = 10057;
+/// `workers/services/{name}` not found.
+const SERVICE_NOT_FOUND: u32 = 10090;
+
+/// Module content types the real API accepts ([DOCS] "files").
+const MODULE_TYPES: &[&str] = &[
+    "application/javascript+module",
+    "text/javascript+module",
+    "application/javascript",
+    "text/javascript",
+    "text/x-python",
+    "text/x-python-requirement",
+    "application/json",
+    "text/plain",
+    "application/octet-stream",
+    "application/wasm",
+    "application/source-map",
+];
+
+/// True for names the real API accepts: `^[a-z0-9_][a-z0-9-_]*$`, at most 63 characters.
+pub fn valid_script_name(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= MAX_NAME_LEN
+        && bytes[0] != b'-'
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_' || *b == b'-')
+}
+
+fn find<'a>(d: &'a Data, name: &str) -> Result<&'a ScriptRec, ApiError> {
+    d.scripts.get(name).ok_or_else(ApiError::script_not_found)
+}
+
+/// A script as answered: the shared [`Script`] plus the fields of the real answer that the
+/// shared type does not carry.
+#[derive(Serialize)]
+struct ScriptOut {
+    #[serde(flatten)]
+    script: Script,
+    logpush: bool,
+    tail_consumers: Vec<Value>,
+    last_deployed_from: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    startup_time_ms: Option<u32>,
+}
+
+fn script_out(rec: &ScriptRec, startup: bool) -> ScriptOut {
+    ScriptOut {
+        script: Script {
+            id: rec.name.clone(),
+            etag: rec.etag.clone(),
+            created_on: rfc3339_micros(rec.created_micros),
+            modified_on: rfc3339_micros(rec.modified_micros),
+            has_modules: rec.has_modules(),
+            tags: Some(rec.tags.clone()),
+            compatibility_date: rec.compatibility_date.clone(),
+            compatibility_flags: rec.compatibility_flags.clone(),
+            handlers: vec!["fetch".to_owned()],
+            usage_model: rec.usage_model.clone(),
+        },
+        logpush: rec.logpush,
+        tail_consumers: rec.tail_consumers.clone(),
+        last_deployed_from: "api",
+        startup_time_ms: startup.then_some(0),
+    }
+}
+
+/// Settings as answered: secret texts omitted.
+#[derive(Serialize)]
+struct SettingsOut {
+    #[serde(flatten)]
+    settings: ScriptSettings,
+    tail_consumers: Vec<Value>,
+}
+
+fn settings_out(rec: &ScriptRec) -> SettingsOut {
+    let bindings = rec
+        .bindings
+        .iter()
+        .map(|b| match b {
+            Binding::SecretText { name, .. } => Binding::SecretText {
+                name: name.clone(),
+                text: None,
+            },
+            other => other.clone(),
+        })
+        .collect();
+    SettingsOut {
+        settings: ScriptSettings {
+            bindings,
+            compatibility_date: rec.compatibility_date.clone(),
+            compatibility_flags: rec.compatibility_flags.clone(),
+            tags: Some(rec.tags.clone()),
+            usage_model: rec.usage_model.clone(),
+            logpush: rec.logpush,
+        },
+        tail_consumers: rec.tail_consumers.clone(),
+    }
+}
+
+/// `GET …/workers/scripts` → every script (no pagination), by name.
+pub async fn list_scripts(State(state): State<AppState>, P((_a,)): P<(String,)>) -> ApiResult {
+    let all: Vec<ScriptOut> = state
+        .store
+        .read(|d| d.scripts.values().map(|s| script_out(s, false)).collect());
+    ok(all)
+}
+
+fn binding_type(b: &Binding) -> String {
+    match b {
+        Binding::KvNamespace { .. } => "kv_namespace".into(),
+        Binding::PlainText { .. } => "plain_text".into(),
+        Binding::SecretText { .. } => "secret_text".into(),
+        Binding::Other(v) => v
+            .get("type")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned(),
+    }
+}
+
+/// A copy of `b` exposed as `name`.
+fn renamed(b: &Binding, name: &str) -> Result<Binding, ApiError> {
+    let mut v = serde_json::to_value(b).map_err(|e| ApiError::internal(e.to_string()))?;
+    if let Some(obj) = v.as_object_mut() {
+        obj.insert("name".into(), Value::String(name.to_owned()));
+    }
+    serde_json::from_value(v).map_err(|e| ApiError::internal(e.to_string()))
+}
+
+/// Resolves `inherit` bindings and text-less secrets against `old`, appends kept bindings,
+/// and checks that bound KV namespaces exist.
+fn resolve_bindings(
+    d: &Data,
+    new: Vec<Binding>,
+    old: &[Binding],
+    keep_types: &[String],
+    strict: bool,
+) -> Result<Vec<Binding>, ApiError> {
+    let find_old = |name: &str| old.iter().find(|b| b.name() == Some(name));
+    let mut out = Vec::with_capacity(new.len());
+    for b in new {
+        match &b {
+            Binding::Other(v) if v.get("type").and_then(Value::as_str) == Some("inherit") => {
+                let name = v.get("name").and_then(Value::as_str).unwrap_or_default();
+                let from = v.get("old_name").and_then(Value::as_str).unwrap_or(name);
+                match find_old(from) {
+                    Some(prev) => out.push(renamed(prev, name)?),
+                    None if strict => {
+                        return Err(ApiError::new(
+                            StatusCode::BAD_REQUEST,
+                            INHERIT_UNRESOLVED,
+                            format!("Cannot inherit binding '{from}': the previous version has no such binding."),
+                        ))
+                    }
+                    None => {}
+                }
+            }
+            Binding::SecretText { name, text: None } => match find_old(name) {
+                Some(prev @ Binding::SecretText { text: Some(_), .. }) => out.push(prev.clone()),
+                _ => {
+                    return Err(ApiError::validation(format!(
+                        "secret_text binding '{name}' has no text and no previous value"
+                    )))
+                }
+            },
+            _ => out.push(b),
+        }
+    }
+    for prev in old {
+        let kept_type = keep_types.iter().any(|t| *t == binding_type(prev));
+        let named = prev
+            .name()
+            .is_some_and(|n| out.iter().any(|b| b.name() == Some(n)));
+        if kept_type && !named {
+            out.push(prev.clone());
+        }
+    }
+    for b in &out {
+        if let Binding::KvNamespace { namespace_id, .. } = b {
+            if !d.namespaces.contains_key(&namespace_id.to_ascii_lowercase()) {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    codes::BOUND_NAMESPACE_MISSING,
+                    format!("KV namespace '{namespace_id}' not found."),
+                ));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Content type of a module part: its declared type (parameters dropped), else one inferred
+/// from the file extension.
+fn module_type(part: &Part, name: &str) -> Result<String, ApiError> {
+    let declared = part
+        .content_type
+        .as_deref()
+        .map(|ct| ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+        .filter(|ct| !ct.is_empty());
+    let ct = declared.unwrap_or_else(|| {
+        let ext = name.rsplit('.').next().unwrap_or("");
+        match ext {
+            "js" | "mjs" => "application/javascript+module",
+            "cjs" => "application/javascript",
+            "py" => "text/x-python",
+            "json" => "application/json",
+            "wasm" => "application/wasm",
+            "map" => "application/source-map",
+            "txt" => "text/plain",
+            _ => "application/octet-stream",
+        }
+        .to_owned()
+    });
+    if MODULE_TYPES.contains(&ct.as_str()) {
+        Ok(ct)
+    } else {
+        Err(ApiError::validation(format!(
+            "Unsupported content type {ct:?} for module {name:?}"
+        )))
+    }
+}
+
+/// The parsed, validated body of an upload.
+struct Upload {
+    meta: ScriptMetadata,
+    raw_meta: serde_json::Map<String, Value>,
+    meta_bytes: Vec<u8>,
+    modules: Vec<ModuleRec>,
+}
+
+fn parse_upload(parts: Vec<Part>) -> Result<Upload, ApiError> {
+    let total: usize = parts.iter().map(|p| p.data.len()).sum();
+    if total > MAX_SCRIPT_BYTES {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            codes::SCRIPT_TOO_LARGE,
+            format!("Script body was too large: {total} bytes (limit {MAX_SCRIPT_BYTES})"),
+        ));
+    }
+    let mut meta_bytes = None;
+    let mut modules: Vec<ModuleRec> = Vec::new();
+    for part in parts {
+        if part.name.as_deref() == Some("metadata") && meta_bytes.is_none() {
+            meta_bytes = Some(part.data.to_vec());
+            continue;
+        }
+        let Some(name) = part
+            .file_name
+            .clone()
+            .or_else(|| part.name.clone())
+            .filter(|n| !n.is_empty())
+        else {
+            return Err(ApiError::validation("a module part has neither a filename nor a name"));
+        };
+        if modules.iter().any(|m| m.name == name) {
+            return Err(ApiError::validation(format!("module {name:?} uploaded twice")));
+        }
+        let content_type = module_type(&part, &name)?;
+        modules.push(ModuleRec {
+            name,
+            content_type,
+            content: part.data.to_vec(),
+        });
+    }
+    let meta_bytes =
+        meta_bytes.ok_or_else(|| ApiError::validation("missing the 'metadata' part"))?;
+    let raw: Value = parse_json(&meta_bytes)?;
+    let Value::Object(raw_meta) = raw else {
+        return Err(ApiError::validation("metadata must be a JSON object"));
+    };
+    let meta: ScriptMetadata = serde_json::from_value(Value::Object(raw_meta.clone()))
+        .map_err(|e| ApiError::validation(format!("invalid metadata: {e}")))?;
+    match (&meta.main_module, &meta.body_part) {
+        (Some(main), _) if !modules.iter().any(|m| &m.name == main) => {
+            return Err(ApiError::validation(format!(
+                "main_module {main:?} does not name an uploaded module"
+            )))
+        }
+        (None, Some(body)) if !modules.iter().any(|m| &m.name == body) => {
+            return Err(ApiError::validation(format!(
+                "body_part {body:?} does not name an uploaded part"
+            )))
+        }
+        (None, None) => {
+            return Err(ApiError::validation(
+                "metadata must set main_module (module syntax) or body_part",
+            ))
+        }
+        _ => {}
+    }
+    Ok(Upload {
+        meta,
+        raw_meta,
+        meta_bytes,
+        modules,
+    })
+}
+
+fn etag(name: &str, modules: &[ModuleRec], meta: &[u8], counter: u64) -> String {
+    let mut h = Sha256::new();
+    h.update(name.as_bytes());
+    h.update([0]);
+    for m in modules {
+        h.update(m.name.as_bytes());
+        h.update([0]);
+        h.update(m.content_type.as_bytes());
+        h.update([0]);
+        h.update((m.content.len() as u64).to_le_bytes());
+        h.update(&m.content);
+    }
+    h.update(meta);
+    h.update(counter.to_le_bytes());
+    hex::encode(h.finalize())
+}
+
+fn str_field(raw: &serde_json::Map<String, Value>, key: &str) -> Option<String> {
+    raw.get(key).and_then(Value::as_str).map(str::to_owned)
+}
+
+/// `PUT …/workers/scripts/{name}` (multipart) → the script (see the module doc).
+pub async fn upload_script(
+    State(state): State<AppState>,
+    P((_a, name)): P<(String, String)>,
+    q: Q,
+    req: Request,
+) -> ApiResult {
+    if !valid_script_name(&name) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            codes::INVALID_SCRIPT_NAME,
+            "workers.api.error.invalid_script_name",
+        ));
+    }
+    let upload = parse_upload(multipart::read_parts(req).await?)?;
+    let strict = q.get("bindings_inherit") == Some("strict");
+    let out = state
+        .store
+        .mutate(move |d| {
+            let Upload {
+                meta,
+                raw_meta,
+                meta_bytes,
+                modules,
+            } = upload;
+            let old = d.scripts.get(&name);
+            let old_bindings = old.map(|s| s.bindings.clone()).unwrap_or_default();
+            let created = old.map(|s| s.created_micros);
+            let bindings =
+                resolve_bindings(d, meta.bindings, &old_bindings, &meta.keep_bindings, strict)?;
+            d.upload_counter += 1;
+            let etag = etag(&name, &modules, &meta_bytes, d.upload_counter);
+            let stamp = d.next_stamp();
+            let rec = ScriptRec {
+                name: name.clone(),
+                modules,
+                main_module: meta.main_module,
+                body_part: if raw_meta.contains_key("main_module") {
+                    None
+                } else {
+                    meta.body_part
+                },
+                bindings,
+                compatibility_date: meta.compatibility_date,
+                compatibility_flags: meta.compatibility_flags,
+                tags: meta.tags,
+                usage_model: str_field(&raw_meta, "usage_model")
+                    .unwrap_or_else(|| "standard".to_owned()),
+                logpush: raw_meta
+                    .get("logpush")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false),
+                tail_consumers: raw_meta
+                    .get("tail_consumers")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default(),
+                etag,
+                created_micros: created.unwrap_or(stamp),
+                modified_micros: stamp,
+            };
+            let out = script_out(&rec, true);
+            d.scripts.insert(name, rec);
+            Ok(out)
+        })
+        .await?;
+    ok(out)
+}
+
+/// `GET …/scripts/{name}` and `GET …/scripts/{name}/content/v2`: a module Worker answers
+/// `multipart/form-data` with one part per module (name = filename = module name, with its
+/// content type) and `cf-entrypoint: <main_module>`; a service-worker script answers its raw
+/// body part.
+pub async fn download_script(
+    State(state): State<AppState>,
+    P((_a, name)): P<(String, String)>,
+) -> ApiResult {
+    let rec = state.store.read(|d| find(d, &name).cloned())?;
+    match (&rec.main_module, &rec.body_part) {
+        (Some(main), _) => {
+            let parts: Vec<(&str, &str, &[u8])> = rec
+                .modules
+                .iter()
+                .map(|m| (m.name.as_str(), m.content_type.as_str(), m.content.as_slice()))
+                .collect();
+            let (content_type, body) = multipart::write_form(&parts);
+            let mut response = body.into_response();
+            let headers = response.headers_mut();
+            if let Ok(v) = HeaderValue::from_str(&content_type) {
+                headers.insert(header::CONTENT_TYPE, v);
+            }
+            if let Ok(v) = HeaderValue::from_str(main) {
+                headers.insert("cf-entrypoint", v);
+            }
+            Ok(response)
+        }
+        (None, body_part) => {
+            let module = rec
+                .modules
+                .iter()
+                .find(|m| Some(&m.name) == body_part.as_ref())
+                .or_else(|| rec.modules.first());
+            let Some(module) = module else {
+                return Ok(StatusCode::NO_CONTENT.into_response());
+            };
+            let response: Response = (
+                [(header::CONTENT_TYPE, "application/javascript")],
+                module.content.clone(),
+            )
+                .into_response();
+            Ok(response)
+        }
+    }
+}
+
+/// `DELETE …/scripts/{name}?force=` → `{id: name}`; 404/10007 when missing.
+pub async fn delete_script(
+    State(state): State<AppState>,
+    P((_a, name)): P<(String, String)>,
+) -> ApiResult {
+    state
+        .store
+        .mutate(|d| {
+            d.scripts
+                .remove(&name)
+                .map(|_| ())
+                .ok_or_else(ApiError::script_not_found)
+        })
+        .await?;
+    ok(json!({ "id": name }))
+}
+
+/// `GET …/scripts/{name}/settings` → bindings (secret texts omitted), compatibility, tags,
+/// usage model, logpush, tail consumers.
+pub async fn get_settings(
+    State(state): State<AppState>,
+    P((_a, name)): P<(String, String)>,
+) -> ApiResult {
+    let out = state.store.read(|d| find(d, &name).map(settings_out))?;
+    ok(out)
+}
+
+/// `PATCH …/scripts/{name}/settings`: multipart with one part `settings` (JSON; a plain JSON
+/// body is accepted too). Fields present replace the stored ones (`bindings` replaces the set,
+/// resolving `inherit` and text-less secrets against the current bindings). Bumps
+/// `modified_on`, keeps the etag.
+pub async fn patch_settings(
+    State(state): State<AppState>,
+    P((_a, name)): P<(String, String)>,
+    req: Request,
+) -> ApiResult {
+    let settings_bytes = if multipart::is_multipart(req.headers()) {
+        multipart::read_parts(req)
+            .await?
+            .into_iter()
+            .find(|p| p.name.as_deref() == Some("settings"))
+            .map(|p| p.data.to_vec())
+            .ok_or_else(|| ApiError::validation("missing the 'settings' part"))?
+    } else {
+        let B(body) = <B as axum::extract::FromRequest<()>>::from_request(req, &()).await?;
+        body.to_vec()
+    };
+    let Value::Object(patch) = parse_json::<Value>(&settings_bytes)? else {
+        return Err(ApiError::validation("settings must be a JSON object"));
+    };
+    let new_bindings: Option<Vec<Binding>> = match patch.get("bindings") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(
+            serde_json::from_value(v.clone())
+                .map_err(|e| ApiError::validation(format!("invalid bindings: {e}")))?,
+        ),
+    };
+    let out = state
+        .store
+        .mutate(move |d| {
+            let current = find(d, &name)?.clone();
+            let bindings = match new_bindings {
+                Some(b) => resolve_bindings(d, b, &current.bindings, &[], false)?,
+                None => current.bindings.clone(),
+            };
+            let mut rec = current;
+            rec.bindings = bindings;
+            apply_common_settings(&mut rec, &patch)?;
+            if let Some(v) = patch.get("compatibility_date") {
+                rec.compatibility_date = v.as_str().map(str::to_owned);
+            }
+            if let Some(v) = patch.get("compatibility_flags") {
+                rec.compatibility_flags = string_list(v, "compatibility_flags")?;
+            }
+            if let Some(v) = patch.get("usage_model").and_then(Value::as_str) {
+                rec.usage_model = v.to_owned();
+            }
+            rec.modified_micros = d.next_stamp();
+            let out = settings_out(&rec);
+            d.scripts.insert(name, rec);
+            Ok(out)
+        })
+        .await?;
+    ok(out)
+}
+
+/// Applies `logpush`, `tags` and `tail_consumers` when present.
+fn apply_common_settings(
+    rec: &mut ScriptRec,
+    patch: &serde_json::Map<String, Value>,
+) -> Result<(), ApiError> {
+    if let Some(v) = patch.get("logpush") {
+        rec.logpush = v.as_bool().unwrap_or(false);
+    }
+    if let Some(v) = patch.get("tags") {
+        rec.tags = string_list(v, "tags")?;
+    }
+    if let Some(v) = patch.get("tail_consumers") {
+        rec.tail_consumers = match v {
+            Value::Null => Vec::new(),
+            Value::Array(items) => items.clone(),
+            _ => return Err(ApiError::validation("tail_consumers must be an array")),
+        };
+    }
+    Ok(())
+}
+
+fn string_list(v: &Value, field: &str) -> Result<Vec<String>, ApiError> {
+    match v {
+        Value::Null => Ok(Vec::new()),
+        _ => serde_json::from_value(v.clone())
+            .map_err(|_| ApiError::validation(format!("{field} must be a list of strings"))),
+    }
+}
+
+#[derive(Serialize)]
+struct ScriptSettingsOut {
+    logpush: bool,
+    tail_consumers: Vec<Value>,
+    tags: Vec<String>,
+}
+
+fn script_settings_out(rec: &ScriptRec) -> ScriptSettingsOut {
+    ScriptSettingsOut {
+        logpush: rec.logpush,
+        tail_consumers: rec.tail_consumers.clone(),
+        tags: rec.tags.clone(),
+    }
+}
+
+/// `GET …/scripts/{name}/script-settings` → the non-versioned settings.
+pub async fn get_script_settings(
+    State(state): State<AppState>,
+    P((_a, name)): P<(String, String)>,
+) -> ApiResult {
+    let out = state.store.read(|d| find(d, &name).map(script_settings_out))?;
+    ok(out)
+}
+
+/// `PATCH …/scripts/{name}/script-settings` with JSON `{logpush?, tail_consumers?, tags?}`.
+pub async fn patch_script_settings(
+    State(state): State<AppState>,
+    P((_a, name)): P<(String, String)>,
+    B(body): B,
+) -> ApiResult {
+    let Value::Object(patch) = parse_json::<Value>(&body)? else {
+        return Err(ApiError::validation("body must be a JSON object"));
+    };
+    let out = state
+        .store
+        .mutate(move |d| {
+            let mut rec = find(d, &name)?.clone();
+            apply_common_settings(&mut rec, &patch)?;
+            rec.modified_micros = d.next_stamp();
+            let out = script_settings_out(&rec);
+            d.scripts.insert(name, rec);
+            Ok(out)
+        })
+        .await?;
+    ok(out)
+}
+
+/// `GET …/workers/services/{name}` → a minimal service; 404/10090 when there is no script.
+pub async fn get_service(
+    State(state): State<AppState>,
+    P((_a, name)): P<(String, String)>,
+) -> ApiResult {
+    let rec = state.store.read(|d| d.scripts.get(&name).cloned());
+    let Some(rec) = rec else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            SERVICE_NOT_FOUND,
+            "workers.api.error.service_not_found",
+        ));
+    };
+    let tag = {
+        let digest = Sha256::digest(format!("{}:{}", rec.name, rec.created_micros).as_bytes());
+        hex::encode(&digest[..16])
+    };
+    let created = rfc3339_micros(rec.created_micros);
+    let modified = rfc3339_micros(rec.modified_micros);
+    ok(json!({
+        "id": rec.name,
+        "created_on": created,
+        "modified_on": modified,
+        "default_environment": {
+            "environment": "production",
+            "created_on": created,
+            "modified_on": modified,
+            "script": {
+                "id": rec.name,
+                "tag": tag,
+                "tags": rec.tags,
+                "etag": rec.etag,
+                "handlers": ["fetch"],
+                "modified_on": modified,
+                "created_on": created,
+                "last_deployed_from": "api",
+            }
+        }
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::valid_script_name;
+
+    #[test]
+    fn script_names() {
+        for ok in ["a", "my-worker", "_x", "0abc", "a_b-c"] {
+            assert!(valid_script_name(ok), "{ok}");
+        }
+        let long = "a".repeat(64);
+        for bad in ["", "-a", "A", "a.b", "a b", long.as_str()] {
+            assert!(!valid_script_name(bad), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,9 @@
+//! An existing KV namespace (`KV.existing("name", { id })`): observed and bound, never created,
+//! renamed or deleted. Its only verb is `observe`.
+
+use super::RemoteIndex;
+
+/// Whether the namespace with `id` is on the account. Never writes.
+pub fn observe(index: &RemoteIndex, id: &str) -> bool {
+    index.namespaces_by_id.contains_key(id)
+}

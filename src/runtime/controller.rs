@@ -1,0 +1,701 @@
+//! The generic loop's one pass: observe (two list calls), decide (pure, `plan`), act (the
+//! resource verbs), persist, and schedule the next attempt. The one error policy lives here:
+//! an error becomes `Error` state and exponential backoff with jitter (1 s doubling to 5 min).
+
+use super::plan::{self, Decision, WorkerFacts};
+use crate::cloudflare::types::Binding;
+use crate::cloudflare::{ApiError, Client};
+use crate::manifest::{BindingSpec, DriftMode, ResourceKey, ResourceSpec, Stage};
+use crate::resources::{kv_existing, kv_namespace, worker_script, RemoteIndex};
+use crate::source::Snapshot;
+use crate::store::{Applied, DriftEvent, Observed, Record, State, Store, StoreError};
+use futures_util::future::join_all;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+use tokio::sync::{watch, Semaphore};
+
+/// First retry delay after a failure.
+pub const BACKOFF_MIN: Duration = Duration::from_secs(1);
+/// Longest retry delay.
+pub const BACKOFF_MAX: Duration = Duration::from_secs(300);
+
+/// Policy knobs of the loop.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// Drift mode when neither the resource nor its stage says.
+    pub drift: DriftMode,
+    /// Most deletions one pass may make; more are held.
+    pub max_prune: usize,
+    /// Most resources reconciled at once.
+    pub concurrency: usize,
+    /// When false, decide but do not act (`plan`).
+    pub act: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ControllerError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("listing the account's namespaces and scripts: {0}")]
+    List(#[source] ApiError),
+}
+
+/// One resource's planned or applied change, for `plan` output and logs.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Change {
+    pub key: ResourceKey,
+    /// create, update, delete, adopt, retain, correct, report, refuse, hold, noop
+    pub action: &'static str,
+    pub details: Vec<String>,
+}
+
+/// What a pass did.
+#[derive(Debug, Default)]
+pub struct PassReport {
+    pub changes: Vec<Change>,
+    /// Whether every declared resource ended `Ready` (or `Retained`) and nothing is held.
+    pub converged: bool,
+    /// The earliest time a failed resource wants to be retried.
+    pub next_retry: Option<SystemTime>,
+}
+
+/// RFC 3339 in UTC, seconds precision.
+pub fn rfc3339(t: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+fn parse_time(s: &str) -> Option<SystemTime> {
+    humantime::parse_rfc3339(s).ok()
+}
+
+/// Backoff before retry number `failures` (1-based): 1 s doubling to 5 min, ±10 % jitter.
+pub fn backoff(failures: u32) -> Duration {
+    let exp = failures.saturating_sub(1).min(16);
+    let base = BACKOFF_MIN.saturating_mul(1u32 << exp).min(BACKOFF_MAX);
+    let jitter = rand::random::<f64>() * 0.2 - 0.1;
+    base.mul_f64(1.0 + jitter)
+}
+
+/// The outcome of one resource's reconcile, before it is written to its record.
+struct Outcome {
+    record: Record,
+    change: Option<Change>,
+}
+
+pub struct Controller {
+    pub client: Client,
+    pub store: Store,
+    pub policy: Policy,
+}
+
+impl Controller {
+    /// Runs one pass over the whole snapshot. Resources whose backoff is not due (and whose
+    /// spec did not change) are left for later.
+    pub async fn pass(&self, snap: &Snapshot) -> Result<PassReport, ControllerError> {
+        let now = SystemTime::now();
+        let namespaces = self
+            .client
+            .list_namespaces()
+            .await
+            .map_err(ControllerError::List)?;
+        let scripts = self
+            .client
+            .list_scripts()
+            .await
+            .map_err(ControllerError::List)?;
+        let index = Arc::new(RemoteIndex::new(namespaces, scripts));
+        let records: HashMap<ResourceKey, Record> = self.store.all()?.into_iter().collect();
+        let permits = Arc::new(Semaphore::new(self.policy.concurrency.max(1)));
+
+        // Each kv resource publishes its namespace id (or None on failure) for the workers.
+        let mut ids: HashMap<ResourceKey, watch::Sender<Option<Option<String>>>> = HashMap::new();
+        for r in snap.desired.resources() {
+            if r.spec.type_name() == "kv" {
+                ids.insert(r.key.clone(), watch::channel(None).0);
+            }
+        }
+        let ids = Arc::new(ids);
+
+        let mut tasks = Vec::new();
+        for stage in snap.desired.stages.values() {
+            for r in stage.resources.values() {
+                let record = records.get(&r.key).cloned();
+                let mode = snap.desired.drift_mode(&r.key, self.policy.drift);
+                tasks.push(self.reconcile(
+                    snap,
+                    stage,
+                    r.key.clone(),
+                    record,
+                    mode,
+                    Arc::clone(&index),
+                    Arc::clone(&ids),
+                    Arc::clone(&permits),
+                    now,
+                ));
+            }
+        }
+        let outcomes = join_all(tasks).await;
+
+        let mut report = PassReport {
+            converged: true,
+            ..PassReport::default()
+        };
+        for (key, outcome) in outcomes {
+            let Some(outcome) = outcome else { continue };
+            if !matches!(outcome.record.state, State::Ready | State::Retained) {
+                report.converged = false;
+            }
+            self.note_retry(&mut report, &outcome.record);
+            if self.policy.act {
+                self.store.put(&key, &outcome.record)?;
+            }
+            report.changes.extend(outcome.change);
+        }
+
+        self.prune(snap, &records, &index, &mut report).await?;
+        if self.policy.act {
+            self.store.flush()?;
+        }
+        Ok(report)
+    }
+
+    fn note_retry(&self, report: &mut PassReport, record: &Record) {
+        if let Some(t) = record.next_retry.as_deref().and_then(parse_time) {
+            report.next_retry = Some(report.next_retry.map_or(t, |r| r.min(t)));
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn reconcile(
+        &self,
+        snap: &Snapshot,
+        stage: &Stage,
+        key: ResourceKey,
+        record: Option<Record>,
+        mode: DriftMode,
+        index: Arc<RemoteIndex>,
+        ids: Arc<HashMap<ResourceKey, watch::Sender<Option<Option<String>>>>>,
+        permits: Arc<Semaphore>,
+        now: SystemTime,
+    ) -> (ResourceKey, Option<Outcome>) {
+        let Some(resource) = stage.resources.get(&key.name) else {
+            return (key, None);
+        };
+        let desired_hash = spec_hash(&resource.spec, snap.bundles.get(&key).map(|b| b.content_hash.as_str()));
+        let mut rec = record.unwrap_or_else(|| Record {
+            key: Some(key.clone()),
+            kind: resource.spec.type_name().to_owned(),
+            existing: matches!(resource.spec, ResourceSpec::KvExisting { .. }),
+            created_at: Some(rfc3339(now)),
+            ..Record::default()
+        });
+        rec.existing = matches!(resource.spec, ResourceSpec::KvExisting { .. });
+
+        // Backoff: a failing resource whose spec did not change waits for its retry time.
+        let waiting = rec.failures > 0
+            && rec.desired_hash == desired_hash
+            && rec
+                .next_retry
+                .as_deref()
+                .and_then(parse_time)
+                .is_some_and(|t| t > now);
+        if waiting {
+            if let Some(tx) = ids.get(&key) {
+                let id = rec.observed.namespace_id.clone().filter(|_| rec.state == State::Ready);
+                tx.send_replace(Some(id));
+            }
+            return (key, Some(Outcome { record: rec, change: None }));
+        }
+        rec.desired_hash = desired_hash;
+
+        let result = match &resource.spec {
+            ResourceSpec::Kv => {
+                let _permit = permits.acquire().await;
+                self.kv_managed(&key, &mut rec, &index, mode).await
+            }
+            ResourceSpec::KvExisting { id } => {
+                let decision = plan::kv_existing(id, kv_existing::observe(&index, id));
+                rec.observed.namespace_id = Some(id.clone());
+                Ok(decision)
+            }
+            ResourceSpec::Worker(spec) => {
+                // Wait for exactly the namespaces this worker binds.
+                let mut bound = BTreeMap::new();
+                let mut waiting_for = Vec::new();
+                for dep in spec.kv_dependencies() {
+                    let dep_key = ResourceKey {
+                        name: dep.to_owned(),
+                        ..key.clone()
+                    };
+                    let id = match ids.get(&dep_key) {
+                        Some(tx) => {
+                            let mut rx = tx.subscribe();
+                            let seen = rx.wait_for(Option::is_some).await.map(|v| v.clone());
+                            seen.ok().flatten().flatten()
+                        }
+                        None => None,
+                    };
+                    match id {
+                        Some(id) => {
+                            bound.insert(dep.to_owned(), id);
+                        }
+                        None => waiting_for.push(dep.to_owned()),
+                    }
+                }
+                if !waiting_for.is_empty() {
+                    rec.state = State::Pending;
+                    rec.message = format!(
+                        "waiting for kv {} to be ready",
+                        waiting_for.join(", ")
+                    );
+                    rec.failures = rec.failures.saturating_add(1);
+                    rec.next_retry = Some(rfc3339(now + backoff(rec.failures)));
+                    return (key, Some(Outcome { record: rec, change: None }));
+                }
+                match snap.bundles.get(&key) {
+                    Some(bundle) => {
+                        let _permit = permits.acquire().await;
+                        self.worker(&key, &mut rec, &index, mode, spec, bundle, &bound)
+                            .await
+                    }
+                    None => Ok(Decision::Missing {
+                        reason: "the worker's modules were not built".into(),
+                    }),
+                }
+            }
+        };
+        let outcome = self.settle(&key, rec, result, now);
+        if let Some(tx) = ids.get(&key) {
+            let id = outcome
+                .record
+                .observed
+                .namespace_id
+                .clone()
+                .filter(|_| matches!(outcome.record.state, State::Ready | State::Drifted));
+            tx.send_replace(Some(id));
+        }
+        (key, Some(outcome))
+    }
+
+    /// The one error policy, and the state a decision leaves a resource in.
+    fn settle(
+        &self,
+        key: &ResourceKey,
+        mut rec: Record,
+        result: Result<Decision, ApiError>,
+        now: SystemTime,
+    ) -> Outcome {
+        rec.last_reconciled = Some(rfc3339(now));
+        let change = |action: &'static str, details: Vec<String>| {
+            Some(Change {
+                key: key.clone(),
+                action,
+                details,
+            })
+        };
+        let decision = match result {
+            Ok(d) => d,
+            Err(e) => {
+                rec.state = State::Error;
+                rec.message = e.to_string();
+                rec.last_error = Some(e.to_string());
+                rec.error_codes = e.errors.iter().map(|m| m.code).collect();
+                rec.failures = rec.failures.saturating_add(1);
+                let delay = e
+                    .retry_after()
+                    .unwrap_or_default()
+                    .max(backoff(rec.failures));
+                rec.next_retry = Some(rfc3339(now + delay));
+                tracing::warn!(resource = %key, error = %e, retry_in = ?delay, "reconcile failed");
+                return Outcome { record: rec, change: None };
+            }
+        };
+        let ok = |rec: &mut Record| {
+            rec.failures = 0;
+            rec.next_retry = None;
+            rec.last_error = None;
+            rec.error_codes.clear();
+        };
+        match decision {
+            Decision::UpToDate => {
+                ok(&mut rec);
+                rec.open_drift.clear();
+                rec.state = State::Ready;
+                rec.message.clear();
+                Outcome { record: rec, change: None }
+            }
+            Decision::Create | Decision::Update { .. } | Decision::Adopt { .. } => {
+                let (action, details) = match &decision {
+                    Decision::Create => ("create", vec![]),
+                    Decision::Adopt { id } => ("adopt", vec![format!("id: {id}")]),
+                    Decision::Update { changes } => ("update", changes.clone()),
+                    _ => ("update", vec![]),
+                };
+                ok(&mut rec);
+                rec.open_drift.clear();
+                rec.state = if self.policy.act { State::Ready } else { State::Pending };
+                rec.message.clear();
+                tracing::info!(resource = %key, action, details = ?details, "reconciled");
+                Outcome { record: rec, change: change(action, details) }
+            }
+            Decision::Correct { drift, .. } => {
+                ok(&mut rec);
+                if rec.open_drift != drift {
+                    rec.push_drift(DriftEvent {
+                        at: rfc3339(now),
+                        changes: drift.clone(),
+                        corrected: true,
+                    });
+                }
+                rec.open_drift.clear();
+                rec.state = if self.policy.act { State::Ready } else { State::Drifted };
+                rec.message = format!("drift corrected: {}", drift.join("; "));
+                tracing::warn!(resource = %key, drift = ?drift, "drift corrected");
+                Outcome { record: rec, change: change("correct", drift) }
+            }
+            Decision::Report { drift } => {
+                ok(&mut rec);
+                if rec.open_drift != drift {
+                    rec.push_drift(DriftEvent {
+                        at: rfc3339(now),
+                        changes: drift.clone(),
+                        corrected: false,
+                    });
+                    tracing::warn!(resource = %key, drift = ?drift, "drift detected (report mode: left alone)");
+                }
+                rec.open_drift = drift.clone();
+                rec.state = State::Drifted;
+                rec.message = format!("drift (report mode, not corrected): {}", drift.join("; "));
+                Outcome { record: rec, change: change("report", drift) }
+            }
+            Decision::Refuse { reason } | Decision::Missing { reason } => {
+                rec.state = State::Error;
+                rec.message = reason.clone();
+                rec.last_error = Some(reason.clone());
+                rec.failures = rec.failures.saturating_add(1);
+                rec.next_retry = Some(rfc3339(now + backoff(rec.failures)));
+                tracing::warn!(resource = %key, reason, "cannot reconcile");
+                Outcome { record: rec, change: change("refuse", vec![reason]) }
+            }
+        }
+    }
+
+    /// A managed namespace: decide, then act (create behind a flushed pending marker).
+    async fn kv_managed(
+        &self,
+        key: &ResourceKey,
+        rec: &mut Record,
+        index: &RemoteIndex,
+        mode: DriftMode,
+    ) -> Result<Decision, ApiError> {
+        let title = key.provider_name();
+        let (by_id, by_title) =
+            kv_namespace::observe(index, &title, rec.observed.namespace_id.as_deref());
+        let decision = plan::kv_namespace(
+            &title,
+            rec.observed.namespace_id.as_deref(),
+            rec.create_pending,
+            by_id,
+            by_title,
+            mode,
+        );
+        if !self.policy.act {
+            return Ok(decision);
+        }
+        match &decision {
+            Decision::Create | Decision::Correct { recreate: true, .. } => {
+                rec.create_pending = true;
+                rec.observed.namespace_id = None;
+                self.store
+                    .put_durable(key, rec)
+                    .map_err(|e| ApiError::new("store", crate::cloudflare::ErrorKind::Retryable, e.to_string()))?;
+                let id = kv_namespace::create(&self.client, &title).await?;
+                rec.create_pending = false;
+                rec.observed = Observed {
+                    namespace_id: Some(id),
+                    title: Some(title),
+                    ..Observed::default()
+                };
+            }
+            Decision::Correct { recreate: false, .. } => {
+                if let Some(id) = rec.observed.namespace_id.clone() {
+                    kv_namespace::update(&self.client, &id, &title).await?;
+                    rec.observed.title = Some(title);
+                }
+            }
+            Decision::Adopt { id } => {
+                rec.create_pending = false;
+                rec.observed = Observed {
+                    namespace_id: Some(id.clone()),
+                    title: Some(title),
+                    ..Observed::default()
+                };
+            }
+            Decision::UpToDate => {
+                rec.observed.title = Some(title);
+            }
+            _ => {}
+        }
+        rec.applied = Some(Applied {
+            spec_hash: rec.desired_hash.clone(),
+            ..Applied::default()
+        });
+        Ok(decision)
+    }
+
+    /// A worker: observe (lists, then details only if changed), decide, upload if needed.
+    #[allow(clippy::too_many_arguments)]
+    async fn worker(
+        &self,
+        key: &ResourceKey,
+        rec: &mut Record,
+        index: &RemoteIndex,
+        mode: DriftMode,
+        spec: &crate::manifest::WorkerSpec,
+        bundle: &crate::worker::WorkerBundle,
+        namespace_ids: &BTreeMap<String, String>,
+    ) -> Result<Decision, ApiError> {
+        let mut bindings = Vec::new();
+        let mut facts = BTreeMap::new();
+        for (name, b) in &spec.bindings {
+            match b {
+                BindingSpec::Kv(target) => {
+                    let id = namespace_ids.get(target).cloned().unwrap_or_default();
+                    facts.insert(name.clone(), format!("kv:{id}"));
+                    bindings.push(Binding::KvNamespace {
+                        name: name.clone(),
+                        namespace_id: id,
+                    });
+                }
+                BindingSpec::Text(text) => {
+                    facts.insert(name.clone(), format!("text:{text}"));
+                    bindings.push(Binding::PlainText {
+                        name: name.clone(),
+                        text: text.clone(),
+                    });
+                }
+            }
+        }
+        let desired = WorkerFacts {
+            content_hash: bundle.content_hash.clone(),
+            bindings: facts,
+            compatibility_date: spec.compatibility_date.clone(),
+            compatibility_flags: spec.compatibility_flags.clone(),
+        };
+        let applied = rec.applied.as_ref().and_then(|a| {
+            Some(WorkerFacts {
+                content_hash: a.content_hash.clone()?,
+                bindings: a.bindings.clone(),
+                compatibility_date: a.compatibility_date.clone().unwrap_or_default(),
+                compatibility_flags: a.compatibility_flags.clone(),
+            })
+        });
+        let seen =
+            worker_script::observe(&self.client, index, key, &rec.observed, applied.as_ref()).await?;
+        let decision = plan::worker_script(
+            &key.provider_name(),
+            applied.as_ref(),
+            &desired,
+            &seen,
+            mode,
+        );
+        if !self.policy.act || !decision.writes() {
+            return Ok(decision);
+        }
+        let script = worker_script::upload(
+            &self.client,
+            key,
+            bundle,
+            bindings,
+            &spec.compatibility_date,
+            &spec.compatibility_flags,
+        )
+        .await?;
+        rec.observed = Observed {
+            etag: Some(script.etag),
+            modified_on: Some(script.modified_on),
+            ..Observed::default()
+        };
+        rec.applied = Some(Applied {
+            spec_hash: rec.desired_hash.clone(),
+            content_hash: Some(desired.content_hash),
+            bindings: desired.bindings,
+            compatibility_date: Some(desired.compatibility_date),
+            compatibility_flags: desired.compatibility_flags,
+        });
+        Ok(decision)
+    }
+
+    /// Resources recorded but no longer declared: retained (protected stage), forgotten
+    /// (`existing`), held (over the prune cap), or deleted — workers before namespaces.
+    async fn prune(
+        &self,
+        snap: &Snapshot,
+        records: &HashMap<ResourceKey, Record>,
+        index: &RemoteIndex,
+        report: &mut PassReport,
+    ) -> Result<(), ControllerError> {
+        let mut gone: Vec<(&ResourceKey, &Record)> = records
+            .iter()
+            .filter(|(k, _)| snap.desired.resource(k).is_none())
+            .collect();
+        gone.sort_by_key(|(k, r)| (r.kind != "worker", (*k).clone()));
+        let now = rfc3339(SystemTime::now());
+        let protected = |k: &ResourceKey| {
+            snap.desired
+                .stage(&k.stage_key())
+                .is_some_and(|s| s.protected)
+                || records.get(k).is_some_and(|r| r.state == State::Retained)
+        };
+        let mut to_delete = Vec::new();
+        for (key, rec) in gone {
+            if rec.existing {
+                if self.policy.act {
+                    self.store.remove(key)?;
+                }
+                report.changes.push(Change {
+                    key: key.clone(),
+                    action: "forget",
+                    details: vec!["existing namespace: no longer bound, never deleted".into()],
+                });
+            } else if protected(key) {
+                if rec.state != State::Retained {
+                    report.changes.push(Change {
+                        key: key.clone(),
+                        action: "retain",
+                        details: vec!["stage is protected: kept on Cloudflare".into()],
+                    });
+                }
+                if self.policy.act {
+                    let mut r = rec.clone();
+                    r.state = State::Retained;
+                    r.message = "removed from the manifests; kept because its stage is protected".into();
+                    r.last_reconciled = Some(now.clone());
+                    self.store.put(key, &r)?;
+                }
+            } else {
+                to_delete.push((key, rec));
+            }
+        }
+        if to_delete.len() > self.policy.max_prune {
+            let n = to_delete.len();
+            for (key, rec) in to_delete {
+                report.converged = false;
+                report.changes.push(Change {
+                    key: key.clone(),
+                    action: "hold",
+                    details: vec![format!("would delete {n} resources, over --max-prune {}", self.policy.max_prune)],
+                });
+                if self.policy.act {
+                    let mut r = rec.clone();
+                    r.state = State::Deleting;
+                    r.message = format!(
+                        "held: this pass would delete {n} resources, over --max-prune {}; to approve, run once with --max-prune {n}",
+                        self.policy.max_prune
+                    );
+                    self.store.put(key, &r)?;
+                }
+            }
+            return Ok(());
+        }
+        for (key, rec) in to_delete {
+            report.changes.push(Change {
+                key: key.clone(),
+                action: "delete",
+                details: vec![],
+            });
+            if !self.policy.act {
+                continue;
+            }
+            let result = if rec.kind == "worker" {
+                if index.scripts.contains_key(&key.provider_name()) {
+                    worker_script::delete(&self.client, &key.provider_name()).await
+                } else {
+                    Ok(())
+                }
+            } else {
+                match rec.observed.namespace_id.as_deref() {
+                    Some(id) if index.namespaces_by_id.contains_key(id) => {
+                        kv_namespace::delete(&self.client, id).await
+                    }
+                    _ => Ok(()),
+                }
+            };
+            match result {
+                Ok(()) => {
+                    tracing::info!(resource = %key, "deleted");
+                    self.store.remove(key)?;
+                }
+                Err(e) => {
+                    report.converged = false;
+                    let mut r = rec.clone();
+                    r.state = State::Deleting;
+                    r.message = format!("delete failed: {e}");
+                    r.failures = r.failures.saturating_add(1);
+                    r.next_retry = Some(rfc3339(SystemTime::now() + backoff(r.failures)));
+                    self.note_retry(report, &r);
+                    self.store.put(key, &r)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A hash of a resource's desired spec (what would be applied), for change detection.
+pub fn spec_hash(spec: &ResourceSpec, content_hash: Option<&str>) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    match spec {
+        ResourceSpec::Kv => h.update(b"kv"),
+        ResourceSpec::KvExisting { id } => {
+            h.update(b"kv-existing\0");
+            h.update(id.as_bytes());
+        }
+        ResourceSpec::Worker(w) => {
+            h.update(b"worker\0");
+            h.update(content_hash.unwrap_or("").as_bytes());
+            for (name, b) in &w.bindings {
+                h.update(b"\0");
+                h.update(name.as_bytes());
+                match b {
+                    BindingSpec::Kv(t) => {
+                        h.update(b"\0kv\0");
+                        h.update(t.as_bytes());
+                    }
+                    BindingSpec::Text(t) => {
+                        h.update(b"\0text\0");
+                        h.update(t.as_bytes());
+                    }
+                }
+            }
+            h.update(b"\0");
+            h.update(w.compatibility_date.as_bytes());
+            for f in &w.compatibility_flags {
+                h.update(b"\0");
+                h.update(f.as_bytes());
+            }
+        }
+    }
+    hex::encode(h.finalize())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_from_one_second_to_five_minutes() {
+        for (failures, base) in [(1u32, 1.0f64), (2, 2.0), (3, 4.0), (9, 256.0), (10, 300.0), (40, 300.0)] {
+            let d = backoff(failures).as_secs_f64();
+            assert!(d >= base * 0.9 - 1e-9 && d <= base * 1.1 + 1e-9, "{failures}: {d}");
+        }
+    }
+
+    #[test]
+    fn times_round_trip() {
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_764_000_000);
+        assert_eq!(parse_time(&rfc3339(t)), Some(t));
+    }
+}

@@ -1,0 +1,345 @@
+//! The state store: sled behind a narrow typed API. Nothing else touches sled.
+//!
+//! Layout (schema version [`SCHEMA_VERSION`]): tree `meta` holds `schema_version` and the last
+//! manifest load error; tree `resources` maps `app \0 stage \0 name` to a JSON [`Record`].
+//! Every write that must survive a crash (the create-pending marker) is flushed before the
+//! caller goes on; the others are flushed at the end of each pass.
+
+use crate::manifest::ResourceKey;
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// The layout version this build writes. Older layouts are migrated on open; newer are refused.
+pub const SCHEMA_VERSION: u32 = 1;
+/// Drift events kept per resource.
+pub const DRIFT_HISTORY: usize = 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("state store at {path}: {source}; if another lumierd runs on this state folder, stop it or use `lumierd status`, which asks it")]
+    Open {
+        path: String,
+        #[source]
+        source: sled::Error,
+    },
+    #[error("state store: {0}")]
+    Sled(#[from] sled::Error),
+    #[error("state store: a record is not readable ({0}); move the state folder away to start afresh")]
+    Decode(#[from] serde_json::Error),
+    #[error("state store at {path} has schema version {found}, newer than this lumierd understands ({SCHEMA_VERSION}); upgrade lumierd")]
+    TooNew { path: String, found: u32 },
+}
+
+/// The state of a resource, as shown by `status` (CONTRACT.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum State {
+    #[default]
+    Pending,
+    Ready,
+    Drifted,
+    Error,
+    Retained,
+    Deleting,
+}
+
+impl State {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            State::Pending => "Pending",
+            State::Ready => "Ready",
+            State::Drifted => "Drifted",
+            State::Error => "Error",
+            State::Retained => "Retained",
+            State::Deleting => "Deleting",
+        }
+    }
+}
+
+/// One detected drift: when, and what differed (one line per field).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DriftEvent {
+    /// RFC 3339.
+    pub at: String,
+    pub changes: Vec<String>,
+    /// Whether it was corrected (`correct` mode) or only reported.
+    pub corrected: bool,
+}
+
+/// What lumierd last saw of the remote object.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Observed {
+    /// KV namespace id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace_id: Option<String>,
+    /// KV namespace title.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    /// Script etag and modified_on, as the script list shows them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etag: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub modified_on: Option<String>,
+}
+
+/// The spec lumierd last applied (secrets never included).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Applied {
+    /// Hash of the whole desired spec.
+    pub spec_hash: String,
+    /// Worker: hash of the uploaded modules and their names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_hash: Option<String>,
+    /// Worker: binding name → `kv:<namespace id>` or `text:<value>`.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub bindings: std::collections::BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compatibility_date: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub compatibility_flags: Vec<String>,
+}
+
+/// Everything lumierd keeps about one resource.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    pub key: Option<ResourceKey>,
+    /// `kv` or `worker`.
+    pub kind: String,
+    /// Whether the resource is an `existing` namespace (never created or deleted).
+    #[serde(default)]
+    pub existing: bool,
+    pub state: State,
+    #[serde(default)]
+    pub message: String,
+    /// Hash of the desired spec seen last.
+    #[serde(default)]
+    pub desired_hash: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applied: Option<Applied>,
+    #[serde(default)]
+    pub observed: Observed,
+    /// Set (and flushed) before a non-idempotent create; cleared once the result is recorded.
+    #[serde(default)]
+    pub create_pending: bool,
+    /// Last error, with Cloudflare's codes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    #[serde(default)]
+    pub error_codes: Vec<u32>,
+    /// Consecutive failures (drives backoff); 0 after a success.
+    #[serde(default)]
+    pub failures: u32,
+    /// RFC 3339: when the next retry is due, while failing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_retry: Option<String>,
+    /// RFC 3339.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_reconciled: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<String>,
+    /// The drift lines currently standing (report mode), so one drift is recorded once.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub open_drift: Vec<String>,
+    #[serde(default)]
+    pub drift_count: u64,
+    #[serde(default)]
+    pub drift_history: Vec<DriftEvent>,
+}
+
+impl Record {
+    /// Appends a drift event, keeping the last [`DRIFT_HISTORY`].
+    pub fn push_drift(&mut self, event: DriftEvent) {
+        self.drift_count += 1;
+        self.drift_history.push(event);
+        let excess = self.drift_history.len().saturating_sub(DRIFT_HISTORY);
+        self.drift_history.drain(..excess);
+    }
+}
+
+/// The store handle. Cheap to clone (sled trees are `Arc`s).
+#[derive(Clone)]
+pub struct Store {
+    db: sled::Db,
+    meta: sled::Tree,
+    resources: sled::Tree,
+}
+
+fn encode_key(key: &ResourceKey) -> Vec<u8> {
+    let mut out = Vec::with_capacity(key.app.len() + key.stage.len() + key.name.len() + 2);
+    out.extend_from_slice(key.app.as_bytes());
+    out.push(0);
+    out.extend_from_slice(key.stage.as_bytes());
+    out.push(0);
+    out.extend_from_slice(key.name.as_bytes());
+    out
+}
+
+fn decode_key(bytes: &[u8]) -> Option<ResourceKey> {
+    let mut parts = bytes.split(|b| *b == 0);
+    let app = String::from_utf8(parts.next()?.to_vec()).ok()?;
+    let stage = String::from_utf8(parts.next()?.to_vec()).ok()?;
+    let name = String::from_utf8(parts.next()?.to_vec()).ok()?;
+    Some(ResourceKey { app, stage, name })
+}
+
+impl Store {
+    /// Opens (creating if needed) the store in `dir`, migrating older layouts.
+    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        let path = dir.display().to_string();
+        let db = sled::Config::new()
+            .path(dir.join("db"))
+            .open()
+            .map_err(|source| StoreError::Open {
+                path: path.clone(),
+                source,
+            })?;
+        let meta = db.open_tree("meta")?;
+        let resources = db.open_tree("resources")?;
+        let store = Store {
+            db,
+            meta,
+            resources,
+        };
+        let found = match store.meta.get("schema_version")? {
+            Some(v) => std::str::from_utf8(&v)
+                .ok()
+                .and_then(|s| s.parse::<u32>().ok())
+                .unwrap_or(0),
+            None => SCHEMA_VERSION,
+        };
+        if found > SCHEMA_VERSION {
+            return Err(StoreError::TooNew { path, found });
+        }
+        // Version 1 is the first layout: nothing older exists to migrate yet. A future layout
+        // change adds its migration step here, from `found` up to SCHEMA_VERSION.
+        store
+            .meta
+            .insert("schema_version", SCHEMA_VERSION.to_string().as_bytes())?;
+        store.db.flush()?;
+        Ok(store)
+    }
+
+    pub fn get(&self, key: &ResourceKey) -> Result<Option<Record>, StoreError> {
+        match self.resources.get(encode_key(key))? {
+            Some(bytes) => Ok(Some(serde_json::from_slice(&bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Writes a record (durable at the next [`Store::flush`]).
+    pub fn put(&self, key: &ResourceKey, record: &Record) -> Result<(), StoreError> {
+        self.resources
+            .insert(encode_key(key), serde_json::to_vec(record)?)?;
+        Ok(())
+    }
+
+    /// Writes a record and waits until it is on disk (for the create-pending marker).
+    pub fn put_durable(&self, key: &ResourceKey, record: &Record) -> Result<(), StoreError> {
+        self.put(key, record)?;
+        self.flush()
+    }
+
+    pub fn remove(&self, key: &ResourceKey) -> Result<(), StoreError> {
+        self.resources.remove(encode_key(key))?;
+        Ok(())
+    }
+
+    /// Every record, in key order.
+    pub fn all(&self) -> Result<Vec<(ResourceKey, Record)>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.resources.iter() {
+            let (k, v) = item?;
+            if let Some(key) = decode_key(&k) {
+                out.push((key, serde_json::from_slice(&v)?));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The last manifest load error (None when the last load succeeded).
+    pub fn load_error(&self) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .meta
+            .get("load_error")?
+            .map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+
+    pub fn set_load_error(&self, error: Option<&str>) -> Result<(), StoreError> {
+        match error {
+            Some(e) => self.meta.insert("load_error", e.as_bytes())?,
+            None => self.meta.remove("load_error")?,
+        };
+        Ok(())
+    }
+
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush()?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(name: &str) -> ResourceKey {
+        ResourceKey {
+            app: "shop".into(),
+            stage: "prod".into(),
+            name: name.into(),
+        }
+    }
+
+    #[test]
+    fn records_round_trip_and_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            let mut r = Record {
+                kind: "kv".into(),
+                create_pending: true,
+                ..Record::default()
+            };
+            r.observed.title = Some("shop-prod-cache".into());
+            store.put_durable(&key("cache"), &r).unwrap();
+            store.put(&key("api"), &Record::default()).unwrap();
+            store.set_load_error(Some("bad.yaml:1:1: oops")).unwrap();
+            store.flush().unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        let all = store.all().unwrap();
+        assert_eq!(all.len(), 2);
+        let cache = store.get(&key("cache")).unwrap().unwrap();
+        assert!(cache.create_pending);
+        assert_eq!(cache.observed.title.as_deref(), Some("shop-prod-cache"));
+        assert_eq!(store.load_error().unwrap().as_deref(), Some("bad.yaml:1:1: oops"));
+        store.remove(&key("api")).unwrap();
+        assert!(store.get(&key("api")).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            store.meta.insert("schema_version", "99").unwrap();
+            store.flush().unwrap();
+        }
+        let err = Store::open(dir.path()).err().unwrap();
+        assert!(err.to_string().contains("schema version 99, newer than this lumierd understands"), "{err}");
+    }
+
+    #[test]
+    fn drift_history_is_bounded() {
+        let mut r = Record::default();
+        for i in 0..30 {
+            r.push_drift(DriftEvent {
+                at: i.to_string(),
+                changes: vec![],
+                corrected: true,
+            });
+        }
+        assert_eq!(r.drift_count, 30);
+        assert_eq!(r.drift_history.len(), DRIFT_HISTORY);
+        assert_eq!(r.drift_history[0].at, "10");
+    }
+}

@@ -1,0 +1,160 @@
+//! Traversal of the import graph from the entry.
+//!
+//! Contract of [`load`]: starting from the (canonical) entry, every module reachable through
+//! relative imports is read once (cycles are fine: modules are keyed by canonical path),
+//! scripts are transpiled with their specifiers rewritten to uploaded names, and data modules
+//! are checked (JSON parses, text is UTF-8, wasm has its magic number) and kept byte for byte.
+//! Work is bounded by [`Limits`]: module count, bytes read, and the modules' total size. The
+//! traversal order is fixed (breadth-first, imports in source order), so the first error is
+//! the same on every run.
+
+use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use super::error::{Location, WorkerError};
+use super::resolve::{relative_specifier, ModuleKind, Resolution, Root};
+use super::transpile::{transpile, Language};
+
+/// Bounds on the work of one build.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    /// Most modules a Worker may reach.
+    pub max_modules: usize,
+    /// Most bytes of all modules (after transpiling), uncompressed.
+    pub max_total: u64,
+    /// Most bytes read from disk over the whole build.
+    pub max_read: u64,
+}
+
+/// One loaded module: its kind and the bytes to upload.
+#[derive(Debug, Clone)]
+pub(crate) struct Loaded {
+    pub kind: ModuleKind,
+    pub content: Vec<u8>,
+}
+
+/// Every module reachable from the entry, by canonical path.
+pub(crate) type Graph = BTreeMap<PathBuf, Loaded>;
+
+/// Loads the graph from `entry` (canonical, a script inside `root`); see the module doc.
+pub(crate) fn load(root: &Root, entry: &Path, limits: &Limits) -> Result<Graph, WorkerError> {
+    let entry_kind = ModuleKind::of(entry).ok_or_else(|| WorkerError::UnsupportedEntry {
+        path: root.display(entry),
+    })?;
+    let mut queue: VecDeque<(PathBuf, ModuleKind)> =
+        VecDeque::from([(entry.to_path_buf(), entry_kind)]);
+    let mut seen: HashSet<PathBuf> = HashSet::from([entry.to_path_buf()]);
+    let mut graph = Graph::new();
+    let mut read_budget = limits.max_read;
+    let mut total: u64 = 0;
+
+    while let Some((path, kind)) = queue.pop_front() {
+        let display = root.display(&path);
+        let bytes = read_bounded(&path, &display, &mut read_budget, limits.max_read)?;
+        let content = match kind {
+            ModuleKind::JavaScript | ModuleKind::TypeScript => {
+                let source = utf8(&display, &bytes)?;
+                let language = if kind == ModuleKind::TypeScript {
+                    Language::TypeScript
+                } else {
+                    Language::JavaScript
+                };
+                let code = transpile(&display, source, language, |specifier, offset| {
+                    let at = Location::at(&display, source, offset);
+                    match root.resolve(&path, specifier, &at)? {
+                        Resolution::Builtin => Ok(None),
+                        Resolution::Module(target, target_kind) => {
+                            if seen.insert(target.clone()) {
+                                if seen.len() > limits.max_modules {
+                                    return Err(WorkerError::TooManyModules {
+                                        at,
+                                        limit: limits.max_modules,
+                                    });
+                                }
+                                queue.push_back((target.clone(), target_kind));
+                            }
+                            relative_specifier(&path, &target).map(Some)
+                        }
+                    }
+                })?;
+                code.into_bytes()
+            }
+            ModuleKind::Json => {
+                let text = utf8(&display, &bytes)?;
+                if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(text) {
+                    return Err(WorkerError::InvalidJson {
+                        at: Location {
+                            file: display,
+                            line: e.line(),
+                            column: e.column(),
+                        },
+                        message: e.to_string(),
+                    });
+                }
+                bytes
+            }
+            ModuleKind::Text => {
+                utf8(&display, &bytes)?;
+                bytes
+            }
+            ModuleKind::Wasm => {
+                if !bytes.starts_with(b"\0asm") {
+                    return Err(WorkerError::InvalidWasm { path: display });
+                }
+                bytes
+            }
+        };
+        total = total.saturating_add(content.len() as u64);
+        if total > limits.max_total {
+            return Err(WorkerError::TooLarge {
+                total,
+                limit: limits.max_total,
+            });
+        }
+        graph.insert(path, Loaded { kind, content });
+    }
+    Ok(graph)
+}
+
+/// Reads `path` whole, charging `budget`; more than the budget left is an error.
+fn read_bounded(
+    path: &Path,
+    display: &Path,
+    budget: &mut u64,
+    limit: u64,
+) -> Result<Vec<u8>, WorkerError> {
+    let read_error = |source| WorkerError::Read {
+        path: display.to_path_buf(),
+        source,
+    };
+    let file = std::fs::File::open(path).map_err(read_error)?;
+    let mut bytes = Vec::new();
+    file.take(budget.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(read_error)?;
+    let len = bytes.len() as u64;
+    if len > *budget {
+        return Err(WorkerError::SourcesTooLarge {
+            path: display.to_path_buf(),
+            limit,
+        });
+    }
+    *budget -= len;
+    Ok(bytes)
+}
+
+/// `bytes` as UTF-8, or [`WorkerError::NonUtf8`] at the first invalid byte.
+fn utf8<'b>(display: &Path, bytes: &'b [u8]) -> Result<&'b str, WorkerError> {
+    std::str::from_utf8(bytes).map_err(|e| {
+        let valid = &bytes[..e.valid_up_to()];
+        let prefix = std::str::from_utf8(valid).unwrap_or_default();
+        WorkerError::NonUtf8 {
+            at: Location::at(
+                display,
+                prefix,
+                u32::try_from(prefix.len()).unwrap_or(u32::MAX),
+            ),
+        }
+    })
+}

@@ -211,7 +211,6 @@ pub fn main() -> i32 {
     }
 }
 
-
 fn validate(dir: &std::path::Path) -> i32 {
     match crate::source::load(dir) {
         Ok(loaded) => {
@@ -295,7 +294,9 @@ fn provider_config(common: &Common) -> anyhow::Result<ProviderConfig> {
         (Provider::Cloudflare, url) => {
             let token = read_token()?;
             let account_id = std::env::var("CLOUDFLARE_ACCOUNT_ID").map_err(|_| {
-                anyhow::anyhow!("--provider cloudflare needs CLOUDFLARE_ACCOUNT_ID (the 32-hex account id)")
+                anyhow::anyhow!(
+                    "--provider cloudflare needs CLOUDFLARE_ACCOUNT_ID (the 32-hex account id)"
+                )
             })?;
             Ok(ProviderConfig::Remote {
                 base_url: url
@@ -324,7 +325,13 @@ fn read_token() -> anyhow::Result<String> {
     anyhow::bail!("--provider cloudflare needs CLOUDFLARE_API_TOKEN (or the systemd credential `cloudflare-api-token`)")
 }
 
-fn run_config(common: &Common, once: bool, policy: Policy, resync: Duration, debounce: Duration) -> anyhow::Result<RunConfig> {
+fn run_config(
+    common: &Common,
+    once: bool,
+    policy: Policy,
+    resync: Duration,
+    debounce: Duration,
+) -> anyhow::Result<RunConfig> {
     Ok(RunConfig {
         manifests: common.manifests.clone(),
         state: state_dir(common.state.clone()),
@@ -378,7 +385,13 @@ fn cmd_plan(args: PlanArgs) -> i32 {
         act: false,
     };
     let outcome = (|| -> anyhow::Result<Result<Vec<Change>, DaemonError>> {
-        let cfg = run_config(&args.common, true, policy, Duration::from_secs(300), Duration::ZERO)?;
+        let cfg = run_config(
+            &args.common,
+            true,
+            policy,
+            Duration::from_secs(300),
+            Duration::ZERO,
+        )?;
         Ok(runtime()?.block_on(daemon::plan(cfg)))
     })();
     match outcome {
@@ -428,8 +441,20 @@ fn cmd_status(args: StatusArgs) -> i32 {
                 state.display()
             );
         }
-        let store = Store::open(&state)?;
-        Ok(status::status_json(&store, args.stage.as_deref())?)
+        match Store::open(&state) {
+            Ok(store) => Ok(status::status_json(&store, args.stage.as_deref())?),
+            Err(e) => {
+                // A daemon that is starting holds the store before its socket is up.
+                for _ in 0..50 {
+                    std::thread::sleep(Duration::from_millis(100));
+                    if let Some(v) = rt.block_on(daemon::ask_daemon(&state, args.stage.as_deref()))
+                    {
+                        return Ok(v);
+                    }
+                }
+                Err(e.into())
+            }
+        }
     })();
     match outcome {
         Ok(v) => {
@@ -496,7 +521,10 @@ fn cmd_emulator(args: EmulatorArgs) -> i32 {
             println!("account id: {account}");
             let shutdown = async {
                 use tokio::signal::unix::{signal, SignalKind};
-                if let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+                if let (Ok(mut term), Ok(mut int)) = (
+                    signal(SignalKind::terminate()),
+                    signal(SignalKind::interrupt()),
+                ) {
                     tokio::select! {
                         _ = term.recv() => {},
                         _ = int.recv() => {},

@@ -21,9 +21,11 @@ pub fn status_json(store: &Store, stage: Option<&str>) -> Result<Value, StoreErr
 
 fn resource_json(key: &crate::manifest::ResourceKey, rec: &Record) -> Value {
     let output = match rec.kind.as_str() {
-        "kv" => rec.observed.namespace_id.as_ref().map(|id| {
-            json!({ "type": "kv", "name": key.name, "namespaceId": id })
-        }),
+        "kv" => rec
+            .observed
+            .namespace_id
+            .as_ref()
+            .map(|id| json!({ "type": "kv", "name": key.name, "namespaceId": id })),
         _ => rec.observed.etag.as_ref().map(|etag| {
             json!({
                 "type": "worker",
@@ -33,9 +35,10 @@ fn resource_json(key: &crate::manifest::ResourceKey, rec: &Record) -> Value {
             })
         }),
     };
-    let last = rec.drift_history.last().map(|d| {
-        json!({ "at": d.at, "changes": d.changes, "corrected": d.corrected })
-    });
+    let last = rec
+        .drift_history
+        .last()
+        .map(|d| json!({ "at": d.at, "changes": d.changes, "corrected": d.corrected }));
     json!({
         "app": key.app,
         "stage": key.stage,
@@ -68,9 +71,19 @@ pub fn render_table(status: &Value) -> String {
             .as_str()
             .and_then(|t| humantime::parse_rfc3339(t).ok())
             .and_then(|t| now.duration_since(t).ok())
-            .map(|d| humantime::format_duration(std::time::Duration::from_secs(d.as_secs())).to_string())
+            .map(|d| {
+                humantime::format_duration(std::time::Duration::from_secs(d.as_secs())).to_string()
+            })
             .unwrap_or_else(|| "-".into());
-        rows.push([s("app"), s("stage"), s("name"), s("type"), s("state"), age, s("message")]);
+        rows.push([
+            s("app"),
+            s("stage"),
+            s("name"),
+            s("type"),
+            s("state"),
+            age,
+            s("message"),
+        ]);
     }
     let mut widths = [0usize; 7];
     for row in &rows {
@@ -84,13 +97,21 @@ pub fn render_table(status: &Value) -> String {
             .iter()
             .zip(widths.iter())
             .enumerate()
-            .map(|(i, (cell, w))| if i == 6 { cell.clone() } else { format!("{cell:<w$}") })
+            .map(|(i, (cell, w))| {
+                if i == 6 {
+                    cell.clone()
+                } else {
+                    format!("{cell:<w$}")
+                }
+            })
             .collect();
         out.push_str(line.join("  ").trim_end());
         out.push('\n');
     }
     if let Some(err) = status["loadError"].as_str() {
-        out.push_str(&format!("\nlast manifest load failed (the last good manifests stay in force):\n{err}\n"));
+        out.push_str(&format!(
+            "\nlast manifest load failed (the last good manifests stay in force):\n{err}\n"
+        ));
     }
     out
 }

@@ -24,7 +24,9 @@ pub enum StoreError {
     },
     #[error("state store: {0}")]
     Sled(#[from] sled::Error),
-    #[error("state store: a record is not readable ({0}); move the state folder away to start afresh")]
+    #[error(
+        "state store: a record is not readable ({0}); move the state folder away to start afresh"
+    )]
     Decode(#[from] serde_json::Error),
     #[error("state store at {path} has schema version {found}, newer than this lumierd understands ({SCHEMA_VERSION}); upgrade lumierd")]
     TooNew { path: String, found: u32 },
@@ -311,7 +313,10 @@ mod tests {
         let cache = store.get(&key("cache")).unwrap().unwrap();
         assert!(cache.create_pending);
         assert_eq!(cache.observed.title.as_deref(), Some("shop-prod-cache"));
-        assert_eq!(store.load_error().unwrap().as_deref(), Some("bad.yaml:1:1: oops"));
+        assert_eq!(
+            store.load_error().unwrap().as_deref(),
+            Some("bad.yaml:1:1: oops")
+        );
         store.remove(&key("api")).unwrap();
         assert!(store.get(&key("api")).unwrap().is_none());
     }
@@ -325,7 +330,11 @@ mod tests {
             store.flush().unwrap();
         }
         let err = Store::open(dir.path()).err().unwrap();
-        assert!(err.to_string().contains("schema version 99, newer than this lumierd understands"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("schema version 99, newer than this lumierd understands"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -13,7 +13,12 @@ const PREFIX: &str = "/client/v4";
 ///   7003, or the user token verify answer).
 /// * Otherwise `Authorization: Bearer <token>` must equal `token`, and a path
 ///   `/client/v4/accounts/{a}/…` must name `account_id`; else 403 code 10000.
-pub fn check(token: &str, account_id: &str, path: &str, headers: &HeaderMap) -> Result<(), ApiError> {
+pub fn check(
+    token: &str,
+    account_id: &str,
+    path: &str,
+    headers: &HeaderMap,
+) -> Result<(), ApiError> {
     let Some(rest) = path.strip_prefix(PREFIX) else {
         return Ok(());
     };
@@ -34,7 +39,10 @@ pub fn check(token: &str, account_id: &str, path: &str, headers: &HeaderMap) -> 
 
 /// True when the request carries `Authorization: Bearer <token>` (compared in constant time).
 pub fn bearer_matches(token: &str, headers: &HeaderMap) -> bool {
-    let Some(value) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
+    let Some(value) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    else {
         return false;
     };
     let Some(given) = value

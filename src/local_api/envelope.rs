@@ -43,12 +43,20 @@ impl ApiError {
 
     /// 404 with code 7003 for a path that no route serves.
     pub fn no_route() -> Self {
-        Self::new(StatusCode::NOT_FOUND, codes::NO_ROUTE, "No route for the URI")
+        Self::new(
+            StatusCode::NOT_FOUND,
+            codes::NO_ROUTE,
+            "No route for the URI",
+        )
     }
 
     /// 403 with code 10000, for a bad/missing token or an account the token can't access.
     pub fn auth() -> Self {
-        Self::new(StatusCode::FORBIDDEN, codes::AUTH_ERROR, "Authentication error")
+        Self::new(
+            StatusCode::FORBIDDEN,
+            codes::AUTH_ERROR,
+            "Authentication error",
+        )
     }
 
     pub fn namespace_not_found() -> Self {

@@ -121,7 +121,10 @@ impl RateLimiter {
         let remaining = model.requests - w.used;
         let mut headers = Vec::new();
         for (name, value) in [
-            ("ratelimit", format!("\"default\";r={remaining};t={reset_secs}")),
+            (
+                "ratelimit",
+                format!("\"default\";r={remaining};t={reset_secs}"),
+            ),
             ("ratelimit-policy", policy),
         ] {
             if let Ok(v) = HeaderValue::from_str(&value) {

@@ -21,7 +21,13 @@
 //!   metadata limits, script upload validation) answer 400 with code 10021.
 //! * **Malformed ids** (a namespace id that is not 32 hex characters) answer 404 with code 7003
 //!   "Could not route to …", like the real API gateway; well-formed unknown ids answer 10013.
+//! * **Wrong method** on a served path: 405 with code 10000 "<METHOD> method not allowed for
+//!   the api_token authentication scheme" (the real gateway's wording).
 //! * **Dropped connections** (`reset_rate`) are logged with status 0.
+//!
+//! Not served (answered 404/7003): `PUT …/scripts/{name}/content`, the versions and
+//! deployments APIs, `bulk/get`, secrets, subdomain and routes endpoints, and the `tags`
+//! filter of the script list.
 //!
 //! Request pipeline, in order: latency → connection drop → injected 500 → rate limit → auth →
 //! route. Every request, whatever its fate, is recorded in the request log.
@@ -72,8 +78,8 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// Largest request body read (bulk writes may be up to 100 MB on the real API).
 const MAX_BODY: usize = 110 * 1024 * 1024;
 
-/// How to run a local API.
-#[derive(Debug, Clone)]
+/// How to run a local API. Its `Debug` output redacts the token.
+#[derive(Clone)]
 pub struct LocalApiConfig {
     /// The bearer token accepted. Never logged.
     pub token: String,
@@ -84,6 +90,18 @@ pub struct LocalApiConfig {
     pub faults: Faults,
     /// Append one JSON line `{method,path,query,status,duration_ms,ts}` per request here.
     pub request_log: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for LocalApiConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalApiConfig")
+            .field("token", &"<redacted>")
+            .field("account_id", &self.account_id)
+            .field("data_dir", &self.data_dir)
+            .field("faults", &self.faults)
+            .field("request_log", &self.request_log)
+            .finish()
+    }
 }
 
 impl Default for LocalApiConfig {
@@ -157,7 +175,9 @@ impl LocalApi {
         if config.token.is_empty() {
             return Err(LocalApiError::Config("the token must not be empty".into()));
         }
-        if config.account_id.len() != 32 || !config.account_id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        if config.account_id.len() != 32
+            || !config.account_id.bytes().all(|b| b.is_ascii_hexdigit())
+        {
             return Err(LocalApiError::Config(format!(
                 "account id {:?} is not 32 hex characters",
                 config.account_id
@@ -225,11 +245,7 @@ impl LocalApi {
 
     /// Replaces the fault knobs; rate-limit windows restart.
     pub fn set_faults(&self, faults: Faults) {
-        *self
-            .inner
-            .faults
-            .write()
-            .unwrap_or_else(|p| p.into_inner()) = faults;
+        *self.inner.faults.write().unwrap_or_else(|p| p.into_inner()) = faults;
         self.inner.limiter.reset();
     }
 

@@ -27,31 +27,131 @@ pub struct AppState {
 /// matches the rest of the path (greedy: some clients leave `/` in key names unencoded).
 fn table() -> Vec<(&'static str, &'static str, MethodRouter<AppState>)> {
     vec![
-        ("GET", "/user/tokens/verify", on(MethodFilter::GET, tokens::user_verify)),
-        ("GET", "/accounts/{account_id}/tokens/verify", on(MethodFilter::GET, tokens::account_verify)),
-        ("GET", "/accounts/{account_id}/storage/kv/namespaces", on(MethodFilter::GET, kv::list_namespaces)),
-        ("POST", "/accounts/{account_id}/storage/kv/namespaces", on(MethodFilter::POST, kv::create_namespace)),
-        ("GET", "/accounts/{account_id}/storage/kv/namespaces/{namespace_id}", on(MethodFilter::GET, kv::get_namespace)),
-        ("PUT", "/accounts/{account_id}/storage/kv/namespaces/{namespace_id}", on(MethodFilter::PUT, kv::rename_namespace)),
-        ("DELETE", "/accounts/{account_id}/storage/kv/namespaces/{namespace_id}", on(MethodFilter::DELETE, kv::delete_namespace)),
-        ("GET", "/accounts/{account_id}/storage/kv/namespaces/{namespace_id}/keys", on(MethodFilter::GET, kv::list_keys)),
-        ("GET", "/accounts/{account_id}/storage/kv/namespaces/{namespace_id}/values/{key_name}", on(MethodFilter::GET, kv::get_value)),
-        ("PUT", "/accounts/{account_id}/storage/kv/namespaces/{namespace_id}/values/{key_name}", on(MethodFilter::PUT, kv::put_value)),
-        ("DELETE", "/accounts/{account_id}/storage/kv/namespaces/{namespace_id}/values/{key_name}", on(MethodFilter::DELETE, kv::delete_value)),
-        ("GET", "/accounts/{account_id}/storage/kv/namespaces/{namespace_id}/metadata/{key_name}", on(MethodFilter::GET, kv::get_metadata)),
-        ("PUT", "/accounts/{account_id}/storage/kv/namespaces/{namespace_id}/bulk", on(MethodFilter::PUT, kv::bulk_write)),
-        ("DELETE", "/accounts/{account_id}/storage/kv/namespaces/{namespace_id}/bulk", on(MethodFilter::DELETE, kv::bulk_delete)),
-        ("POST", "/accounts/{account_id}/storage/kv/namespaces/{namespace_id}/bulk/delete", on(MethodFilter::POST, kv::bulk_delete)),
-        ("GET", "/accounts/{account_id}/workers/scripts", on(MethodFilter::GET, workers::list_scripts)),
-        ("GET", "/accounts/{account_id}/workers/scripts/{script_name}", on(MethodFilter::GET, workers::download_script)),
-        ("PUT", "/accounts/{account_id}/workers/scripts/{script_name}", on(MethodFilter::PUT, workers::upload_script)),
-        ("DELETE", "/accounts/{account_id}/workers/scripts/{script_name}", on(MethodFilter::DELETE, workers::delete_script)),
-        ("GET", "/accounts/{account_id}/workers/scripts/{script_name}/content/v2", on(MethodFilter::GET, workers::download_script)),
-        ("GET", "/accounts/{account_id}/workers/scripts/{script_name}/settings", on(MethodFilter::GET, workers::get_settings)),
-        ("PATCH", "/accounts/{account_id}/workers/scripts/{script_name}/settings", on(MethodFilter::PATCH, workers::patch_settings)),
-        ("GET", "/accounts/{account_id}/workers/scripts/{script_name}/script-settings", on(MethodFilter::GET, workers::get_script_settings)),
-        ("PATCH", "/accounts/{account_id}/workers/scripts/{script_name}/script-settings", on(MethodFilter::PATCH, workers::patch_script_settings)),
-        ("GET", "/accounts/{account_id}/workers/services/{service_name}", on(MethodFilter::GET, workers::get_service)),
+        (
+            "GET",
+            "/user/tokens/verify",
+            on(MethodFilter::GET, tokens::user_verify),
+        ),
+        (
+            "GET",
+            "/accounts/{account_id}/tokens/verify",
+            on(MethodFilter::GET, tokens::account_verify),
+        ),
+        (
+            "GET",
+            "/accounts/{account_id}/storage/kv/namespaces",
+            on(MethodFilter::GET, kv::list_namespaces),
+        ),
+        (
+            "POST",
+            "/accounts/{account_id}/storage/kv/namespaces",
+            on(MethodFilter::POST, kv::create_namespace),
+        ),
+        (
+            "GET",
+            "/accounts/{account_id}/storage/kv/namespaces/{namespace_id}",
+            on(MethodFilter::GET, kv::get_namespace),
+        ),
+        (
+            "PUT",
+            "/accounts/{account_id}/storage/kv/namespaces/{namespace_id}",
+            on(MethodFilter::PUT, kv::rename_namespace),
+        ),
+        (
+            "DELETE",
+            "/accounts/{account_id}/storage/kv/namespaces/{namespace_id}",
+            on(MethodFilter::DELETE, kv::delete_namespace),
+        ),
+        (
+            "GET",
+            "/accounts/{account_id}/storage/kv/namespaces/{namespace_id}/keys",
+            on(MethodFilter::GET, kv::list_keys),
+        ),
+        (
+            "GET",
+            "/accounts/{account_id}/storage/kv/namespaces/{namespace_id}/values/{key_name}",
+            on(MethodFilter::GET, kv::get_value),
+        ),
+        (
+            "PUT",
+            "/accounts/{account_id}/storage/kv/namespaces/{namespace_id}/values/{key_name}",
+            on(MethodFilter::PUT, kv::put_value),
+        ),
+        (
+            "DELETE",
+            "/accounts/{account_id}/storage/kv/namespaces/{namespace_id}/values/{key_name}",
+            on(MethodFilter::DELETE, kv::delete_value),
+        ),
+        (
+            "GET",
+            "/accounts/{account_id}/storage/kv/namespaces/{namespace_id}/metadata/{key_name}",
+            on(MethodFilter::GET, kv::get_metadata),
+        ),
+        (
+            "PUT",
+            "/accounts/{account_id}/storage/kv/namespaces/{namespace_id}/bulk",
+            on(MethodFilter::PUT, kv::bulk_write),
+        ),
+        (
+            "DELETE",
+            "/accounts/{account_id}/storage/kv/namespaces/{namespace_id}/bulk",
+            on(MethodFilter::DELETE, kv::bulk_delete),
+        ),
+        (
+            "POST",
+            "/accounts/{account_id}/storage/kv/namespaces/{namespace_id}/bulk/delete",
+            on(MethodFilter::POST, kv::bulk_delete),
+        ),
+        (
+            "GET",
+            "/accounts/{account_id}/workers/scripts",
+            on(MethodFilter::GET, workers::list_scripts),
+        ),
+        (
+            "GET",
+            "/accounts/{account_id}/workers/scripts/{script_name}",
+            on(MethodFilter::GET, workers::download_script),
+        ),
+        (
+            "PUT",
+            "/accounts/{account_id}/workers/scripts/{script_name}",
+            on(MethodFilter::PUT, workers::upload_script),
+        ),
+        (
+            "DELETE",
+            "/accounts/{account_id}/workers/scripts/{script_name}",
+            on(MethodFilter::DELETE, workers::delete_script),
+        ),
+        (
+            "GET",
+            "/accounts/{account_id}/workers/scripts/{script_name}/content/v2",
+            on(MethodFilter::GET, workers::download_script),
+        ),
+        (
+            "GET",
+            "/accounts/{account_id}/workers/scripts/{script_name}/settings",
+            on(MethodFilter::GET, workers::get_settings),
+        ),
+        (
+            "PATCH",
+            "/accounts/{account_id}/workers/scripts/{script_name}/settings",
+            on(MethodFilter::PATCH, workers::patch_settings),
+        ),
+        (
+            "GET",
+            "/accounts/{account_id}/workers/scripts/{script_name}/script-settings",
+            on(MethodFilter::GET, workers::get_script_settings),
+        ),
+        (
+            "PATCH",
+            "/accounts/{account_id}/workers/scripts/{script_name}/script-settings",
+            on(MethodFilter::PATCH, workers::patch_script_settings),
+        ),
+        (
+            "GET",
+            "/accounts/{account_id}/workers/services/{service_name}",
+            on(MethodFilter::GET, workers::get_service),
+        ),
     ]
 }
 
@@ -78,11 +178,13 @@ async fn no_route() -> ApiError {
     ApiError::no_route()
 }
 
-async fn method_not_allowed() -> ApiError {
+/// 405 for a known path with another method, enveloped with code 10000 and the message the
+/// real API gateway uses (API-NOTES §1.1, workers-sdk issue #2288).
+async fn method_not_allowed(method: axum::http::Method) -> ApiError {
     ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
-        10000,
-        "Method not allowed for this route",
+        crate::cloudflare::types::codes::AUTH_ERROR,
+        format!("{method} method not allowed for the api_token authentication scheme"),
     )
 }
 

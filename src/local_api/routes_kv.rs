@@ -87,7 +87,11 @@ pub async fn list_namespaces(
     let by_title = match q.get("order").unwrap_or("id") {
         "id" => false,
         "title" => true,
-        other => return Err(ApiError::validation(format!("Invalid order: {other:?} (id|title)"))),
+        other => {
+            return Err(ApiError::validation(format!(
+                "Invalid order: {other:?} (id|title)"
+            )))
+        }
     };
     let descending = match q.get("direction").unwrap_or("asc") {
         "asc" => false,
@@ -185,7 +189,10 @@ pub async fn rename_namespace(
         .store
         .mutate(|d| {
             let key = find(d, &id)?.id.clone();
-            if d.namespaces.values().any(|n| n.title == title && n.id != key) {
+            if d.namespaces
+                .values()
+                .any(|n| n.title == title && n.id != key)
+            {
                 return Err(duplicate_title("rename"));
             }
             let ns = find_mut(d, &key)?;
@@ -401,7 +408,10 @@ fn validate_write(
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             codes::VALIDATION,
-            format!("Value length of {} exceeds limit of {MAX_VALUE_BYTES}.", value.len()),
+            format!(
+                "Value length of {} exceeds limit of {MAX_VALUE_BYTES}.",
+                value.len()
+            ),
         ));
     }
     let expiration = match (ttl, expiration) {
@@ -515,7 +525,10 @@ pub async fn bulk_write(
             base64::engine::general_purpose::STANDARD
                 .decode(item.value.as_bytes())
                 .map_err(|e| {
-                    ApiError::validation(format!("Invalid base64 value for key {:?}: {e}", item.key))
+                    ApiError::validation(format!(
+                        "Invalid base64 value for key {:?}: {e}",
+                        item.key
+                    ))
                 })?
         } else {
             item.value.into_bytes()

@@ -215,7 +215,10 @@ fn resolve_bindings(
     }
     for b in &out {
         if let Binding::KvNamespace { namespace_id, .. } = b {
-            if !d.namespaces.contains_key(&namespace_id.to_ascii_lowercase()) {
+            if !d
+                .namespaces
+                .contains_key(&namespace_id.to_ascii_lowercase())
+            {
                 return Err(ApiError::new(
                     StatusCode::BAD_REQUEST,
                     codes::BOUND_NAMESPACE_MISSING,
@@ -233,7 +236,13 @@ fn module_type(part: &Part, name: &str) -> Result<String, ApiError> {
     let declared = part
         .content_type
         .as_deref()
-        .map(|ct| ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+        .map(|ct| {
+            ct.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
         .filter(|ct| !ct.is_empty());
     let ct = declared.unwrap_or_else(|| {
         let ext = name.rsplit('.').next().unwrap_or("");
@@ -288,10 +297,14 @@ fn parse_upload(parts: Vec<Part>) -> Result<Upload, ApiError> {
             .or_else(|| part.name.clone())
             .filter(|n| !n.is_empty())
         else {
-            return Err(ApiError::validation("a module part has neither a filename nor a name"));
+            return Err(ApiError::validation(
+                "a module part has neither a filename nor a name",
+            ));
         };
         if modules.iter().any(|m| m.name == name) {
-            return Err(ApiError::validation(format!("module {name:?} uploaded twice")));
+            return Err(ApiError::validation(format!(
+                "module {name:?} uploaded twice"
+            )));
         }
         let content_type = module_type(&part, &name)?;
         modules.push(ModuleRec {
@@ -438,7 +451,13 @@ pub async fn download_script(
             let parts: Vec<(&str, &str, &[u8])> = rec
                 .modules
                 .iter()
-                .map(|m| (m.name.as_str(), m.content_type.as_str(), m.content.as_slice()))
+                .map(|m| {
+                    (
+                        m.name.as_str(),
+                        m.content_type.as_str(),
+                        m.content.as_slice(),
+                    )
+                })
                 .collect();
             let (content_type, body) = multipart::write_form(&parts);
             let mut response = body.into_response();
@@ -605,7 +624,9 @@ pub async fn get_script_settings(
     State(state): State<AppState>,
     P((_a, name)): P<(String, String)>,
 ) -> ApiResult {
-    let out = state.store.read(|d| find(d, &name).map(script_settings_out))?;
+    let out = state
+        .store
+        .read(|d| find(d, &name).map(script_settings_out))?;
     ok(out)
 }
 

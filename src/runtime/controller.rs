@@ -182,7 +182,10 @@ impl Controller {
         let Some(resource) = stage.resources.get(&key.name) else {
             return (key, None);
         };
-        let desired_hash = spec_hash(&resource.spec, snap.bundles.get(&key).map(|b| b.content_hash.as_str()));
+        let desired_hash = spec_hash(
+            &resource.spec,
+            snap.bundles.get(&key).map(|b| b.content_hash.as_str()),
+        );
         let mut rec = record.unwrap_or_else(|| Record {
             key: Some(key.clone()),
             kind: resource.spec.type_name().to_owned(),
@@ -202,10 +205,20 @@ impl Controller {
                 .is_some_and(|t| t > now);
         if waiting {
             if let Some(tx) = ids.get(&key) {
-                let id = rec.observed.namespace_id.clone().filter(|_| rec.state == State::Ready);
+                let id = rec
+                    .observed
+                    .namespace_id
+                    .clone()
+                    .filter(|_| rec.state == State::Ready);
                 tx.send_replace(Some(id));
             }
-            return (key, Some(Outcome { record: rec, change: None }));
+            return (
+                key,
+                Some(Outcome {
+                    record: rec,
+                    change: None,
+                }),
+            );
         }
         rec.desired_hash = desired_hash;
 
@@ -245,13 +258,16 @@ impl Controller {
                 }
                 if !waiting_for.is_empty() {
                     rec.state = State::Pending;
-                    rec.message = format!(
-                        "waiting for kv {} to be ready",
-                        waiting_for.join(", ")
-                    );
+                    rec.message = format!("waiting for kv {} to be ready", waiting_for.join(", "));
                     rec.failures = rec.failures.saturating_add(1);
                     rec.next_retry = Some(rfc3339(now + backoff(rec.failures)));
-                    return (key, Some(Outcome { record: rec, change: None }));
+                    return (
+                        key,
+                        Some(Outcome {
+                            record: rec,
+                            change: None,
+                        }),
+                    );
                 }
                 match snap.bundles.get(&key) {
                     Some(bundle) => {
@@ -308,7 +324,10 @@ impl Controller {
                     .max(backoff(rec.failures));
                 rec.next_retry = Some(rfc3339(now + delay));
                 tracing::warn!(resource = %key, error = %e, retry_in = ?delay, "reconcile failed");
-                return Outcome { record: rec, change: None };
+                return Outcome {
+                    record: rec,
+                    change: None,
+                };
             }
         };
         let ok = |rec: &mut Record| {
@@ -323,7 +342,10 @@ impl Controller {
                 rec.open_drift.clear();
                 rec.state = State::Ready;
                 rec.message.clear();
-                Outcome { record: rec, change: None }
+                Outcome {
+                    record: rec,
+                    change: None,
+                }
             }
             Decision::Create | Decision::Update { .. } | Decision::Adopt { .. } => {
                 let (action, details) = match &decision {
@@ -334,10 +356,17 @@ impl Controller {
                 };
                 ok(&mut rec);
                 rec.open_drift.clear();
-                rec.state = if self.policy.act { State::Ready } else { State::Pending };
+                rec.state = if self.policy.act {
+                    State::Ready
+                } else {
+                    State::Pending
+                };
                 rec.message.clear();
                 tracing::info!(resource = %key, action, details = ?details, "reconciled");
-                Outcome { record: rec, change: change(action, details) }
+                Outcome {
+                    record: rec,
+                    change: change(action, details),
+                }
             }
             Decision::Correct { drift, .. } => {
                 ok(&mut rec);
@@ -349,10 +378,17 @@ impl Controller {
                     });
                 }
                 rec.open_drift.clear();
-                rec.state = if self.policy.act { State::Ready } else { State::Drifted };
+                rec.state = if self.policy.act {
+                    State::Ready
+                } else {
+                    State::Drifted
+                };
                 rec.message = format!("drift corrected: {}", drift.join("; "));
                 tracing::warn!(resource = %key, drift = ?drift, "drift corrected");
-                Outcome { record: rec, change: change("correct", drift) }
+                Outcome {
+                    record: rec,
+                    change: change("correct", drift),
+                }
             }
             Decision::Report { drift } => {
                 ok(&mut rec);
@@ -367,7 +403,10 @@ impl Controller {
                 rec.open_drift = drift.clone();
                 rec.state = State::Drifted;
                 rec.message = format!("drift (report mode, not corrected): {}", drift.join("; "));
-                Outcome { record: rec, change: change("report", drift) }
+                Outcome {
+                    record: rec,
+                    change: change("report", drift),
+                }
             }
             Decision::Refuse { reason } | Decision::Missing { reason } => {
                 rec.state = State::Error;
@@ -376,7 +415,10 @@ impl Controller {
                 rec.failures = rec.failures.saturating_add(1);
                 rec.next_retry = Some(rfc3339(now + backoff(rec.failures)));
                 tracing::warn!(resource = %key, reason, "cannot reconcile");
-                Outcome { record: rec, change: change("refuse", vec![reason]) }
+                Outcome {
+                    record: rec,
+                    change: change("refuse", vec![reason]),
+                }
             }
         }
     }
@@ -407,9 +449,13 @@ impl Controller {
             Decision::Create | Decision::Correct { recreate: true, .. } => {
                 rec.create_pending = true;
                 rec.observed.namespace_id = None;
-                self.store
-                    .put_durable(key, rec)
-                    .map_err(|e| ApiError::new("store", crate::cloudflare::ErrorKind::Retryable, e.to_string()))?;
+                self.store.put_durable(key, rec).map_err(|e| {
+                    ApiError::new(
+                        "store",
+                        crate::cloudflare::ErrorKind::Retryable,
+                        e.to_string(),
+                    )
+                })?;
                 let id = kv_namespace::create(&self.client, &title).await?;
                 rec.create_pending = false;
                 rec.observed = Observed {
@@ -418,7 +464,9 @@ impl Controller {
                     ..Observed::default()
                 };
             }
-            Decision::Correct { recreate: false, .. } => {
+            Decision::Correct {
+                recreate: false, ..
+            } => {
                 if let Some(id) = rec.observed.namespace_id.clone() {
                     kv_namespace::update(&self.client, &id, &title).await?;
                     rec.observed.title = Some(title);
@@ -492,7 +540,8 @@ impl Controller {
             })
         });
         let seen =
-            worker_script::observe(&self.client, index, key, &rec.observed, applied.as_ref()).await?;
+            worker_script::observe(&self.client, index, key, &rec.observed, applied.as_ref())
+                .await?;
         let decision = plan::worker_script(
             &key.provider_name(),
             applied.as_ref(),
@@ -570,7 +619,8 @@ impl Controller {
                 if self.policy.act {
                     let mut r = rec.clone();
                     r.state = State::Retained;
-                    r.message = "removed from the manifests; kept because its stage is protected".into();
+                    r.message =
+                        "removed from the manifests; kept because its stage is protected".into();
                     r.last_reconciled = Some(now.clone());
                     self.store.put(key, &r)?;
                 }
@@ -585,7 +635,10 @@ impl Controller {
                 report.changes.push(Change {
                     key: key.clone(),
                     action: "hold",
-                    details: vec![format!("would delete {n} resources, over --max-prune {}", self.policy.max_prune)],
+                    details: vec![format!(
+                        "would delete {n} resources, over --max-prune {}",
+                        self.policy.max_prune
+                    )],
                 });
                 if self.policy.act {
                     let mut r = rec.clone();
@@ -687,9 +740,19 @@ mod tests {
 
     #[test]
     fn backoff_doubles_from_one_second_to_five_minutes() {
-        for (failures, base) in [(1u32, 1.0f64), (2, 2.0), (3, 4.0), (9, 256.0), (10, 300.0), (40, 300.0)] {
+        for (failures, base) in [
+            (1u32, 1.0f64),
+            (2, 2.0),
+            (3, 4.0),
+            (9, 256.0),
+            (10, 300.0),
+            (40, 300.0),
+        ] {
             let d = backoff(failures).as_secs_f64();
-            assert!(d >= base * 0.9 - 1e-9 && d <= base * 1.1 + 1e-9, "{failures}: {d}");
+            assert!(
+                d >= base * 0.9 - 1e-9 && d <= base * 1.1 + 1e-9,
+                "{failures}: {d}"
+            );
         }
     }
 

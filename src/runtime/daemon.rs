@@ -1,7 +1,7 @@
 //! `run` and `plan`: wiring the provider, the store, the watcher and the controller together,
 //! and the status socket the `status` command asks while a daemon runs.
 
-use super::controller::{Change, Controller, ControllerError, Policy, PassReport};
+use super::controller::{Change, Controller, ControllerError, PassReport, Policy};
 use crate::cloudflare::{Client, ClientConfig, RateLimit};
 use crate::local_api::{LocalApi, LocalApiConfig, LocalApiError};
 use crate::manifest::{LoadError, ResourceSpec};
@@ -208,7 +208,11 @@ fn serve_status_socket(state: &Path, store: Store) -> Result<PathBuf, DaemonErro
                 {
                     return;
                 }
-                let stage = line.trim().strip_prefix("status").map(str::trim).filter(|s| !s.is_empty());
+                let stage = line
+                    .trim()
+                    .strip_prefix("status")
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty());
                 let body = match crate::status::status_json(&store, stage) {
                     Ok(v) => v.to_string(),
                     Err(e) => serde_json::json!({ "error": e.to_string() }).to_string(),
@@ -229,10 +233,15 @@ pub async fn ask_daemon(state: &Path, stage: Option<&str>) -> Option<serde_json:
         let request = format!("status {}\n", stage.unwrap_or(""));
         stream.write_all(request.as_bytes()).await.ok()?;
         let mut body = String::new();
-        tokio::io::AsyncReadExt::read_to_string(&mut stream, &mut body).await.ok()?;
+        tokio::io::AsyncReadExt::read_to_string(&mut stream, &mut body)
+            .await
+            .ok()?;
         serde_json::from_str(&body).ok()
     };
-    tokio::time::timeout(Duration::from_secs(10), ask).await.ok().flatten()
+    tokio::time::timeout(Duration::from_secs(10), ask)
+        .await
+        .ok()
+        .flatten()
 }
 
 async fn shutdown_signal() {
@@ -268,7 +277,11 @@ pub async fn run(cfg: RunConfig) -> Result<bool, DaemonError> {
     let seed = initial.as_ref().map(existing_ids).unwrap_or_default();
     let provider = Provider::start(&cfg.provider, &cfg.state, &seed).await?;
     if matches!(cfg.provider, ProviderConfig::Embedded { .. }) {
-        println!("local API: {} (account {})", provider.base_url, crate::local_api::DEFAULT_ACCOUNT_ID);
+        println!(
+            "local API: {} (account {})",
+            provider.base_url,
+            crate::local_api::DEFAULT_ACCOUNT_ID
+        );
     }
     let controller = Controller {
         client: provider.client.clone(),
@@ -358,7 +371,9 @@ async fn run_forever(
                 Ok(report) => {
                     log_pass(&report, start.elapsed());
                     if let Some(t) = report.next_retry {
-                        let wait = t.duration_since(std::time::SystemTime::now()).unwrap_or_default();
+                        let wait = t
+                            .duration_since(std::time::SystemTime::now())
+                            .unwrap_or_default();
                         wake = wake.min(Instant::now() + wait);
                     }
                 }
@@ -413,7 +428,8 @@ pub async fn plan(cfg: RunConfig) -> Result<Vec<Change>, DaemonError> {
     // A running daemon holds the store; plan then works from a copy-free read of nothing:
     // it reports as if lumierd had no records (ownership errors would show as refusals).
     let tmp;
-    let store_dir = if cfg.state.join("db").exists() && ask_daemon(&cfg.state, None).await.is_none() {
+    let store_dir = if cfg.state.join("db").exists() && ask_daemon(&cfg.state, None).await.is_none()
+    {
         cfg.state.clone()
     } else {
         tmp = tempdir_for_plan()?;
@@ -434,8 +450,15 @@ pub async fn plan(cfg: RunConfig) -> Result<Vec<Change>, DaemonError> {
     provider.stop().await;
     let mut changes = report?.changes;
     for (key, bundle) in &snap.bundles {
-        if let Some(c) = changes.iter_mut().find(|c| &c.key == key && (c.action == "create" || c.action == "update")) {
-            c.details.extend(crate::worker::describe(bundle).into_iter().map(|m| format!("module {m}")));
+        if let Some(c) = changes
+            .iter_mut()
+            .find(|c| &c.key == key && (c.action == "create" || c.action == "update"))
+        {
+            c.details.extend(
+                crate::worker::describe(bundle)
+                    .into_iter()
+                    .map(|m| format!("module {m}")),
+            );
         }
     }
     Ok(changes)
@@ -443,6 +466,7 @@ pub async fn plan(cfg: RunConfig) -> Result<Vec<Change>, DaemonError> {
 
 fn tempdir_for_plan() -> Result<PathBuf, DaemonError> {
     let dir = std::env::temp_dir().join(format!("lumierd-plan-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(|e| DaemonError::Io(format!("{}: {e}", dir.display())))?;
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| DaemonError::Io(format!("{}: {e}", dir.display())))?;
     Ok(dir)
 }

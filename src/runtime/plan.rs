@@ -217,18 +217,36 @@ mod tests {
     use DriftMode::{Correct, Report};
 
     #[test]
+    #[allow(clippy::type_complexity)]
     fn kv_namespace_table() {
         let t = "app-prod-cache";
-        let cases: Vec<(Option<&str>, bool, Option<&str>, Option<&str>, DriftMode, Decision)> = vec![
+        let cases: Vec<(
+            Option<&str>,
+            bool,
+            Option<&str>,
+            Option<&str>,
+            DriftMode,
+            Decision,
+        )> = vec![
             (None, false, None, None, Correct, Decision::Create),
-            (Some("id1"), false, Some(t), Some("id1"), Correct, Decision::UpToDate),
+            (
+                Some("id1"),
+                false,
+                Some(t),
+                Some("id1"),
+                Correct,
+                Decision::UpToDate,
+            ),
             (
                 Some("id1"),
                 false,
                 Some("renamed"),
                 None,
                 Correct,
-                Decision::Correct { drift: vec![format!("title: {t} → renamed")], recreate: false },
+                Decision::Correct {
+                    drift: vec![format!("title: {t} → renamed")],
+                    recreate: false,
+                },
             ),
             (
                 Some("id1"),
@@ -236,7 +254,9 @@ mod tests {
                 Some("renamed"),
                 None,
                 Report,
-                Decision::Report { drift: vec![format!("title: {t} → renamed")] },
+                Decision::Report {
+                    drift: vec![format!("title: {t} → renamed")],
+                },
             ),
             (
                 Some("id1"),
@@ -244,17 +264,36 @@ mod tests {
                 None,
                 None,
                 Correct,
-                Decision::Correct { drift: vec!["namespace id1: deleted out of band".into()], recreate: true },
+                Decision::Correct {
+                    drift: vec!["namespace id1: deleted out of band".into()],
+                    recreate: true,
+                },
             ),
-            (None, true, None, Some("id9"), Correct, Decision::Adopt { id: "id9".into() }),
+            (
+                None,
+                true,
+                None,
+                Some("id9"),
+                Correct,
+                Decision::Adopt { id: "id9".into() },
+            ),
             (None, true, None, None, Correct, Decision::Create),
         ];
         for (i, (rec, pending, by_id, by_title, mode, want)) in cases.into_iter().enumerate() {
-            assert_eq!(kv_namespace(t, rec, pending, by_id, by_title, mode), want, "case {i}");
+            assert_eq!(
+                kv_namespace(t, rec, pending, by_id, by_title, mode),
+                want,
+                "case {i}"
+            );
         }
         let refused = kv_namespace(t, None, false, None, Some("id7"), Correct);
-        let Decision::Refuse { reason } = refused else { panic!("{refused:?}") };
-        assert!(reason.contains("declare it with `existing: { id: id7 }`, or delete it"), "{reason}");
+        let Decision::Refuse { reason } = refused else {
+            panic!("{refused:?}")
+        };
+        assert!(
+            reason.contains("declare it with `existing: { id: id7 }`, or delete it"),
+            "{reason}"
+        );
     }
 
     #[test]
@@ -266,9 +305,12 @@ mod tests {
     fn facts(hash: &str, cache: &str) -> WorkerFacts {
         WorkerFacts {
             content_hash: hash.into(),
-            bindings: [("CACHE".to_string(), format!("kv:{cache}")), ("STAGE".to_string(), "text:prod".to_string())]
-                .into_iter()
-                .collect(),
+            bindings: [
+                ("CACHE".to_string(), format!("kv:{cache}")),
+                ("STAGE".to_string(), "text:prod".to_string()),
+            ]
+            .into_iter()
+            .collect(),
             compatibility_date: "2025-01-01".into(),
             compatibility_flags: vec![],
         }
@@ -280,35 +322,83 @@ mod tests {
         let edited = facts("bbbbbbbbbbbbbbbb", "ns1");
         let rebound = facts("aaaaaaaaaaaaaaaa", "ns2");
         let s = "app-prod-api";
-        assert_eq!(worker_script(s, None, &a, &ScriptSeen::Absent, Correct), Decision::Create);
-        assert_eq!(worker_script(s, Some(&a), &a, &ScriptSeen::Unchanged, Correct), Decision::UpToDate);
+        assert_eq!(
+            worker_script(s, None, &a, &ScriptSeen::Absent, Correct),
+            Decision::Create
+        );
+        assert_eq!(
+            worker_script(s, Some(&a), &a, &ScriptSeen::Unchanged, Correct),
+            Decision::UpToDate
+        );
         assert_eq!(
             worker_script(s, Some(&a), &edited, &ScriptSeen::Unchanged, Correct),
-            Decision::Update { changes: vec!["content: aaaaaaaaaaaa → bbbbbbbbbbbb".into()] }
+            Decision::Update {
+                changes: vec!["content: aaaaaaaaaaaa → bbbbbbbbbbbb".into()]
+            }
         );
         assert_eq!(
-            worker_script(s, Some(&a), &a, &ScriptSeen::Changed { facts: rebound.clone() }, Correct),
-            Decision::Correct { drift: vec!["bindings.CACHE: kv:ns1 → kv:ns2".into()], recreate: false }
+            worker_script(
+                s,
+                Some(&a),
+                &a,
+                &ScriptSeen::Changed {
+                    facts: rebound.clone()
+                },
+                Correct
+            ),
+            Decision::Correct {
+                drift: vec!["bindings.CACHE: kv:ns1 → kv:ns2".into()],
+                recreate: false
+            }
         );
         assert_eq!(
-            worker_script(s, Some(&a), &a, &ScriptSeen::Changed { facts: rebound }, Report),
-            Decision::Report { drift: vec!["bindings.CACHE: kv:ns1 → kv:ns2".into()] }
+            worker_script(
+                s,
+                Some(&a),
+                &a,
+                &ScriptSeen::Changed { facts: rebound },
+                Report
+            ),
+            Decision::Report {
+                drift: vec!["bindings.CACHE: kv:ns1 → kv:ns2".into()]
+            }
         );
         // Re-uploaded with identical content and settings: nothing drifted.
         assert_eq!(
-            worker_script(s, Some(&a), &a, &ScriptSeen::Changed { facts: a.clone() }, Correct),
+            worker_script(
+                s,
+                Some(&a),
+                &a,
+                &ScriptSeen::Changed { facts: a.clone() },
+                Correct
+            ),
             Decision::UpToDate
         );
         assert_eq!(
             worker_script(s, Some(&a), &a, &ScriptSeen::Absent, Correct),
-            Decision::Correct { drift: vec![format!("script {s}: deleted out of band")], recreate: true }
+            Decision::Correct {
+                drift: vec![format!("script {s}: deleted out of band")],
+                recreate: true
+            }
         );
         assert!(matches!(
-            worker_script(s, None, &a, &ScriptSeen::Unrecorded { owned: false }, Correct),
+            worker_script(
+                s,
+                None,
+                &a,
+                &ScriptSeen::Unrecorded { owned: false },
+                Correct
+            ),
             Decision::Refuse { .. }
         ));
         assert!(matches!(
-            worker_script(s, None, &a, &ScriptSeen::Unrecorded { owned: true }, Correct),
+            worker_script(
+                s,
+                None,
+                &a,
+                &ScriptSeen::Unrecorded { owned: true },
+                Correct
+            ),
             Decision::Update { .. }
         ));
     }

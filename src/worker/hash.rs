@@ -14,8 +14,10 @@ use crate::cloudflare::types::Module;
 /// Bumped if the encoding below ever changes (so old and new hashes never collide).
 const VERSION: &[u8] = b"lumierd-worker-bundle/v1";
 
-/// The content hash of a bundle; see the module doc.
-pub(crate) fn content_hash(main_module: &str, modules: &[Module]) -> String {
+/// The content hash of a bundle; see the module doc. `modules` must be in the bundle's order
+/// (sorted by name) for the result to match [`super::WorkerBundle::content_hash`], e.g. when
+/// hashing the modules read back from Cloudflare.
+pub fn content_hash(main_module: &str, modules: &[Module]) -> String {
     let mut hasher = Sha256::new();
     field(&mut hasher, VERSION);
     field(&mut hasher, main_module.as_bytes());

@@ -2,10 +2,11 @@
 //!
 //! No Node and no subprocess: TypeScript is stripped in-process by oxc, and the import graph is
 //! followed here. The steps, one file each:
-//! - [`resolve`]: specifier → file (TypeScript-like rules), kept inside the manifests root.
-//! - [`transpile`]: oxc parse + TypeScript transform + codegen, and specifier rewriting.
-//! - [`graph`]: traversal from the entry, with bounds.
-//! - [`hash`]: the deterministic content hash.
+//! - `resolve.rs`: specifier → file (TypeScript-like rules), kept inside the manifests root.
+//! - `transpile.rs`: oxc parse + TypeScript transform + codegen, and specifier rewriting.
+//! - `graph.rs`: traversal from the entry, with bounds.
+//! - `hash.rs`: the deterministic content hash ([`content_hash`], also usable on modules read
+//!   back from Cloudflare, sorted by name, to detect drift).
 //!
 //! # What is uploaded
 //! - Every module reachable from the entry through relative imports (`import … from`,
@@ -48,7 +49,7 @@ use std::path::{Path, PathBuf};
 use crate::cloudflare::types::Module;
 
 pub use error::{Location, WorkerError};
-pub(crate) use hash::content_hash;
+pub use hash::content_hash;
 
 /// Cloudflare's Worker size limit on the Free plan (1 MiB, measured after compression).
 pub const MAX_SIZE_FREE: u64 = 1 << 20;
@@ -105,7 +106,7 @@ fn build_with_limits(
     });
     let mut named: std::collections::BTreeMap<String, (PathBuf, Module)> = Default::default();
     for (path, loaded) in graph {
-        let name = module_name(&base, &path)?;
+        let name = module_name(base, &path)?;
         if let Some((first, _)) = named.get(&name) {
             return Err(WorkerError::NameCollision {
                 name,
@@ -120,7 +121,7 @@ fn build_with_limits(
         };
         named.insert(name, (path, module));
     }
-    let main_module = module_name(&base, &entry)?;
+    let main_module = module_name(base, &entry)?;
     let modules: Vec<Module> = named.into_values().map(|(_, module)| module).collect();
     let total_size = modules.iter().map(|m| m.content.len() as u64).sum();
     let content_hash = hash::content_hash(&main_module, &modules);

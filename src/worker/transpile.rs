@@ -21,7 +21,7 @@ use std::path::Path;
 use oxc::allocator::{Allocator, FromIn};
 use oxc::ast::ast::{
     ExportAllDeclaration, ExportFromDeclaration, Expression, ImportDeclaration, ImportExpression,
-    StringLiteral,
+    Program, Statement, StringLiteral, TSModuleReference,
 };
 use oxc::ast_visit::{walk_mut, VisitMut};
 use oxc::codegen::Codegen;
@@ -81,6 +81,13 @@ where
         return Err(syntax_error(d));
     }
 
+    if let Some((span, message)) = commonjs_syntax(&program) {
+        return Err(WorkerError::Syntax {
+            at: Location::at(file, source, span.start),
+            message: message.to_string(),
+        });
+    }
+
     match language {
         Language::JavaScript => {
             let mut rewriter = Rewriter::new(&allocator, rewrite, Mode::Splice);
@@ -102,6 +109,30 @@ where
             Ok(Codegen::new().build(&program).code)
         }
     }
+}
+
+/// TypeScript's CommonJS forms, which would otherwise become `require`/`module.exports` that
+/// the Workers ES-module runtime does not have and this traversal would not follow.
+fn commonjs_syntax(program: &Program<'_>) -> Option<(Span, &'static str)> {
+    program.body.iter().find_map(|statement| match statement {
+        Statement::TSImportEqualsDeclaration(declaration)
+            if declaration.import_kind.is_value()
+                && matches!(
+                    declaration.module_reference,
+                    TSModuleReference::ExternalModuleReference(_)
+                ) =>
+        {
+            Some((
+                declaration.span,
+                "`import … = require(…)` is CommonJS, which Workers ES modules cannot use; write `import … from \"…\"`",
+            ))
+        }
+        Statement::TSExportAssignment(assignment) => Some((
+            assignment.span,
+            "`export = …` is CommonJS, which Workers ES modules cannot use; write `export default …`",
+        )),
+        _ => None,
+    })
 }
 
 /// An oxc diagnostic as a located [`WorkerError::Syntax`].

@@ -2,6 +2,7 @@
 //! HTTP client against the local API over loopback.
 
 mod client;
+mod controller;
 mod local_api;
 mod support;
 mod validate;

@@ -1,0 +1,787 @@
+//! The controller end to end: the real `lumierd` binary against a local API served in this
+//! test process (so the test can read its request log and edit it "out of band" as another
+//! client would), over loopback.
+
+use crate::support::{bin, repo, run_in, wait_with_deadline};
+use lumierd::local_api::{
+    Faults, LocalApi, LocalApiConfig, RateLimitModel, DEFAULT_ACCOUNT_ID, DEFAULT_TOKEN,
+};
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+
+/// A local API in this process.
+struct Api {
+    api: LocalApi,
+    base: String,
+    http: reqwest::Client,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+impl Api {
+    async fn start(faults: Faults) -> Api {
+        Api::start_logged(faults, None).await
+    }
+
+    async fn start_logged(faults: Faults, request_log: Option<PathBuf>) -> Api {
+        let api = LocalApi::open(LocalApiConfig {
+            token: DEFAULT_TOKEN.into(),
+            account_id: DEFAULT_ACCOUNT_ID.into(),
+            data_dir: None,
+            faults,
+            request_log,
+        })
+        .unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = oneshot::channel::<()>();
+        tokio::spawn(api.clone().serve(listener, async move {
+            let _ = rx.await;
+        }));
+        Api {
+            api,
+            base: format!("http://{addr}/client/v4"),
+            http: reqwest::Client::builder()
+                .no_proxy()
+                .timeout(Duration::from_secs(20))
+                .build()
+                .unwrap(),
+            stop: Some(tx),
+        }
+    }
+
+    fn account(&self) -> String {
+        format!("{}/accounts/{DEFAULT_ACCOUNT_ID}", self.base)
+    }
+
+    async fn get(&self, path: &str) -> Value {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.account()))
+            .bearer_auth(DEFAULT_TOKEN)
+            .send()
+            .await
+            .unwrap();
+        r.json().await.unwrap()
+    }
+
+    async fn namespaces(&self) -> Vec<Value> {
+        let v = self.get("/storage/kv/namespaces?per_page=1000").await;
+        v["result"].as_array().cloned().unwrap_or_default()
+    }
+
+    async fn scripts(&self) -> Vec<Value> {
+        let v = self.get("/workers/scripts").await;
+        v["result"].as_array().cloned().unwrap_or_default()
+    }
+
+    async fn namespace_id(&self, title: &str) -> Option<String> {
+        self.namespaces()
+            .await
+            .iter()
+            .find(|n| n["title"] == title)
+            .map(|n| n["id"].as_str().unwrap().to_owned())
+    }
+
+    async fn send(&self, req: reqwest::RequestBuilder) -> Value {
+        let r = req.bearer_auth(DEFAULT_TOKEN).send().await.unwrap();
+        r.json().await.unwrap()
+    }
+
+    fn writes(&self) -> Vec<String> {
+        self.api
+            .request_log()
+            .into_iter()
+            .filter(|r| r.method != "GET")
+            .map(|r| format!("{} {}", r.method, r.path))
+            .collect()
+    }
+
+    async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// A `lumierd run` daemon; killed when dropped.
+struct Daemon {
+    child: Child,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn_run(dir: &Path, api: &Api, extra: &[&str]) -> Daemon {
+    let child = Command::new(bin())
+        .args([
+            "run",
+            "--manifests",
+            "m",
+            "--state",
+            "state",
+            "--api-url",
+            &api.base,
+            "--resync",
+            "1s",
+            "--debounce",
+            "100ms",
+        ])
+        .args(extra)
+        .current_dir(dir)
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    Daemon { child }
+}
+
+fn once(dir: &Path, api: &Api, extra: &[&str]) -> crate::support::Output {
+    let mut args = vec![
+        "run",
+        "--once",
+        "--manifests",
+        "m",
+        "--state",
+        "state",
+        "--api-url",
+        &api.base,
+    ];
+    args.extend_from_slice(extra);
+    run_in(dir, &args, Duration::from_secs(120))
+}
+
+fn status(dir: &Path) -> Value {
+    try_status(dir).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn try_status(dir: &Path) -> Result<Value, String> {
+    let out = run_in(
+        dir,
+        &["status", "--json", "--state", "state"],
+        Duration::from_secs(30),
+    );
+    if out.code != 0 {
+        return Err(format!("{out:?}"));
+    }
+    serde_json::from_str(&out.stdout).map_err(|e| format!("{e}: {}", out.stdout))
+}
+
+fn resource<'a>(status: &'a Value, stage: &str, name: &str) -> Option<&'a Value> {
+    status["resources"]
+        .as_array()?
+        .iter()
+        .find(|r| r["stage"] == stage && r["name"] == name)
+}
+
+/// Polls `status` until `pred` holds, for at most `secs` seconds.
+async fn wait_status(dir: &Path, secs: u64, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        // Before the daemon has created its state, status fails: keep polling.
+        let s = tokio::task::block_in_place(|| try_status(dir));
+        if let Ok(s) = &s {
+            if pred(s) {
+                return s.clone();
+            }
+        }
+        if Instant::now() > deadline {
+            panic!("timed out waiting for {what}; status: {s:#?}");
+        }
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+}
+
+fn all_ready(s: &Value) -> bool {
+    let list = s["resources"].as_array().cloned().unwrap_or_default();
+    !list.is_empty() && list.iter().all(|r| r["state"] == "Ready")
+}
+
+const WORKER: &str = "export default { fetch() { return new Response(\"hi\") } }\n";
+
+/// A manifests folder `m/` with one stage: kv `cache`, worker `api` binding it and `${stage}`.
+fn fleet(dir: &Path, stage: &str, protect: bool, extra: &str) {
+    let m = dir.join("m");
+    std::fs::create_dir_all(&m).unwrap();
+    std::fs::write(m.join("index.js"), WORKER).unwrap();
+    let protect = if protect {
+        format!("  protect: [{stage}]\n")
+    } else {
+        String::new()
+    };
+    std::fs::write(
+        m.join(format!("{stage}.yaml")),
+        format!(
+            "app:\n  name: shop\n{protect}stage: {stage}\nresources:\n  cache: {{ type: kv }}\n  api:\n    type: worker\n    entry: index.js\n    bindings:\n      CACHE: {{ kv: cache }}\n      STAGE: \"${{stage}}\"\n{extra}"
+        ),
+    )
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn examples_converge_with_the_embedded_api() {
+    let dir = tempfile::tempdir().unwrap();
+    let examples = repo().join("examples");
+    let out = run_in(
+        dir.path(),
+        &[
+            "run",
+            "--once",
+            "--manifests",
+            examples.to_str().unwrap(),
+            "--state",
+            "state",
+        ],
+        Duration::from_secs(120),
+    );
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        out.stdout.contains("local API: http://127.0.0.1:"),
+        "{}",
+        out.stdout
+    );
+    let s = status(dir.path());
+    let list = s["resources"].as_array().unwrap();
+    assert_eq!(list.len(), 6, "{s:#}");
+    for r in list {
+        assert_eq!(r["state"], "Ready", "{r:#}");
+        match r["type"].as_str().unwrap() {
+            "kv" => assert_eq!(
+                r["output"]["namespaceId"].as_str().unwrap().len(),
+                32,
+                "{r:#}"
+            ),
+            _ => {
+                assert_eq!(
+                    r["output"]["scriptName"],
+                    format!("my-app-{}-api", r["stage"].as_str().unwrap())
+                );
+                assert!(r["output"]["etag"].as_str().is_some_and(|e| !e.is_empty()));
+            }
+        }
+    }
+    // The existing namespace keeps its declared id.
+    let legacy = resource(&s, "production", "legacy").unwrap();
+    assert_eq!(
+        legacy["output"]["namespaceId"],
+        "5f0c7d3e9a2b4c1d8e6f7a0b1c2d3e4f"
+    );
+    // A second pass against the persisted embedded API changes nothing.
+    let again = run_in(
+        dir.path(),
+        &[
+            "run",
+            "--once",
+            "--manifests",
+            examples.to_str().unwrap(),
+            "--state",
+            "state",
+        ],
+        Duration::from_secs(120),
+    );
+    assert_eq!(again.code, 0, "{again:?}");
+    assert!(!again.stdout.contains("create "), "{}", again.stdout);
+    // plan agrees: nothing to do.
+    let plan = run_in(
+        dir.path(),
+        &[
+            "plan",
+            "--manifests",
+            examples.to_str().unwrap(),
+            "--state",
+            "state",
+        ],
+        Duration::from_secs(60),
+    );
+    assert_eq!(plan.code, 0, "{plan:?}");
+    assert_eq!(plan.stdout.trim(), "no changes");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unchanged_fleet_resync_reads_lists_only() {
+    let api = Api::start(Faults::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let m = dir.path().join("m");
+    std::fs::create_dir_all(&m).unwrap();
+    std::fs::write(m.join("index.js"), WORKER).unwrap();
+    // 100 resources: 5 stages × (10 namespaces + 10 workers, each binding two namespaces).
+    for s in 0..5 {
+        let mut text = format!("app: {{ name: fleet }}\nstage: s{s}\nresources:\n");
+        for k in 0..10 {
+            text.push_str(&format!("  kv{k}: {{ type: kv }}\n"));
+        }
+        for w in 0..10 {
+            text.push_str(&format!(
+                "  w{w}:\n    type: worker\n    entry: index.js\n    bindings:\n      A: {{ kv: kv{w} }}\n      B: {{ kv: kv{} }}\n",
+                (w + 1) % 10
+            ));
+        }
+        std::fs::write(m.join(format!("s{s}.yaml")), text).unwrap();
+    }
+    let cold = tokio::task::block_in_place(|| once(dir.path(), &api, &[]));
+    assert_eq!(cold.code, 0, "{cold:?}");
+    let cold_writes = api.writes().len();
+    assert_eq!(cold_writes, 100, "one create per resource");
+    api.api.clear_request_log();
+    let warm = tokio::task::block_in_place(|| once(dir.path(), &api, &[]));
+    assert_eq!(warm.code, 0, "{warm:?}");
+    let log = api.api.request_log();
+    assert!(
+        log.len() <= 5,
+        "a resync of 100 unchanged resources sent {} requests: {log:?}",
+        log.len()
+    );
+    assert!(api.writes().is_empty(), "{:?}", api.writes());
+    api.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edits_converge_prune_and_protected_stages_retain() {
+    let api = Api::start(Faults::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    fleet(dir.path(), "dev", false, "");
+    fleet(dir.path(), "prod", true, "");
+    let _d = spawn_run(dir.path(), &api, &[]);
+    wait_status(dir.path(), 60, "all ready", |s| {
+        all_ready(s) && s["resources"].as_array().unwrap().len() == 4
+    })
+    .await;
+
+    // Add a namespace: it converges.
+    fleet(dir.path(), "dev", false, "  sessions: { type: kv }\n");
+    wait_status(dir.path(), 30, "sessions ready", |s| {
+        resource(s, "dev", "sessions").is_some_and(|r| r["state"] == "Ready")
+    })
+    .await;
+    assert!(api.namespace_id("shop-dev-sessions").await.is_some());
+
+    // Remove it again: pruned, on the provider too.
+    fleet(dir.path(), "dev", false, "");
+    wait_status(dir.path(), 30, "sessions pruned", |s| {
+        resource(s, "dev", "sessions").is_none()
+    })
+    .await;
+    assert!(api.namespace_id("shop-dev-sessions").await.is_none());
+
+    // In the protected stage, a removed resource is retained, not deleted.
+    let m = dir.path().join("m");
+    std::fs::write(
+        m.join("prod.yaml"),
+        "app:\n  name: shop\n  protect: [prod]\nstage: prod\nresources:\n  cache: { type: kv }\n",
+    )
+    .unwrap();
+    wait_status(dir.path(), 30, "api retained", |s| {
+        resource(s, "prod", "api").is_some_and(|r| r["state"] == "Retained")
+    })
+    .await;
+    assert!(api
+        .scripts()
+        .await
+        .iter()
+        .any(|s| s["id"] == "shop-prod-api"));
+
+    // An invalid manifest keeps the last good state and deletes nothing.
+    let before = api.writes().len();
+    std::fs::write(
+        m.join("dev.yaml"),
+        "app: { name: shop }\nstage: dev\nresources:\n  cache: { type: nope }\n",
+    )
+    .unwrap();
+    let s = wait_status(dir.path(), 30, "load error shown", |s| {
+        s["loadError"].is_string()
+    })
+    .await;
+    assert!(
+        s["loadError"]
+            .as_str()
+            .unwrap()
+            .contains("unknown type `nope`"),
+        "{s:#}"
+    );
+    tokio::time::sleep(Duration::from_millis(2500)).await; // two resyncs
+    assert_eq!(
+        api.writes().len(),
+        before,
+        "nothing written while manifests are invalid"
+    );
+    assert!(api.namespace_id("shop-dev-cache").await.is_some());
+    assert!(resource(&status(dir.path()), "dev", "api").is_some_and(|r| r["state"] == "Ready"));
+    api.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn out_of_band_changes_are_detected_recorded_and_corrected() {
+    let api = Api::start(Faults::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    fleet(dir.path(), "dev", false, "");
+    let _d = spawn_run(dir.path(), &api, &[]);
+    wait_status(dir.path(), 60, "all ready", all_ready).await;
+    let acct = api.account();
+    let drift_count = |s: &Value, name: &str| {
+        resource(s, "dev", name).map_or(0, |r| r["drift"]["count"].as_u64().unwrap_or(0))
+    };
+
+    // 1. Namespace renamed out of band → renamed back.
+    let id = api.namespace_id("shop-dev-cache").await.unwrap();
+    api.send(
+        api.http
+            .put(format!("{acct}/storage/kv/namespaces/{id}"))
+            .json(&json!({"title": "hijacked"})),
+    )
+    .await;
+    let s = wait_status(dir.path(), 30, "rename drift", |s| {
+        drift_count(s, "cache") >= 1
+    })
+    .await;
+    let last = &resource(&s, "dev", "cache").unwrap()["drift"]["last"];
+    assert_eq!(
+        last["changes"][0], "title: shop-dev-cache → hijacked",
+        "{last:#}"
+    );
+    wait_status(dir.path(), 30, "title restored", |_| true).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while api.namespace_id("shop-dev-cache").await.as_deref() != Some(id.as_str()) {
+        assert!(Instant::now() < deadline, "title not restored");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // 2. Worker bindings patched out of band → put back.
+    let form = reqwest::multipart::Form::new().text(
+        "settings",
+        json!({"bindings": [{"type": "plain_text", "name": "STAGE", "text": "evil"}]}).to_string(),
+    );
+    api.send(
+        api.http
+            .patch(format!("{acct}/workers/scripts/shop-dev-api/settings"))
+            .multipart(form),
+    )
+    .await;
+    let s = wait_status(dir.path(), 30, "settings drift", |s| {
+        drift_count(s, "api") >= 1
+    })
+    .await;
+    let changes = resource(&s, "dev", "api").unwrap()["drift"]["last"]["changes"].clone();
+    assert!(
+        changes
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c == &json!(format!("bindings.CACHE: kv:{id} → (removed)"))),
+        "{changes:#}"
+    );
+    assert!(
+        changes
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c == "bindings.STAGE: text:dev → text:evil"),
+        "{changes:#}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let settings = api.get("/workers/scripts/shop-dev-api/settings").await;
+        let b = settings["result"]["bindings"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if b.iter()
+            .any(|x| x["name"] == "CACHE" && x["namespace_id"] == id.as_str())
+            && b.iter().any(|x| x["name"] == "STAGE" && x["text"] == "dev")
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "bindings not restored: {settings:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // 3. Namespace deleted out of band → recreated with a new id, and the worker rebound.
+    // (The worker binds it, so the provider refuses a plain delete: unbind first, as a person would.)
+    let form =
+        reqwest::multipart::Form::new().text("settings", json!({"bindings": []}).to_string());
+    api.send(
+        api.http
+            .patch(format!("{acct}/workers/scripts/shop-dev-api/settings"))
+            .multipart(form),
+    )
+    .await;
+    api.send(
+        api.http
+            .delete(format!("{acct}/storage/kv/namespaces/{id}")),
+    )
+    .await;
+    let s = wait_status(dir.path(), 30, "namespace recreated", |s| {
+        resource(s, "dev", "cache")
+            .is_some_and(|r| r["output"]["namespaceId"].as_str().is_some_and(|n| n != id))
+    })
+    .await;
+    let new_id = resource(&s, "dev", "cache").unwrap()["output"]["namespaceId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let settings = api.get("/workers/scripts/shop-dev-api/settings").await;
+        let b = settings["result"]["bindings"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if b.iter()
+            .any(|x| x["name"] == "CACHE" && x["namespace_id"] == new_id.as_str())
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "worker not rebound: {settings:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // 4. Script re-uploaded with other content → re-uploaded as declared.
+    let meta =
+        json!({"main_module": "index.js", "bindings": [], "compatibility_date": "2025-01-01"});
+    let form = reqwest::multipart::Form::new()
+        .text("metadata", meta.to_string())
+        .part(
+            "index.js",
+            reqwest::multipart::Part::bytes(
+                b"export default { fetch() { return new Response('pwned') } }".to_vec(),
+            )
+            .file_name("index.js")
+            .mime_str("application/javascript+module")
+            .unwrap(),
+        );
+    let before = drift_count(&status(dir.path()), "api");
+    api.send(
+        api.http
+            .put(format!("{acct}/workers/scripts/shop-dev-api"))
+            .multipart(form),
+    )
+    .await;
+    let s = wait_status(dir.path(), 30, "content drift", |s| {
+        drift_count(s, "api") > before
+    })
+    .await;
+    let changes = resource(&s, "dev", "api").unwrap()["drift"]["last"]["changes"].to_string();
+    assert!(changes.contains("content: "), "{changes}");
+
+    // 5. Script deleted → re-uploaded.
+    api.send(
+        api.http
+            .delete(format!("{acct}/workers/scripts/shop-dev-api")),
+    )
+    .await;
+    wait_status(dir.path(), 30, "script recreated", |s| {
+        drift_count(s, "api") > before + 1
+    })
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !api
+        .scripts()
+        .await
+        .iter()
+        .any(|s| s["id"] == "shop-dev-api")
+    {
+        assert!(Instant::now() < deadline, "script not recreated");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    api.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn report_mode_records_drift_and_writes_nothing() {
+    let api = Api::start(Faults::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    fleet(dir.path(), "dev", false, "");
+    let _d = spawn_run(dir.path(), &api, &["--drift", "report"]);
+    wait_status(dir.path(), 60, "all ready", all_ready).await;
+    let id = api.namespace_id("shop-dev-cache").await.unwrap();
+    api.api.clear_request_log();
+    api.send(
+        api.http
+            .put(format!("{}/storage/kv/namespaces/{id}", api.account()))
+            .json(&json!({"title": "renamed"})),
+    )
+    .await;
+    let s = wait_status(dir.path(), 30, "drift reported", |s| {
+        resource(s, "dev", "cache").is_some_and(|r| r["state"] == "Drifted")
+    })
+    .await;
+    assert_eq!(resource(&s, "dev", "cache").unwrap()["drift"]["count"], 1);
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let s = status(dir.path());
+    assert_eq!(
+        resource(&s, "dev", "cache").unwrap()["drift"]["count"],
+        1,
+        "one drift is recorded once"
+    );
+    assert_eq!(
+        api.writes(),
+        vec![format!(
+            "PUT /client/v4/accounts/{DEFAULT_ACCOUNT_ID}/storage/kv/namespaces/{id}"
+        )],
+        "only the out-of-band write"
+    );
+    assert_eq!(
+        api.namespace_id("renamed").await.as_deref(),
+        Some(id.as_str())
+    );
+    api.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_mid_converge_never_duplicates() {
+    let faults = Faults {
+        latency: Duration::from_millis(40),
+        ..Faults::default()
+    };
+    let api = Api::start(faults).await;
+    let dir = tempfile::tempdir().unwrap();
+    let m = dir.path().join("m");
+    std::fs::create_dir_all(&m).unwrap();
+    std::fs::write(m.join("index.js"), WORKER).unwrap();
+    let mut text = String::from("app: { name: crash }\nstage: dev\nresources:\n");
+    for k in 0..30 {
+        text.push_str(&format!("  kv{k}: {{ type: kv }}\n  w{k}:\n    type: worker\n    entry: index.js\n    bindings: {{ K: {{ kv: kv{k} }} }}\n"));
+    }
+    std::fs::write(m.join("dev.yaml"), text).unwrap();
+    let mut daemon = spawn_run(dir.path(), &api, &["--concurrency", "4"]);
+    // Kill it once some, but not all, namespaces exist.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let n = api.namespaces().await.len();
+        if n >= 5 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "nothing created");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    daemon.child.kill().unwrap();
+    let _ = wait_with_deadline(&mut daemon.child, Duration::from_secs(10));
+    assert!(
+        api.namespaces().await.len() < 30,
+        "killed too late to test anything"
+    );
+    let out = tokio::task::block_in_place(|| once(dir.path(), &api, &[]));
+    assert_eq!(out.code, 0, "{out:?}");
+    let titles: Vec<String> = api
+        .namespaces()
+        .await
+        .iter()
+        .map(|n| n["title"].as_str().unwrap().to_owned())
+        .collect();
+    let mut unique = titles.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(titles.len(), 30, "{titles:?}");
+    assert_eq!(unique.len(), 30, "duplicates: {titles:?}");
+    assert_eq!(api.scripts().await.len(), 30);
+    api.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn converges_through_500s_resets_and_429s() {
+    let faults = Faults {
+        error_rate: 0.2,
+        reset_rate: 0.1,
+        rate_limit: Some(RateLimitModel {
+            requests: 5,
+            window: Duration::from_secs(3),
+        }),
+        ..Faults::default()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let log_file = dir.path().join("requests.jsonl");
+    let api = Api::start_logged(faults, Some(log_file.clone())).await;
+    fleet(dir.path(), "dev", false, "");
+    fleet(dir.path(), "qa", false, "");
+    // Another client of the account spends the window's budget just before lumierd starts, so
+    // lumierd's first requests meet 429s with Retry-After (lumierd itself reads the `Ratelimit`
+    // header and would not run into them alone).
+    for _ in 0..50 {
+        let r = api
+            .http
+            .get(format!("{}/storage/kv/namespaces", api.account()))
+            .bearer_auth(DEFAULT_TOKEN)
+            .send()
+            .await;
+        if r.is_ok_and(|r| r.status() == 429) {
+            break;
+        }
+    }
+    let lumierd_started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let out = tokio::task::block_in_place(|| once(dir.path(), &api, &[]));
+    // The client gives up on a resource after its bounded retries; the next pass picks it up.
+    let out = if out.code == 0 {
+        out
+    } else {
+        tokio::task::block_in_place(|| once(dir.path(), &api, &[]))
+    };
+    assert_eq!(out.code, 0, "{out:?}");
+    api.api.set_faults(Faults::default());
+    let s = status(dir.path());
+    assert!(all_ready(&s), "{s:#}");
+    let titles: Vec<String> = api
+        .namespaces()
+        .await
+        .iter()
+        .map(|n| n["title"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(titles.len(), 2, "no duplicates under faults: {titles:?}");
+
+    // (start, end, status) of every request, from the log file's completion times.
+    let timed: Vec<(f64, f64, u16)> = std::fs::read_to_string(&log_file)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            let end = humantime::parse_rfc3339_weak(v["ts"].as_str().unwrap())
+                .unwrap()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs_f64();
+            (
+                end - v["duration_ms"].as_f64().unwrap() / 1000.0,
+                end,
+                v["status"].as_u64().unwrap() as u16,
+            )
+        })
+        .collect();
+    assert!(timed.iter().any(|r| r.2 == 500), "5xx were injected");
+    let timed: Vec<(f64, f64, u16)> = timed
+        .into_iter()
+        .filter(|r| r.0 >= lumierd_started)
+        .collect();
+    let limited: Vec<f64> = timed.iter().filter(|r| r.2 == 429).map(|r| r.1).collect();
+    assert!(
+        !limited.is_empty(),
+        "the rate-limit model answered lumierd 429s: {timed:?}"
+    );
+    // Retry-After (whole seconds, at least 1) is honoured: after a 429 went out, no request
+    // starts until a second has passed (50 ms allowed for requests already on their way).
+    for t in &limited {
+        let early: Vec<_> = timed
+            .iter()
+            .filter(|r| r.0 > t + 0.05 && r.0 < t + 0.95)
+            .collect();
+        assert!(
+            early.is_empty(),
+            "requests sent {early:?} within a second of a 429 at {t}"
+        );
+    }
+    api.stop().await;
+}

@@ -1,9 +1,12 @@
 //! File-system watching: notify → a "something changed" signal. The caller debounces and
 //! rescans the whole root, so editor temp files, a `git pull` touching many files and an
 //! atomic symlink swap (git-sync) all end in one consistent reload.
+//!
+//! A root that is a symlink is watched through its current target; the parent folder is
+//! watched too, so swapping the link is seen, and the watch then moves to the new target.
 
 use notify::{RecursiveMode, Watcher};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use tokio::sync::mpsc;
 
 #[derive(Debug, thiserror::Error)]
@@ -14,34 +17,61 @@ pub struct WatchError {
     source: notify::Error,
 }
 
-/// Keeps the watcher alive; dropping it stops watching.
+/// Keeps the watch alive; dropping it stops watching.
 pub struct Watch {
-    _watcher: notify::RecommendedWatcher,
+    task: tokio::task::JoinHandle<()>,
 }
 
-/// Watches `root` recursively, and its parent folder (not recursively) so that swapping a
-/// symlinked root is seen too. Each event sends `()` (extra events are dropped while one is
-/// pending: the receiver rescans everything anyway).
-pub fn watch(root: &Path) -> Result<(Watch, mpsc::Receiver<()>), WatchError> {
-    let (tx, rx) = mpsc::channel(1);
-    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if event.is_ok() {
-            let _ = tx.try_send(());
-        }
-    })
-    .map_err(|source| WatchError {
+impl Drop for Watch {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn error(root: &Path, source: notify::Error) -> WatchError {
+    WatchError {
         path: root.display().to_string(),
         source,
-    })?;
+    }
+}
+
+/// Watches `root` recursively (and its parent, not recursively). Each burst of events sends
+/// `()`; extra events are dropped while one is pending, since the receiver rescans everything.
+/// Must be called within a tokio runtime.
+pub fn watch(root: &Path) -> Result<(Watch, mpsc::Receiver<()>), WatchError> {
+    let (raw_tx, mut raw_rx) = mpsc::unbounded_channel::<()>();
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if event.is_ok() {
+            let _ = raw_tx.send(());
+        }
+    })
+    .map_err(|e| error(root, e))?;
+    let mut target: PathBuf = std::fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
     watcher
-        .watch(root, RecursiveMode::Recursive)
-        .map_err(|source| WatchError {
-            path: root.display().to_string(),
-            source,
-        })?;
-    if let Some(parent) = root.parent().filter(|p| !p.as_os_str().is_empty()) {
+        .watch(&target, RecursiveMode::Recursive)
+        .map_err(|e| error(root, e))?;
+    // The folder holding the root (not its target): where a symlink swap happens.
+    let absolute = std::path::absolute(root).unwrap_or_else(|_| root.to_path_buf());
+    if let Some(parent) = absolute.parent() {
         // Best effort: the parent may be unreadable; the periodic resync still rescans.
         let _ = watcher.watch(parent, RecursiveMode::NonRecursive);
     }
-    Ok((Watch { _watcher: watcher }, rx))
+    let (tx, rx) = mpsc::channel(1);
+    let root = root.to_path_buf();
+    let task = tokio::spawn(async move {
+        while raw_rx.recv().await.is_some() {
+            // A swapped symlink root: move the recursive watch to the new target.
+            if let Ok(now) = std::fs::canonicalize(&root) {
+                if now != target {
+                    let _ = watcher.unwatch(&target);
+                    if watcher.watch(&now, RecursiveMode::Recursive).is_ok() {
+                        tracing::info!(root = %root.display(), target = %now.display(), "manifests root moved; watching the new target");
+                    }
+                    target = now;
+                }
+            }
+            let _ = tx.try_send(());
+        }
+    });
+    Ok((Watch { task }, rx))
 }

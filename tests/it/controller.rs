@@ -119,20 +119,29 @@ impl Drop for Daemon {
 }
 
 fn spawn_run(dir: &Path, api: &Api, extra: &[&str]) -> Daemon {
+    spawn_run_on(dir, "m", api, extra)
+}
+
+/// `lumierd run` on the manifests folder `manifests` (resync 1 h unless `extra` says).
+fn spawn_run_on(dir: &Path, manifests: &str, api: &Api, extra: &[&str]) -> Daemon {
+    let resync = if extra.contains(&"--resync") {
+        vec![]
+    } else {
+        vec!["--resync", "1h"]
+    };
     let child = Command::new(bin())
         .args([
             "run",
             "--manifests",
-            "m",
+            manifests,
             "--state",
             "state",
             "--api-url",
             &api.base,
-            "--resync",
-            "1s",
             "--debounce",
             "100ms",
         ])
+        .args(resync)
         .args(extra)
         .current_dir(dir)
         .env("RUST_LOG", "info")
@@ -422,7 +431,7 @@ async fn out_of_band_changes_are_detected_recorded_and_corrected() {
     let api = Api::start(Faults::default()).await;
     let dir = tempfile::tempdir().unwrap();
     fleet(dir.path(), "dev", false, "");
-    let _d = spawn_run(dir.path(), &api, &[]);
+    let _d = spawn_run(dir.path(), &api, &["--resync", "1s"]);
     wait_status(dir.path(), 60, "all ready", all_ready).await;
     let acct = api.account();
     let drift_count = |s: &Value, name: &str| {
@@ -604,7 +613,7 @@ async fn report_mode_records_drift_and_writes_nothing() {
     let api = Api::start(Faults::default()).await;
     let dir = tempfile::tempdir().unwrap();
     fleet(dir.path(), "dev", false, "");
-    let _d = spawn_run(dir.path(), &api, &["--drift", "report"]);
+    let _d = spawn_run(dir.path(), &api, &["--drift", "report", "--resync", "1s"]);
     wait_status(dir.path(), 60, "all ready", all_ready).await;
     let id = api.namespace_id("shop-dev-cache").await.unwrap();
     api.api.clear_request_log();
@@ -783,5 +792,45 @@ async fn converges_through_500s_resets_and_429s() {
             "requests sent {early:?} within a second of a 429 at {t}"
         );
     }
+    api.stop().await;
+}
+
+/// git-sync style: the manifests root is a symlink swapped atomically to a new checkout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_atomic_symlink_swap_of_the_root_is_followed() {
+    let api = Api::start(Faults::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let stage = |extra: &str| {
+        format!("app: {{ name: sync }}\nstage: dev\nresources:\n  cache: {{ type: kv }}\n{extra}")
+    };
+    for (rev, extra) in [("rev1", ""), ("rev2", "  sessions: { type: kv }\n")] {
+        std::fs::create_dir_all(dir.path().join(rev)).unwrap();
+        std::fs::write(dir.path().join(rev).join("dev.yaml"), stage(extra)).unwrap();
+    }
+    std::os::unix::fs::symlink("rev1", dir.path().join("current")).unwrap();
+    // The daemon runs with a 1 h resync: only the watcher can make it see the swap.
+    let _d = spawn_run_on(dir.path(), "current", &api, &[]);
+    wait_status(dir.path(), 60, "rev1 ready", |s| {
+        all_ready(s) && s["resources"].as_array().unwrap().len() == 1
+    })
+    .await;
+
+    std::os::unix::fs::symlink("rev2", dir.path().join("current.tmp")).unwrap();
+    std::fs::rename(dir.path().join("current.tmp"), dir.path().join("current")).unwrap();
+    wait_status(dir.path(), 30, "rev2 applied", |s| {
+        resource(s, "dev", "sessions").is_some_and(|r| r["state"] == "Ready")
+    })
+    .await;
+
+    // Edits inside the new target are watched too.
+    std::fs::write(
+        dir.path().join("rev2/dev.yaml"),
+        stage("  sessions: { type: kv }\n  more: { type: kv }\n"),
+    )
+    .unwrap();
+    wait_status(dir.path(), 30, "edit in rev2 applied", |s| {
+        resource(s, "dev", "more").is_some_and(|r| r["state"] == "Ready")
+    })
+    .await;
     api.stop().await;
 }

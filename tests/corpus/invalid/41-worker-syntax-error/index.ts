@@ -1,0 +1,2 @@
+const x: number = ;
+export default {};

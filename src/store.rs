@@ -109,6 +109,10 @@ pub struct Record {
     /// Whether the resource is an `existing` namespace (never created or deleted).
     #[serde(default)]
     pub existing: bool,
+    /// Whether its stage was protected when last declared: if its whole app disappears from
+    /// the manifests, this alone keeps it from being deleted.
+    #[serde(default)]
+    pub protected: bool,
     pub state: State,
     #[serde(default)]
     pub message: String,

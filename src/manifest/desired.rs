@@ -182,6 +182,8 @@ pub struct Stage {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Desired {
     pub stages: BTreeMap<StageKey, Stage>,
+    /// Every declared app → its `protect` list (empty when no document states one).
+    pub protect: BTreeMap<String, Vec<String>>,
 }
 
 impl Desired {
@@ -196,6 +198,15 @@ impl Desired {
 
     pub fn stage(&self, key: &StageKey) -> Option<&Stage> {
         self.stages.get(key)
+    }
+
+    /// Whether a stage's resources must never be deleted: `Some(true/false)` when its app is
+    /// declared (its `protect` list decides), `None` when the app is no longer declared at all
+    /// (then only what was recorded can tell).
+    pub fn is_protected(&self, key: &StageKey) -> Option<bool> {
+        self.protect
+            .get(&key.app)
+            .map(|list| list.iter().any(|s| *s == key.stage))
     }
 
     /// The drift mode in force for a resource: its own, else its stage's, else `default`.

@@ -293,7 +293,17 @@ fn assemble(docs: Vec<DocDecl>, diags: &mut Vec<Diagnostic>) -> Desired {
             }
         }
     }
-    Desired { stages }
+    let mut apps: BTreeMap<String, Vec<String>> = stages
+        .keys()
+        .map(|k| (k.app.clone(), Vec::new()))
+        .collect();
+    for (app, (list, _)) in protect {
+        apps.insert(app, list);
+    }
+    Desired {
+        stages,
+        protect: apps,
+    }
 }
 
 fn mode_name(mode: DriftMode) -> &'static str {

@@ -834,3 +834,68 @@ async fn an_atomic_symlink_swap_of_the_root_is_followed() {
     .await;
     api.stop().await;
 }
+
+/// Removing more resources than `--max-prune` deletes nothing until approved; a protected
+/// stage stays protected even when its whole app leaves the manifests.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prune_cap_holds_and_protection_outlives_the_manifest() {
+    let api = Api::start(Faults::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let m = dir.path().join("m");
+    std::fs::create_dir_all(&m).unwrap();
+    let mut many = String::from("app: { name: bulk }\nstage: dev\nresources:\n");
+    for k in 0..4 {
+        many.push_str(&format!("  kv{k}: {{ type: kv }}\n"));
+    }
+    std::fs::write(m.join("bulk.yaml"), &many).unwrap();
+    std::fs::write(
+        m.join("prod.yaml"),
+        "app:\n  name: keep\n  protect: [prod]\nstage: prod\nresources:\n  cache: { type: kv }\n",
+    )
+    .unwrap();
+    let out = tokio::task::block_in_place(|| once(dir.path(), &api, &[]));
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(api.namespaces().await.len(), 5);
+
+    // Both files gone: 4 deletions are over a cap of 3, so nothing is deleted; `keep` is
+    // protected although no manifest mentions its app any more.
+    std::fs::write(
+        m.join("bulk.yaml"),
+        "app: { name: bulk }\nstage: dev\nresources: {}\n",
+    )
+    .unwrap();
+    std::fs::remove_file(m.join("prod.yaml")).unwrap();
+    let out = tokio::task::block_in_place(|| once(dir.path(), &api, &["--max-prune", "3"]));
+    assert_eq!(out.code, 1, "held deletions are not converged: {out:?}");
+    assert_eq!(
+        api.namespaces().await.len(),
+        5,
+        "nothing deleted over the cap"
+    );
+    let s = status(dir.path());
+    let held = resource(&s, "dev", "kv0").unwrap();
+    assert_eq!(held["state"], "Deleting", "{held:#}");
+    assert!(
+        held["message"]
+            .as_str()
+            .unwrap()
+            .contains("run once with --max-prune 4"),
+        "{held:#}"
+    );
+    assert_eq!(resource(&s, "prod", "cache").unwrap()["state"], "Retained");
+
+    // Approved by raising the cap for one run.
+    let out = tokio::task::block_in_place(|| once(dir.path(), &api, &["--max-prune", "4"]));
+    assert_eq!(out.code, 0, "{out:?}");
+    let titles: Vec<String> = api
+        .namespaces()
+        .await
+        .iter()
+        .map(|n| n["title"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(titles, vec!["keep-prod-cache".to_string()]);
+    let s = status(dir.path());
+    assert!(resource(&s, "dev", "kv0").is_none());
+    assert_eq!(resource(&s, "prod", "cache").unwrap()["state"], "Retained");
+    api.stop().await;
+}

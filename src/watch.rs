@@ -39,10 +39,13 @@ fn error(root: &Path, source: notify::Error) -> WatchError {
 /// `()`; extra events are dropped while one is pending, since the receiver rescans everything.
 /// Must be called within a tokio runtime.
 pub fn watch(root: &Path) -> Result<(Watch, mpsc::Receiver<()>), WatchError> {
-    let (raw_tx, mut raw_rx) = mpsc::unbounded_channel::<()>();
+    let (raw_tx, mut raw_rx) = mpsc::unbounded_channel::<Vec<PathBuf>>();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if event.is_ok() {
-            let _ = raw_tx.send(());
+        // Reads (lumierd's own rescans open every file) are not changes.
+        if let Ok(event) = event {
+            if !matches!(event.kind, notify::EventKind::Access(_)) {
+                let _ = raw_tx.send(event.paths);
+            }
         }
     })
     .map_err(|e| error(root, e))?;
@@ -57,9 +60,17 @@ pub fn watch(root: &Path) -> Result<(Watch, mpsc::Receiver<()>), WatchError> {
         let _ = watcher.watch(parent, RecursiveMode::NonRecursive);
     }
     let (tx, rx) = mpsc::channel(1);
-    let root = root.to_path_buf();
+    let root = absolute;
     let task = tokio::spawn(async move {
-        while raw_rx.recv().await.is_some() {
+        while let Some(paths) = raw_rx.recv().await {
+            // The parent folder's other entries are none of our business.
+            let ours = paths.is_empty()
+                || paths
+                    .iter()
+                    .any(|p| p.starts_with(&root) || p.starts_with(&target));
+            if !ours {
+                continue;
+            }
             // A swapped symlink root: move the recursive watch to the new target.
             if let Ok(now) = std::fs::canonicalize(&root) {
                 if now != target {

@@ -50,6 +50,13 @@ pub enum Command {
     Schema,
     /// Serve the local Cloudflare-compatible API on its own.
     Emulator(EmulatorArgs),
+    /// Probe a daemon's admin API (for container health checks): exit 0 if URL answers 2xx
+    /// within 2 s, else 1.
+    Healthcheck {
+        /// The URL to GET.
+        #[arg(default_value = "http://127.0.0.1:9464/healthz")]
+        url: String,
+    },
 }
 
 /// Which Cloudflare API to talk to.
@@ -104,8 +111,13 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 8)]
     pub concurrency: usize,
     /// Admin HTTP listener (/healthz, /readyz, /metrics, /status); off by default.
+    /// A non-loopback address needs --admin-allow-remote.
     #[arg(long)]
     pub admin_listen: Option<SocketAddr>,
+    /// Allow --admin-listen on a non-loopback address (the admin API has no authentication:
+    /// restrict who reaches it, e.g. with a NetworkPolicy).
+    #[arg(long)]
+    pub admin_allow_remote: bool,
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Human)]
     pub log_format: LogFormat,
@@ -208,6 +220,7 @@ pub fn main() -> i32 {
         Command::Plan(args) => cmd_plan(args),
         Command::Status(args) => cmd_status(args),
         Command::Emulator(args) => cmd_emulator(args),
+        Command::Healthcheck { url } => cmd_healthcheck(&url),
     }
 }
 
@@ -264,18 +277,29 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
+/// Logs go to stderr: human-readable (colours only on a terminal), or one JSON object per
+/// line with the event's fields at the top level (`--log-format json`). The level comes from
+/// `level` (`--log-level`), else `RUST_LOG`, else `info`.
 fn init_logs(format: LogFormat, level: Option<&str>) {
+    use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
     let filter = level
-        .map(EnvFilter::new)
+        .and_then(|l| EnvFilter::try_new(l).ok())
         .or_else(|| EnvFilter::try_from_default_env().ok())
         .unwrap_or_else(|| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
     let _ = match format {
-        LogFormat::Human => builder.try_init(),
-        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Human => builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .try_init(),
     };
 }
 
@@ -340,10 +364,29 @@ fn run_config(
         debounce,
         policy,
         provider: provider_config(common)?,
+        admin_listen: None,
     })
 }
 
 fn cmd_run(args: RunArgs) -> i32 {
+    if let Some(level) = args.log_level.as_deref() {
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(level) {
+            eprintln!(
+                "error: --log-level `{level}`: {e}; write e.g. info, debug or lumierd=debug,warn"
+            );
+            return EXIT_USAGE;
+        }
+    }
+    if let Some(addr) = args.admin_listen {
+        if !crate::admin::is_local(&addr) && !args.admin_allow_remote {
+            eprintln!(
+                "error: --admin-listen {addr} is not a loopback address; the admin API has no \
+                 authentication, so serving it beyond this host needs --admin-allow-remote \
+                 (and a firewall or NetworkPolicy)"
+            );
+            return EXIT_USAGE;
+        }
+    }
     init_logs(args.log_format, args.log_level.as_deref());
     let policy = Policy {
         drift: args.drift.into(),
@@ -352,7 +395,8 @@ fn cmd_run(args: RunArgs) -> i32 {
         act: true,
     };
     let outcome = (|| -> anyhow::Result<Result<bool, DaemonError>> {
-        let cfg = run_config(&args.common, args.once, policy, args.resync, args.debounce)?;
+        let mut cfg = run_config(&args.common, args.once, policy, args.resync, args.debounce)?;
+        cfg.admin_listen = args.admin_listen;
         Ok(runtime()?.block_on(daemon::run(cfg)))
     })();
     match outcome {
@@ -372,6 +416,32 @@ fn cmd_run(args: RunArgs) -> i32 {
         Err(e) => {
             eprintln!("error: {e:#}");
             EXIT_USAGE
+        }
+    }
+}
+
+/// `lumierd healthcheck URL`: GET with a 2 s timeout; 0 on a 2xx answer, else 1.
+fn cmd_healthcheck(url: &str) -> i32 {
+    let outcome = (|| -> anyhow::Result<reqwest::StatusCode> {
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(2))
+            .build()?;
+        let status = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(async { client.get(url).send().await.map(|r| r.status()) })?;
+        Ok(status)
+    })();
+    match outcome {
+        Ok(status) if status.is_success() => EXIT_OK,
+        Ok(status) => {
+            eprintln!("unhealthy: {url} answered {status}");
+            EXIT_FAILURE
+        }
+        Err(e) => {
+            eprintln!("unhealthy: {url}: {e:#}");
+            EXIT_FAILURE
         }
     }
 }

@@ -17,12 +17,15 @@
 //! [`manifest::Desired`] snapshot. `cloudflare` is the one HTTP client; `local_api` is the
 //! embedded Cloudflare-compatible server that the same client talks to by default.
 
+pub mod admin;
 pub mod cli;
 pub mod cloudflare;
 pub mod local_api;
 pub mod manifest;
+pub mod metrics;
 pub mod resources;
 pub mod runtime;
+pub mod sdnotify;
 pub mod source;
 pub mod status;
 pub mod store;

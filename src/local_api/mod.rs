@@ -24,10 +24,16 @@
 //! * **Wrong method** on a served path: 405 with code 10000 "<METHOD> method not allowed for
 //!   the api_token authentication scheme" (the real gateway's wording).
 //! * **Dropped connections** (`reset_rate`) are logged with status 0.
+//! * **Request bodies are read to the end before answering**, also when the answer does not
+//!   need them (auth failure, 404, validation error): hyper closes a connection whose request
+//!   body is unread, and a client still sending it (undici's `fetch` in wrangler and the
+//!   TypeScript SDK) then sees a reset instead of the answer, where the real API answers.
 //!
-//! Not served (answered 404/7003): `PUT …/scripts/{name}/content`, the versions and
-//! deployments APIs, `bulk/get`, secrets, subdomain and routes endpoints, and the `tags`
-//! filter of the script list.
+//! Not served (answered 404/7003): the versions and deployments APIs, secrets, subdomain and
+//! routes endpoints, and the `tags` filter of the script list (so `wrangler deploy` stops at
+//! its `GET …/scripts/{name}/secrets` pre-check). Served beyond the 2024 slice because the
+//! official SDKs and wrangler call it: `POST …/bulk/get`. `scripts/compat/` in the repository
+//! runs wrangler, the Python and the TypeScript SDKs against `lumierd emulator`.
 //!
 //! Request pipeline, in order: latency → connection drop → injected 500 → rate limit → auth →
 //! route. Every request, whatever its fate, is recorded in the request log.
@@ -318,15 +324,18 @@ impl Inner {
                 self.log.record(method, path, query, 0, started.elapsed());
                 return Err(ConnectionDropped);
             }
-            Verdict::Reject(err) => err.into_response(),
+            Verdict::Reject(err) => {
+                drain_unless_waiting(req).await;
+                err.into_response()
+            }
             Verdict::Proceed(headers) => {
                 let mut response =
                     match auth::check(&self.token, &self.account_id, &path, req.headers()) {
-                        Err(err) => err.into_response(),
-                        Ok(()) => match self.router.clone().oneshot(req.map(Body::new)).await {
-                            Ok(r) => r,
-                            Err(never) => match never {},
-                        },
+                        Err(err) => {
+                            drain_unless_waiting(req).await;
+                            err.into_response()
+                        }
+                        Ok(()) => self.route(req).await,
                     };
                 for (name, value) in headers {
                     response.headers_mut().insert(name, value);
@@ -342,6 +351,92 @@ impl Inner {
             started.elapsed(),
         );
         Ok(response)
+    }
+
+    /// Reads the whole request body, then routes the request. Reading it first means that an
+    /// answer given without looking at the body (a validation error, 404, 405) still reaches
+    /// a client that is sending one: hyper closes a connection whose request body is unread,
+    /// and a client still writing (undici's `fetch`, as in wrangler and the TypeScript SDK)
+    /// then sees a reset instead of the answer. Every handler buffers its body anyway.
+    async fn route(&self, req: hyper::Request<Incoming>) -> Response {
+        let (parts, body) = req.into_parts();
+        let bytes = match read_body(Body::new(body), MAX_BODY).await {
+            Ok(bytes) => bytes,
+            Err(BodyError::TooLarge) => {
+                return envelope::ApiError::new(
+                    axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+                    envelope::PAYLOAD_CODE,
+                    format!("Request body is larger than {MAX_BODY} bytes"),
+                )
+                .into_response()
+            }
+            Err(BodyError::Broken(e)) => {
+                return envelope::ApiError::new(
+                    axum::http::StatusCode::BAD_REQUEST,
+                    envelope::PAYLOAD_CODE,
+                    format!("Could not read the request body: {e}"),
+                )
+                .into_response()
+            }
+        };
+        let req = hyper::Request::from_parts(parts, Body::from(bytes));
+        match self.router.clone().oneshot(req).await {
+            Ok(r) => r,
+            Err(never) => match never {},
+        }
+    }
+}
+
+/// Most bytes read and thrown away from a request answered without its body.
+const MAX_DRAIN: usize = 2 * MAX_BODY;
+/// Longest time spent reading a body before answering anyway.
+const BODY_READ_TIMEOUT: Duration = Duration::from_secs(60);
+
+enum BodyError {
+    TooLarge,
+    Broken(String),
+}
+
+/// Reads `body` to its end, keeping at most `limit` bytes. A longer body is read on (up to
+/// [`MAX_DRAIN`]) and thrown away, so that the client gets the 413 rather than a reset.
+async fn read_body(body: Body, limit: usize) -> Result<axum::body::Bytes, BodyError> {
+    use futures_util::StreamExt;
+    let mut stream = body.into_data_stream();
+    let mut buf: Vec<u8> = Vec::new();
+    let mut seen = 0usize;
+    let read = async {
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| BodyError::Broken(e.to_string()))?;
+            seen = seen.saturating_add(chunk.len());
+            if seen > MAX_DRAIN {
+                return Err(BodyError::TooLarge);
+            }
+            if seen <= limit {
+                buf.extend_from_slice(&chunk);
+            }
+        }
+        Ok(())
+    };
+    match tokio::time::timeout(BODY_READ_TIMEOUT, read).await {
+        Ok(Ok(())) if seen <= limit => Ok(buf.into()),
+        Ok(Ok(())) | Ok(Err(BodyError::TooLarge)) => Err(BodyError::TooLarge),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(BodyError::Broken("timed out".into())),
+    }
+}
+
+/// Reads and discards the body of a request answered without it (auth failure, injected
+/// error, rate limit), for the reason given at [`Inner::route`]. A client that sent
+/// `Expect: 100-continue` is waiting for a go-ahead and has sent no body: it is not asked for
+/// one.
+async fn drain_unless_waiting(req: hyper::Request<Incoming>) {
+    let waiting = req
+        .headers()
+        .get(axum::http::header::EXPECT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("100-continue"));
+    if !waiting {
+        let _ = read_body(Body::new(req.into_body()), 0).await;
     }
 }
 

@@ -103,6 +103,11 @@ fn table() -> Vec<(&'static str, &'static str, MethodRouter<AppState>)> {
             on(MethodFilter::POST, kv::bulk_delete),
         ),
         (
+            "POST",
+            "/accounts/{account_id}/storage/kv/namespaces/{namespace_id}/bulk/get",
+            on(MethodFilter::POST, kv::bulk_get),
+        ),
+        (
             "GET",
             "/accounts/{account_id}/workers/scripts",
             on(MethodFilter::GET, workers::list_scripts),
@@ -121,6 +126,11 @@ fn table() -> Vec<(&'static str, &'static str, MethodRouter<AppState>)> {
             "DELETE",
             "/accounts/{account_id}/workers/scripts/{script_name}",
             on(MethodFilter::DELETE, workers::delete_script),
+        ),
+        (
+            "PUT",
+            "/accounts/{account_id}/workers/scripts/{script_name}/content",
+            on(MethodFilter::PUT, workers::put_content),
         ),
         (
             "GET",

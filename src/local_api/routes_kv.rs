@@ -585,3 +585,99 @@ pub async fn bulk_delete(
         unsuccessful_keys: Vec::new(),
     })
 }
+
+/// Most keys one `bulk/get` may ask for.
+const MAX_BULK_GET_KEYS: usize = 100;
+
+#[derive(Deserialize)]
+struct BulkGetBody {
+    keys: Vec<String>,
+    #[serde(default, rename = "type")]
+    kind: Option<String>,
+    #[serde(default, rename = "withMetadata")]
+    with_metadata: Option<bool>,
+}
+
+/// `POST …/bulk/get` with `{keys: [1..=100], type?: "text"|"json", withMetadata?: bool}` →
+/// `{values: {key: value}}`, or with metadata `{values: {key: {value, metadata, expiration?}}}`;
+/// missing (or expired) keys map to `null`. Values must be UTF-8 text ("Binary values are not
+/// supported"), and with `type: "json"` valid JSON, else the request is 400/10021 (as the
+/// runtime's bulk read answers). Newer than the 2024 slice (API-NOTES §1.2); the SDKs'
+/// `bulk_get`/`bulkGet` and `wrangler kv bulk get` call it.
+pub async fn bulk_get(
+    State(state): State<AppState>,
+    P((account, id)): P<(String, String)>,
+    B(body): B,
+) -> ApiResult {
+    check_namespace_id(&account, &id)?;
+    let BulkGetBody {
+        keys,
+        kind,
+        with_metadata,
+    } = parse_json(&body)?;
+    let as_json = match kind.as_deref() {
+        None | Some("text") => false,
+        Some("json") => true,
+        Some(other) => {
+            return Err(ApiError::validation(format!(
+                "\"{other}\" is not a valid type. Use \"json\" or \"text\""
+            )))
+        }
+    };
+    if keys.is_empty() {
+        return Err(ApiError::validation("You must request a minimum of 1 key"));
+    }
+    if keys.len() > MAX_BULK_GET_KEYS {
+        return Err(ApiError::validation(format!(
+            "You can request a maximum of {MAX_BULK_GET_KEYS} keys"
+        )));
+    }
+    let with_metadata = with_metadata.unwrap_or(false);
+    let now = now_secs();
+    let found: Vec<(String, Option<ValueRec>)> = state.store.read(|d| {
+        let ns = find(d, &id)?;
+        Ok::<_, ApiError>(
+            keys.iter()
+                .map(|k| {
+                    let v = ns.values.get(k).filter(|v| v.is_live(now)).cloned();
+                    (k.clone(), v)
+                })
+                .collect(),
+        )
+    })?;
+    let mut values = serde_json::Map::with_capacity(found.len());
+    for (key, rec) in found {
+        let Some(rec) = rec else {
+            values.insert(key, serde_json::Value::Null);
+            continue;
+        };
+        let kind_name = if as_json { "json" } else { "text" };
+        let non_kind = || {
+            ApiError::validation(format!(
+                "At least one of the requested keys corresponds to a non-{kind_name} value"
+            ))
+        };
+        let text = String::from_utf8(rec.value).map_err(|_| non_kind())?;
+        let value = if as_json {
+            serde_json::from_str(&text).map_err(|_| non_kind())?
+        } else {
+            serde_json::Value::String(text)
+        };
+        let entry = if with_metadata {
+            let mut obj = serde_json::Map::new();
+            obj.insert("value".into(), value);
+            obj.insert(
+                "metadata".into(),
+                rec.metadata.unwrap_or(serde_json::Value::Null),
+            );
+            if let Some(exp) = rec.expiration {
+                obj.insert("expiration".into(), exp.into());
+            }
+            serde_json::Value::Object(obj)
+        } else {
+            value
+        };
+        values.insert(key, entry);
+    }
+    ok(serde_json::json!({ "values": values }))
+}

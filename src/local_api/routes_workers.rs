@@ -14,6 +14,10 @@
 //!   `secret_text` without `text` keeps the previous secret; `keep_bindings` keeps previous
 //!   bindings of the listed types that the upload does not name.
 //!
+//! `PUT …/scripts/{name}/content` replaces only the modules and the entry point (metadata part
+//! `{main_module | body_part}`, or the `CF-WORKER-MAIN-MODULE-PART` / `CF-WORKER-BODY-PART`
+//! header), keeping bindings and settings.
+//!
 //! Every upload gets a new `etag` (SHA-256 over name, modules, metadata and an upload counter)
 //! and a new `modified_on` (strictly increasing). A settings PATCH changes `modified_on` but not
 //! the etag, which hashes content.
@@ -275,7 +279,10 @@ struct Upload {
     modules: Vec<ModuleRec>,
 }
 
-fn parse_upload(parts: Vec<Part>) -> Result<Upload, ApiError> {
+/// Splits a multipart body into the `metadata` part (if any) and the modules, enforcing the
+/// total size limit. Module parts are named by their filename when they have one (the Python
+/// SDK names every module part `files`), else by their part name.
+fn collect_parts(parts: Vec<Part>) -> Result<(Option<Vec<u8>>, Vec<ModuleRec>), ApiError> {
     let total: usize = parts.iter().map(|p| p.data.len()).sum();
     if total > MAX_SCRIPT_BYTES {
         return Err(ApiError::new(
@@ -313,6 +320,31 @@ fn parse_upload(parts: Vec<Part>) -> Result<Upload, ApiError> {
             content: part.data.to_vec(),
         });
     }
+    Ok((meta_bytes, modules))
+}
+
+/// Checks that the entry point (`main_module` wins over `body_part`) names an uploaded module.
+fn check_entry(
+    main_module: Option<&String>,
+    body_part: Option<&String>,
+    modules: &[ModuleRec],
+) -> Result<(), ApiError> {
+    match (main_module, body_part) {
+        (Some(main), _) if !modules.iter().any(|m| &m.name == main) => Err(ApiError::validation(
+            format!("main_module {main:?} does not name an uploaded module"),
+        )),
+        (None, Some(body)) if !modules.iter().any(|m| &m.name == body) => Err(
+            ApiError::validation(format!("body_part {body:?} does not name an uploaded part")),
+        ),
+        (None, None) => Err(ApiError::validation(
+            "metadata must set main_module (module syntax) or body_part",
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn parse_upload(parts: Vec<Part>) -> Result<Upload, ApiError> {
+    let (meta_bytes, modules) = collect_parts(parts)?;
     let meta_bytes =
         meta_bytes.ok_or_else(|| ApiError::validation("missing the 'metadata' part"))?;
     let raw: Value = parse_json(&meta_bytes)?;
@@ -321,24 +353,7 @@ fn parse_upload(parts: Vec<Part>) -> Result<Upload, ApiError> {
     };
     let meta: ScriptMetadata = serde_json::from_value(Value::Object(raw_meta.clone()))
         .map_err(|e| ApiError::validation(format!("invalid metadata: {e}")))?;
-    match (&meta.main_module, &meta.body_part) {
-        (Some(main), _) if !modules.iter().any(|m| &m.name == main) => {
-            return Err(ApiError::validation(format!(
-                "main_module {main:?} does not name an uploaded module"
-            )))
-        }
-        (None, Some(body)) if !modules.iter().any(|m| &m.name == body) => {
-            return Err(ApiError::validation(format!(
-                "body_part {body:?} does not name an uploaded part"
-            )))
-        }
-        (None, None) => {
-            return Err(ApiError::validation(
-                "metadata must set main_module (module syntax) or body_part",
-            ))
-        }
-        _ => {}
-    }
+    check_entry(meta.main_module.as_ref(), meta.body_part.as_ref(), &modules)?;
     Ok(Upload {
         meta,
         raw_meta,
@@ -435,6 +450,65 @@ pub async fn upload_script(
         })
         .await?;
     ok(out)
+}
+
+/// `PUT …/scripts/{name}/content`: replaces the code "without touching config or metadata".
+/// Multipart: an optional `metadata` part holding only `{main_module | body_part}`, and the
+/// module parts; the entry may instead be named by the `CF-WORKER-MAIN-MODULE-PART` /
+/// `CF-WORKER-BODY-PART` header (the metadata part wins when both are given). Bindings,
+/// compatibility settings, tags and the rest are kept; the script gets a new etag and
+/// `modified_on`. Answers the script; 404/10007 when there is no such script.
+pub async fn put_content(
+    State(state): State<AppState>,
+    P((_a, name)): P<(String, String)>,
+    req: Request,
+) -> ApiResult {
+    let header_main = header_text(req.headers(), "cf-worker-main-module-part");
+    let header_body = header_text(req.headers(), "cf-worker-body-part");
+    let (meta_bytes, modules) = collect_parts(multipart::read_parts(req).await?)?;
+    let (mut main_module, mut body_part) = (None, None);
+    if let Some(bytes) = &meta_bytes {
+        let Value::Object(raw) = parse_json::<Value>(bytes)? else {
+            return Err(ApiError::validation("metadata must be a JSON object"));
+        };
+        main_module = str_field(&raw, "main_module");
+        body_part = str_field(&raw, "body_part");
+    }
+    if main_module.is_none() && body_part.is_none() {
+        main_module = header_main;
+        body_part = header_body;
+    }
+    if main_module.is_some() {
+        body_part = None;
+    }
+    check_entry(main_module.as_ref(), body_part.as_ref(), &modules)?;
+    let meta_bytes = meta_bytes.unwrap_or_default();
+    let out = state
+        .store
+        .mutate(move |d| {
+            let mut rec = find(d, &name)?.clone();
+            d.upload_counter += 1;
+            rec.etag = etag(&name, &modules, &meta_bytes, d.upload_counter);
+            rec.modules = modules;
+            rec.main_module = main_module;
+            rec.body_part = body_part;
+            rec.modified_micros = d.next_stamp();
+            let out = script_out(&rec, true);
+            d.scripts.insert(name, rec);
+            Ok(out)
+        })
+        .await?;
+    ok(out)
+}
+
+/// A header's value, trimmed; `None` when absent, empty or not text.
+fn header_text(headers: &axum::http::HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(str::to_owned)
 }
 
 /// `GET …/scripts/{name}` and `GET …/scripts/{name}/content/v2`: a module Worker answers

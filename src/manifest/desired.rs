@@ -206,7 +206,7 @@ impl Desired {
     pub fn is_protected(&self, key: &StageKey) -> Option<bool> {
         self.protect
             .get(&key.app)
-            .map(|list| list.iter().any(|s| *s == key.stage))
+            .map(|list| list.contains(&key.stage))
     }
 
     /// The drift mode in force for a resource: its own, else its stage's, else `default`.

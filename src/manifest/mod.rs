@@ -293,10 +293,8 @@ fn assemble(docs: Vec<DocDecl>, diags: &mut Vec<Diagnostic>) -> Desired {
             }
         }
     }
-    let mut apps: BTreeMap<String, Vec<String>> = stages
-        .keys()
-        .map(|k| (k.app.clone(), Vec::new()))
-        .collect();
+    let mut apps: BTreeMap<String, Vec<String>> =
+        stages.keys().map(|k| (k.app.clone(), Vec::new())).collect();
     for (app, (list, _)) in protect {
         apps.insert(app, list);
     }

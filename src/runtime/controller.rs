@@ -6,13 +6,14 @@ use super::plan::{self, Decision, WorkerFacts};
 use crate::cloudflare::types::Binding;
 use crate::cloudflare::{ApiError, Client};
 use crate::manifest::{BindingSpec, DriftMode, ResourceKey, ResourceSpec, Stage};
+use crate::metrics::Metrics;
 use crate::resources::{kv_existing, kv_namespace, worker_script, RemoteIndex};
 use crate::source::Snapshot;
 use crate::store::{Applied, DriftEvent, Observed, Record, State, Store, StoreError};
 use futures_util::future::join_all;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::{watch, Semaphore};
 
 /// First retry delay after a failure.
@@ -87,6 +88,8 @@ pub struct Controller {
     pub client: Client,
     pub store: Store,
     pub policy: Policy,
+    /// Reconcile counts and durations, drift events (`/metrics`).
+    pub metrics: Arc<Metrics>,
 }
 
 impl Controller {
@@ -194,6 +197,7 @@ impl Controller {
             ..Record::default()
         });
         rec.existing = matches!(resource.spec, ResourceSpec::KvExisting { .. });
+        rec.protected = stage.protected;
 
         // Backoff: a failing resource whose spec did not change waits for its retry time.
         let waiting = rec.failures > 0
@@ -221,6 +225,8 @@ impl Controller {
             );
         }
         rec.desired_hash = desired_hash;
+        let started = Instant::now();
+        let kind = resource.spec.type_name();
 
         let result = match &resource.spec {
             ResourceSpec::Kv => {
@@ -257,6 +263,7 @@ impl Controller {
                     }
                 }
                 if !waiting_for.is_empty() {
+                    self.metrics.reconciled(kind, "pending", started.elapsed());
                     rec.state = State::Pending;
                     rec.message = format!("waiting for kv {} to be ready", waiting_for.join(", "));
                     rec.failures = rec.failures.saturating_add(1);
@@ -282,6 +289,12 @@ impl Controller {
             }
         };
         let outcome = self.settle(&key, rec, result, now);
+        let result = match (&outcome.change, outcome.record.state) {
+            (Some(change), _) => change.action,
+            (None, State::Error) => "error",
+            (None, _) => "noop",
+        };
+        self.metrics.reconciled(kind, result, started.elapsed());
         if let Some(tx) = ids.get(&key) {
             let id = outcome
                 .record
@@ -323,7 +336,7 @@ impl Controller {
                     .unwrap_or_default()
                     .max(backoff(rec.failures));
                 rec.next_retry = Some(rfc3339(now + delay));
-                tracing::warn!(resource = %key, error = %e, retry_in = ?delay, "reconcile failed");
+                tracing::warn!(resource = %key, app = %key.app, stage = %key.stage, name = %key.name, action = "error", error = %e, retry_in = ?delay, "reconcile failed");
                 return Outcome {
                     record: rec,
                     change: None,
@@ -362,7 +375,7 @@ impl Controller {
                     State::Pending
                 };
                 rec.message.clear();
-                tracing::info!(resource = %key, action, details = ?details, "reconciled");
+                tracing::info!(resource = %key, app = %key.app, stage = %key.stage, name = %key.name, action, details = ?details, "reconciled");
                 Outcome {
                     record: rec,
                     change: change(action, details),
@@ -371,6 +384,7 @@ impl Controller {
             Decision::Correct { drift, .. } => {
                 ok(&mut rec);
                 if rec.open_drift != drift {
+                    self.metrics.drift(&rec.kind, &drift);
                     rec.push_drift(DriftEvent {
                         at: rfc3339(now),
                         changes: drift.clone(),
@@ -384,7 +398,7 @@ impl Controller {
                     State::Drifted
                 };
                 rec.message = format!("drift corrected: {}", drift.join("; "));
-                tracing::warn!(resource = %key, drift = ?drift, "drift corrected");
+                tracing::warn!(resource = %key, app = %key.app, stage = %key.stage, name = %key.name, action = "correct", drift = ?drift, "drift corrected");
                 Outcome {
                     record: rec,
                     change: change("correct", drift),
@@ -393,12 +407,13 @@ impl Controller {
             Decision::Report { drift } => {
                 ok(&mut rec);
                 if rec.open_drift != drift {
+                    self.metrics.drift(&rec.kind, &drift);
                     rec.push_drift(DriftEvent {
                         at: rfc3339(now),
                         changes: drift.clone(),
                         corrected: false,
                     });
-                    tracing::warn!(resource = %key, drift = ?drift, "drift detected (report mode: left alone)");
+                    tracing::warn!(resource = %key, app = %key.app, stage = %key.stage, name = %key.name, action = "report", drift = ?drift, "drift detected (report mode: left alone)");
                 }
                 rec.open_drift = drift.clone();
                 rec.state = State::Drifted;
@@ -414,7 +429,7 @@ impl Controller {
                 rec.last_error = Some(reason.clone());
                 rec.failures = rec.failures.saturating_add(1);
                 rec.next_retry = Some(rfc3339(now + backoff(rec.failures)));
-                tracing::warn!(resource = %key, reason, "cannot reconcile");
+                tracing::warn!(resource = %key, app = %key.app, stage = %key.stage, name = %key.name, action = "refuse", reason, "cannot reconcile");
                 Outcome {
                     record: rec,
                     change: change("refuse", vec![reason]),
@@ -591,11 +606,11 @@ impl Controller {
             .collect();
         gone.sort_by_key(|(k, r)| (r.kind != "worker", (*k).clone()));
         let now = rfc3339(SystemTime::now());
-        let protected = |k: &ResourceKey| {
-            snap.desired
-                .stage(&k.stage_key())
-                .is_some_and(|s| s.protected)
-                || records.get(k).is_some_and(|r| r.state == State::Retained)
+        // Protected when its app's current `protect` lists the stage; when the whole app is
+        // gone from the manifests, what was recorded decides (never delete on a guess).
+        let protected = |k: &ResourceKey| match snap.desired.is_protected(&k.stage_key()) {
+            Some(p) => p,
+            None => records.get(k).is_some_and(|r| r.protected),
         };
         let mut to_delete = Vec::new();
         for (key, rec) in gone {
@@ -661,6 +676,7 @@ impl Controller {
             if !self.policy.act {
                 continue;
             }
+            let started = Instant::now();
             let result = if rec.kind == "worker" {
                 if index.scripts.contains_key(&key.provider_name()) {
                     worker_script::delete(&self.client, &key.provider_name()).await
@@ -677,10 +693,15 @@ impl Controller {
             };
             match result {
                 Ok(()) => {
-                    tracing::info!(resource = %key, "deleted");
+                    self.metrics
+                        .reconciled(&rec.kind, "delete", started.elapsed());
+                    tracing::info!(resource = %key, app = %key.app, stage = %key.stage, name = %key.name, action = "delete", "deleted");
                     self.store.remove(key)?;
                 }
                 Err(e) => {
+                    self.metrics
+                        .reconciled(&rec.kind, "error", started.elapsed());
+                    tracing::warn!(resource = %key, app = %key.app, stage = %key.stage, name = %key.name, action = "delete", error = %e, "delete failed");
                     report.converged = false;
                     let mut r = rec.clone();
                     r.state = State::Deleting;

@@ -1,10 +1,18 @@
 //! `run` and `plan`: wiring the provider, the store, the watcher and the controller together,
-//! and the status socket the `status` command asks while a daemon runs.
+//! the status socket the `status` command asks while a daemon runs, and the operations side:
+//! the admin HTTP API (`crate::admin`), metrics, readiness, signals and sd_notify.
+//!
+//! Signals: SIGTERM/SIGINT stop gracefully (in-flight calls get a few seconds; the process
+//! exits 0 within [`STOP_GRACE`]); SIGHUP reloads: rescan the manifests, make failing resources
+//! due now, and run a full pass.
 
 use super::controller::{Change, Controller, ControllerError, PassReport, Policy};
+use crate::admin::{self, AdminState};
 use crate::cloudflare::{Client, ClientConfig, RateLimit};
 use crate::local_api::{LocalApi, LocalApiConfig, LocalApiError};
 use crate::manifest::{LoadError, ResourceSpec};
+use crate::metrics::Metrics;
+use crate::sdnotify::{self, Notifier};
 use crate::source::{self, Snapshot};
 use crate::store::{Store, StoreError};
 use std::net::SocketAddr;
@@ -12,13 +20,21 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::oneshot;
 
 /// The status socket's file name in the state folder.
 pub const SOCKET: &str = "lumierd.sock";
 
-/// Which API lumierd talks to.
-#[derive(Debug, Clone)]
+/// How long a stop (SIGTERM, SIGINT) may take, in-flight calls included.
+pub const STOP_GRACE: Duration = Duration::from_secs(10);
+/// Of [`STOP_GRACE`], how long an in-flight pass may go on.
+const STOP_INFLIGHT: Duration = Duration::from_secs(6);
+/// Of [`STOP_GRACE`], how long the embedded API and the admin API may take to stop.
+const STOP_SERVER: Duration = Duration::from_secs(1);
+
+/// Which API lumierd talks to. Its `Debug` output redacts the token.
+#[derive(Clone)]
 pub enum ProviderConfig {
     /// The embedded local API, persisted under the state folder.
     Embedded { listen: Option<SocketAddr> },
@@ -30,6 +46,26 @@ pub enum ProviderConfig {
     },
 }
 
+impl std::fmt::Debug for ProviderConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ProviderConfig::Embedded { listen } => {
+                f.debug_struct("Embedded").field("listen", listen).finish()
+            }
+            ProviderConfig::Remote {
+                base_url,
+                account_id,
+                ..
+            } => f
+                .debug_struct("Remote")
+                .field("base_url", base_url)
+                .field("account_id", account_id)
+                .field("token", &"[redacted]")
+                .finish(),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct RunConfig {
     pub manifests: PathBuf,
@@ -39,6 +75,8 @@ pub struct RunConfig {
     pub debounce: Duration,
     pub policy: Policy,
     pub provider: ProviderConfig,
+    /// Where the admin HTTP API listens (`--admin-listen`); `None` = off.
+    pub admin_listen: Option<SocketAddr>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -145,13 +183,13 @@ impl Provider {
         }
     }
 
-    /// Stops the embedded API (if any), waiting at most 5 s.
+    /// Stops the embedded API (if any), waiting at most [`STOP_SERVER`].
     pub async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
         if let Some(server) = self.server.take() {
-            let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+            let _ = tokio::time::timeout(STOP_SERVER, server).await;
         }
     }
 }
@@ -167,19 +205,110 @@ fn existing_ids(snap: &Snapshot) -> Vec<String> {
         .collect()
 }
 
-fn load_snapshot(manifests: &Path, store: &Store) -> Result<Option<Arc<Snapshot>>, StoreError> {
+fn load_snapshot(
+    manifests: &Path,
+    store: &Store,
+    metrics: &Metrics,
+) -> Result<Option<Arc<Snapshot>>, StoreError> {
     match source::load(manifests) {
         Ok(snap) => {
+            metrics.manifest_load(true);
             store.set_load_error(None)?;
             Ok(Some(Arc::new(snap)))
         }
         Err(e) => {
+            metrics.manifest_load(false);
             let text = e.to_string();
             tracing::error!("manifests not loaded, the last good ones stay in force:\n{text}");
             store.set_load_error(Some(&text))?;
             store.flush()?;
             Ok(None)
         }
+    }
+}
+
+/// The operations side of a running daemon: metrics and readiness, and systemd's notify
+/// socket when there is one.
+struct Ops {
+    metrics: Arc<Metrics>,
+    notifier: Option<Arc<Notifier>>,
+}
+
+impl Ops {
+    fn notify(&self, state: &str) {
+        if let Some(n) = &self.notifier {
+            n.send(state);
+        }
+    }
+
+    /// After a pass: pass metrics, and resources by state from the store.
+    fn after_pass(&self, store: &Store, ok: bool, took: Duration) {
+        self.metrics.pass(ok, took);
+        self.count_resources(store);
+    }
+
+    fn count_resources(&self, store: &Store) {
+        match store.all() {
+            Ok(records) => self.metrics.set_resources(records.iter().map(|(_, r)| r)),
+            Err(e) => tracing::warn!(error = %e, "reading the store for metrics"),
+        }
+    }
+
+    /// The first successful pass makes the daemon ready.
+    fn first_pass_done(&self) {
+        if !self.metrics.is_ready() {
+            self.metrics.set_ready(true);
+            tracing::info!("ready: manifests loaded and the first pass done");
+            self.notify("READY=1\nSTATUS=ready: reconciling");
+        }
+    }
+}
+
+/// Makes every resource that waits for a retry due now (SIGHUP): failure counts stay, so the
+/// backoff still grows if it fails again.
+fn retry_now(store: &Store) -> Result<usize, StoreError> {
+    let mut n = 0;
+    for (key, mut rec) in store.all()? {
+        if rec.next_retry.is_some() {
+            rec.next_retry = None;
+            store.put(&key, &rec)?;
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+/// The admin API while it runs.
+struct AdminServer {
+    stop: oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl AdminServer {
+    async fn start(addr: SocketAddr, state: AdminState) -> Result<AdminServer, DaemonError> {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| DaemonError::Io(format!("admin API listen on {addr}: {e}")))?;
+        let bound = listener
+            .local_addr()
+            .map_err(|e| DaemonError::Io(format!("admin API address: {e}")))?;
+        println!("admin API: http://{bound}");
+        tracing::info!(addr = %bound, "admin API: /healthz /readyz /metrics /status");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let shutdown = async {
+                let _ = stopped.await;
+            };
+            if let Err(e) = admin::serve(listener, state, shutdown).await {
+                tracing::error!(error = %e, "admin API stopped");
+            }
+        });
+        Ok(AdminServer { stop, task })
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = tokio::time::timeout(STOP_SERVER, self.task).await;
     }
 }
 
@@ -244,18 +373,32 @@ pub async fn ask_daemon(state: &Path, stage: Option<&str>) -> Option<serde_json:
         .flatten()
 }
 
-async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let term = signal(SignalKind::terminate());
-    let int = signal(SignalKind::interrupt());
-    match (term, int) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => {},
-                _ = int.recv() => {},
-            }
-        }
-        _ => std::future::pending::<()>().await,
+/// The daemon's signal handlers, installed before anything else so that a signal sent
+/// during start-up is handled, not fatal: SIGTERM and SIGINT stop, SIGHUP reloads.
+struct Signals {
+    term: Signal,
+    int: Signal,
+    hup: Signal,
+}
+
+impl Signals {
+    fn install() -> Result<Signals, DaemonError> {
+        let install = |kind: SignalKind, name: &str| {
+            signal(kind).map_err(|e| DaemonError::Io(format!("{name} handler: {e}")))
+        };
+        Ok(Signals {
+            term: install(SignalKind::terminate(), "SIGTERM")?,
+            int: install(SignalKind::interrupt(), "SIGINT")?,
+            hup: install(SignalKind::hangup(), "SIGHUP")?,
+        })
+    }
+}
+
+/// Completes on SIGTERM or SIGINT (cancel-safe).
+async fn stop_signal(term: &mut Signal, int: &mut Signal) {
+    tokio::select! {
+        _ = term.recv() => {},
+        _ = int.recv() => {},
     }
 }
 
@@ -270,6 +413,12 @@ fn log_pass(report: &PassReport, took: Duration) {
 
 /// `lumierd run`: returns whether everything converged (meaningful with `--once`).
 pub async fn run(cfg: RunConfig) -> Result<bool, DaemonError> {
+    // `--once` keeps the default dispositions (a signal ends it at once).
+    let signals = if cfg.once {
+        None
+    } else {
+        Some(Signals::install()?)
+    };
     std::fs::create_dir_all(&cfg.state)
         .map_err(|e| DaemonError::Io(format!("state folder {}: {e}", cfg.state.display())))?;
     let store = Store::open(&cfg.state)?;
@@ -283,18 +432,63 @@ pub async fn run(cfg: RunConfig) -> Result<bool, DaemonError> {
             crate::local_api::DEFAULT_ACCOUNT_ID
         );
     }
+    let metrics = Arc::new(Metrics::new());
+    let notifier = match Notifier::from_env() {
+        Ok(n) => n.map(Arc::new),
+        Err(e) => {
+            tracing::warn!(error = %e, "sd_notify disabled");
+            None
+        }
+    };
+    let ops = Ops { metrics, notifier };
+    ops.count_resources(&store);
+    let watchdog = match (&ops.notifier, sdnotify::watchdog_interval()) {
+        (Some(n), Some(every)) => {
+            let n = Arc::clone(n);
+            Some(tokio::spawn(async move {
+                let mut tick = tokio::time::interval(every);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tick.tick().await;
+                    n.send("WATCHDOG=1");
+                }
+            }))
+        }
+        _ => None,
+    };
+    let admin = match cfg.admin_listen {
+        Some(addr) => Some(
+            AdminServer::start(
+                addr,
+                AdminState {
+                    store: store.clone(),
+                    metrics: Arc::clone(&ops.metrics),
+                    client: Some(provider.client.clone()),
+                },
+            )
+            .await?,
+        ),
+        None => None,
+    };
     let controller = Controller {
         client: provider.client.clone(),
         store: store.clone(),
         policy: cfg.policy.clone(),
+        metrics: Arc::clone(&ops.metrics),
     };
-    let result = if cfg.once {
-        run_once(initial, &controller, &store).await
-    } else {
-        run_forever(&cfg, initial, &controller, &store).await
+    let result = match signals {
+        None => run_once(initial, &controller, &store, &ops).await,
+        Some(signals) => run_forever(&cfg, initial, &controller, &store, &ops, signals).await,
     };
-    store.flush()?;
+    let flushed = store.flush();
+    if let Some(admin) = admin {
+        admin.stop().await;
+    }
     provider.stop().await;
+    if let Some(w) = watchdog {
+        w.abort();
+    }
+    flushed?;
     result
 }
 
@@ -302,21 +496,27 @@ async fn run_once(
     initial: Result<Snapshot, LoadError>,
     controller: &Controller,
     store: &Store,
+    ops: &Ops,
 ) -> Result<bool, DaemonError> {
     let snap = match initial {
         Ok(s) => Arc::new(s),
         Err(e) => {
+            ops.metrics.manifest_load(false);
             store.set_load_error(Some(&e.to_string()))?;
             store.flush()?;
             return Err(e.into());
         }
     };
+    ops.metrics.manifest_load(true);
     store.set_load_error(None)?;
     // Later passes only matter when a resource waits on another or on a short retry.
     let mut converged = false;
     for _ in 0..3 {
         let start = Instant::now();
-        let report = controller.pass(&snap).await?;
+        let report = controller.pass(&snap).await;
+        ops.after_pass(store, report.is_ok(), start.elapsed());
+        let report = report?;
+        ops.first_pass_done();
         log_pass(&report, start.elapsed());
         print_changes(&report.changes);
         converged = report.converged;
@@ -332,79 +532,113 @@ async fn run_forever(
     initial: Result<Snapshot, LoadError>,
     controller: &Controller,
     store: &Store,
+    ops: &Ops,
+    signals: Signals,
 ) -> Result<bool, DaemonError> {
+    let Signals {
+        mut term,
+        mut int,
+        mut hup,
+    } = signals;
     let socket = serve_status_socket(&cfg.state, store.clone())?;
     let (_watch, mut changes) = crate::watch::watch(&cfg.manifests)?;
     let mut snapshot = match initial {
         Ok(snap) => {
+            ops.metrics.manifest_load(true);
             store.set_load_error(None)?;
             Some(Arc::new(snap))
         }
         Err(e) => {
+            ops.metrics.manifest_load(false);
             let text = e.to_string();
             tracing::error!("manifests not loaded; waiting for a fix:\n{text}");
             store.set_load_error(Some(&text))?;
+            ops.notify("STATUS=waiting for valid manifests (see `lumierd status`)");
             None
         }
     };
-    let shutdown = shutdown_signal();
-    tokio::pin!(shutdown);
-    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-        .map_err(|e| DaemonError::Io(format!("SIGHUP handler: {e}")))?;
     let mut next_resync = Instant::now();
+    let mut first = true;
+    let mut reloading = false;
     loop {
-        let mut wake = next_resync;
+        let resync_due = Instant::now() >= next_resync;
+        if resync_due && !first {
+            // A resync rescans the manifests too, so a missed file event is caught within
+            // one resync period (and a SIGHUP reload rescans now).
+            if let Some(s) = load_snapshot(&cfg.manifests, store, &ops.metrics)? {
+                snapshot = Some(s);
+            }
+        }
+        first = false;
+        let mut retry_at: Option<Instant> = None;
         if let Some(snap) = snapshot.clone() {
             let start = Instant::now();
             let pass = controller.pass(&snap);
             tokio::pin!(pass);
             let outcome = tokio::select! {
                 r = &mut pass => Some(r),
-                _ = &mut shutdown => {
-                    // Finish in-flight calls, within 10 s.
-                    let _ = tokio::time::timeout(Duration::from_secs(10), &mut pass).await;
+                _ = stop_signal(&mut term, &mut int) => {
+                    tracing::info!("stopping: finishing in-flight calls");
+                    ops.notify("STOPPING=1\nSTATUS=stopping: finishing in-flight calls");
+                    let _ = tokio::time::timeout(STOP_INFLIGHT, &mut pass).await;
                     None
                 }
             };
             let Some(outcome) = outcome else { break };
+            ops.after_pass(store, outcome.is_ok(), start.elapsed());
             match outcome {
                 Ok(report) => {
                     log_pass(&report, start.elapsed());
+                    ops.first_pass_done();
                     if let Some(t) = report.next_retry {
                         let wait = t
                             .duration_since(std::time::SystemTime::now())
                             .unwrap_or_default();
-                        wake = wake.min(Instant::now() + wait);
+                        retry_at = Some(Instant::now() + wait);
                     }
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "pass failed; retrying in 5 s");
-                    wake = wake.min(Instant::now() + Duration::from_secs(5));
+                    if !ops.metrics.is_ready() {
+                        ops.notify(&format!("STATUS=first pass failed, retrying: {e}"));
+                    }
+                    retry_at = Some(Instant::now() + Duration::from_secs(5));
                 }
             }
-            if Instant::now() >= next_resync {
-                let jitter = 1.0 + (rand::random::<f64>() * 0.2 - 0.1);
-                next_resync = Instant::now() + cfg.resync.mul_f64(jitter);
-                wake = wake.min(next_resync);
-            }
         }
+        if reloading {
+            reloading = false;
+            ops.notify("READY=1\nSTATUS=ready: reloaded");
+        }
+        if resync_due {
+            let jitter = 1.0 + (rand::random::<f64>() * 0.2 - 0.1);
+            next_resync = Instant::now() + cfg.resync.mul_f64(jitter);
+        }
+        let wake = retry_at.map_or(next_resync, |r| r.min(next_resync));
         tokio::select! {
             _ = tokio::time::sleep_until(wake.into()) => {}
             Some(()) = changes.recv() => {
                 // Debounce: wait until the folder is quiet, then rescan everything.
                 while tokio::time::timeout(cfg.debounce, changes.recv()).await.is_ok_and(|e| e.is_some()) {}
-                if let Some(s) = load_snapshot(&cfg.manifests, store)? {
+                if let Some(s) = load_snapshot(&cfg.manifests, store, &ops.metrics)? {
                     snapshot = Some(s);
                 }
             }
             _ = hup.recv() => {
-                tracing::info!("SIGHUP: reloading manifests and resyncing");
-                if let Some(s) = load_snapshot(&cfg.manifests, store)? {
-                    snapshot = Some(s);
+                ops.metrics.reload();
+                if ops.metrics.is_ready() {
+                    reloading = true;
+                    ops.notify("RELOADING=1\nSTATUS=reloading");
                 }
+                let due = retry_now(store)?;
+                tracing::info!(retrying = due, "SIGHUP: reloading manifests and resyncing");
+                // The next turn rescans (a resync is due) and runs a full pass.
                 next_resync = Instant::now();
             }
-            _ = &mut shutdown => break,
+            _ = stop_signal(&mut term, &mut int) => {
+                ops.notify("STOPPING=1\nSTATUS=stopping");
+                break;
+            }
         }
     }
     tracing::info!("shutting down");
@@ -445,6 +679,7 @@ pub async fn plan(cfg: RunConfig) -> Result<Vec<Change>, DaemonError> {
             act: false,
             ..cfg.policy
         },
+        metrics: Arc::new(Metrics::new()),
     };
     let report = controller.pass(&snap).await;
     provider.stop().await;

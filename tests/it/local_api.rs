@@ -1668,6 +1668,388 @@ async fn request_log_records_every_request() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Real clients' request shapes, as captured from wrangler 4.86/4.164, the Python SDK 4.3.1 and
+// 5.9.0 and the TypeScript SDK 7.3.0 (scripts/compat/ reproduces the capture)
+// ---------------------------------------------------------------------------------------------
+
+/// Value writes as each client sends them; where a client has its own bug, the emulator does
+/// what the real API does with that request.
+#[tokio::test]
+async fn value_writes_as_each_real_client_sends_them() {
+    let s = Server::start(config()).await;
+    let ns = s.create_ns("client-shapes").await;
+    let base = s.acct(&format!("/storage/kv/namespaces/{ns}"));
+    let get = |key: &str| s.req(Method::GET, &format!("{base}/values/{}", enc(key)));
+    let meta = |key: &str| s.req(Method::GET, &format!("{base}/metadata/{}", enc(key)));
+
+    // wrangler: raw `text/plain;charset=UTF-8` without metadata, TTL as a query parameter.
+    s.ok(s
+        .req(
+            Method::PUT,
+            &format!("{base}/values/{}?expiration_ttl=3600", enc("dir/with meta")),
+        )
+        .header("content-type", "text/plain;charset=UTF-8")
+        .body("hello"))
+        .await;
+    assert_eq!(s.bytes(get("dir/with meta")).await.2, b"hello");
+
+    // Python SDK 5.x: always multipart; `value` is a file part named "upload"
+    // (octet-stream), `metadata` an `application/json` part after it.
+    let form = Form::new()
+        .part(
+            "value",
+            Part::bytes(b"v5".to_vec())
+                .file_name("upload")
+                .mime_str("application/octet-stream")
+                .expect("mime"),
+        )
+        .part(
+            "metadata",
+            Part::text(r#"{"a": 1, "b": "x"}"#)
+                .mime_str("application/json")
+                .expect("mime"),
+        );
+    s.ok(s
+        .req(
+            Method::PUT,
+            &format!("{base}/values/{}", enc("with/slash:meta")),
+        )
+        .multipart(form))
+        .await;
+    assert_eq!(s.bytes(get("with/slash:meta")).await.2, b"v5");
+    assert_eq!(
+        s.ok(meta("with/slash:meta")).await,
+        json!({"a": 1, "b": "x"})
+    );
+
+    // Python SDK 4.x: the key's `/` left unencoded, and the body sent as JSON
+    // `{"metadata": …, "value": …}`, which the real API stores verbatim as the value
+    // (cloudflare-python#2519): so does the emulator.
+    let py4_body = r#"{"metadata":"{}","value":"hello"}"#;
+    s.ok(s
+        .req(
+            Method::PUT,
+            &format!("{base}/values/py4/a:b?expiration_ttl=3600"),
+        )
+        .header("content-type", "application/json")
+        .body(py4_body))
+        .await;
+    assert_eq!(s.bytes(get("py4/a:b")).await.2, py4_body.as_bytes());
+    assert_eq!(s.ok(meta("py4/a:b")).await, Value::Null);
+
+    // TypeScript SDK 7.x: multipart `value` text part (no filename); an object `metadata` is
+    // bracket-encoded (`metadata[a]`), which the real API ignores (cloudflare-typescript#2664),
+    // while a JSON string `metadata` arrives as one `metadata` part and is kept.
+    let form = Form::new()
+        .text("value", "ts")
+        .text("metadata[a]", "1")
+        .text("metadata[b]", "x");
+    s.ok(s
+        .req(Method::PUT, &format!("{base}/values/ts-obj"))
+        .multipart(form))
+        .await;
+    assert_eq!(s.bytes(get("ts-obj")).await.2, b"ts");
+    assert_eq!(s.ok(meta("ts-obj")).await, Value::Null);
+    let form = Form::new()
+        .text("value", "ts")
+        .text("metadata", r#"{"s":1}"#);
+    s.ok(s
+        .req(Method::PUT, &format!("{base}/values/ts-str"))
+        .multipart(form))
+        .await;
+    assert_eq!(s.ok(meta("ts-str")).await, json!({"s": 1}));
+    s.stop().await;
+}
+
+/// `POST …/bulk/get`, which was not served (404/7003) and which the Python SDK's
+/// `kv.namespaces.bulk_get`, the TypeScript SDK's `bulkGet` and `wrangler kv bulk get` call.
+#[tokio::test]
+async fn bulk_get_as_the_sdks_and_wrangler_send_it() {
+    let s = Server::start(config()).await;
+    let ns = s.create_ns("bulk-get").await;
+    let base = s.acct(&format!("/storage/kv/namespaces/{ns}"));
+    let exp = now() + 600;
+    s.ok(s.req(Method::PUT, &format!("{base}/bulk")).json(&json!([
+        {"key": "a", "value": "1", "metadata": {"m": 1}, "expiration": exp},
+        {"key": "b", "value": "{\"x\":2}"},
+        {"key": "bin", "value": "//79", "base64": true},
+    ])))
+    .await;
+    let bulk_get = |body: Value| {
+        s.req(Method::POST, &format!("{base}/bulk/get"))
+            .header("content-type", "application/json")
+            .body(body.to_string())
+    };
+
+    // wrangler / Python SDK default: `{"keys": [...]}` → text values, missing keys null.
+    let r = s.ok(bulk_get(json!({"keys": ["a", "b", "zz"]}))).await;
+    assert_eq!(
+        r,
+        json!({"values": {"a": "1", "b": "{\"x\":2}", "zz": null}})
+    );
+    // Python SDK `type="json", with_metadata=True` (sent as `withMetadata`).
+    let r = s
+        .ok(bulk_get(
+            json!({"keys": ["a", "b", "zz"], "type": "json", "withMetadata": true}),
+        ))
+        .await;
+    assert_eq!(
+        r,
+        json!({"values": {
+            "a": {"value": 1, "metadata": {"m": 1}, "expiration": exp},
+            "b": {"value": {"x": 2}, "metadata": null},
+            "zz": null
+        }})
+    );
+
+    // Refusals: no keys, more than 100, an unknown type, a non-JSON value with type json,
+    // a binary value, an unknown namespace.
+    s.err(bulk_get(json!({"keys": []})), 400, 10021).await;
+    let many: Vec<String> = (0..101).map(|i| format!("k{i}")).collect();
+    s.err(bulk_get(json!({ "keys": many })), 400, 10021).await;
+    s.err(
+        bulk_get(json!({"keys": ["a"], "type": "stream"})),
+        400,
+        10021,
+    )
+    .await;
+    let m = s
+        .err(
+            bulk_get(json!({"keys": ["a", "bin"], "type": "text"})),
+            400,
+            10021,
+        )
+        .await;
+    assert!(m.contains("non-text"), "{m}");
+    s.ok(s
+        .req(Method::PUT, &format!("{base}/values/plain"))
+        .body("not json"))
+        .await;
+    s.err(
+        bulk_get(json!({"keys": ["plain"], "type": "json"})),
+        400,
+        10021,
+    )
+    .await;
+    s.err(
+        s.req(
+            Method::POST,
+            &s.acct("/storage/kv/namespaces/0123456789abcdef0123456789abcdef/bulk/get"),
+        )
+        .json(&json!({"keys": ["a"]})),
+        404,
+        10013,
+    )
+    .await;
+    s.stop().await;
+}
+
+/// `PUT …/scripts/{name}/content`, which was not served (404/7003) and which the Python SDK's
+/// `workers.scripts.content.update` calls: module parts named `files[]` (module name = filename),
+/// `metadata` (`{"main_module": …}` only) last, as `application/json`.
+#[tokio::test]
+async fn content_put_as_the_python_sdk_sends_it() {
+    let s = Server::start(config()).await;
+    let ns = s.create_ns("content-put").await;
+    let url = s.acct("/workers/scripts/content-put");
+    let meta = json!({
+        "main_module": "index.js",
+        "compatibility_date": "2025-01-01",
+        "bindings": [
+            {"name": "KV", "type": "kv_namespace", "namespace_id": ns},
+            {"name": "S", "type": "secret_text", "text": "shh"}
+        ]
+    });
+    let first = s
+        .ok(s.req(Method::PUT, &url).multipart(python_sdk_form(
+            &meta,
+            &[("index.js", "application/javascript+module", INDEX_JS)],
+        )))
+        .await;
+    let settings_before = s.ok(s.req(Method::GET, &format!("{url}/settings"))).await;
+
+    const V2: &str = "export default { async fetch() { return new Response('v2') } }";
+    let mut form = Form::new();
+    for (name, body) in [("main.js", V2), ("util.js", "export const x = 1;")] {
+        form = form.part(
+            "files[]",
+            Part::bytes(body.as_bytes().to_vec())
+                .file_name(name)
+                .mime_str("application/javascript+module")
+                .expect("mime"),
+        );
+    }
+    let form = form.part(
+        "metadata",
+        Part::text(r#"{"main_module": "main.js"}"#)
+            .mime_str("application/json")
+            .expect("mime"),
+    );
+    let second = s
+        .ok(s
+            .req(Method::PUT, &format!("{url}/content"))
+            .multipart(form))
+        .await;
+    assert_eq!(second["id"], "content-put");
+    assert_ne!(second["etag"], first["etag"]);
+    assert!(second["modified_on"].as_str() > first["modified_on"].as_str());
+    assert_eq!(second["created_on"], first["created_on"]);
+
+    // The code changed; bindings and compatibility settings did not.
+    let (status, headers, body) = s
+        .bytes(s.req(Method::GET, &format!("{url}/content/v2")))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(headers["cf-entrypoint"], "main.js");
+    let ct = headers["content-type"].to_str().expect("ascii").to_owned();
+    let parts = parse_multipart(&ct, &body);
+    let names: Vec<&str> = parts.iter().map(|p| p.0.as_str()).collect();
+    assert_eq!(names, ["main.js", "util.js"]);
+    assert_eq!(parts[0].2, V2.as_bytes());
+    assert_eq!(
+        s.ok(s.req(Method::GET, &format!("{url}/settings"))).await,
+        settings_before
+    );
+
+    // The entry named by header instead of a metadata part (service-worker syntax).
+    let form = Form::new().part(
+        "worker.js",
+        Part::bytes(b"addEventListener('fetch', e => e.respondWith(new Response('sw')))".to_vec())
+            .file_name("worker.js")
+            .mime_str("application/javascript")
+            .expect("mime"),
+    );
+    s.ok(s
+        .req(Method::PUT, &format!("{url}/content"))
+        .header("CF-WORKER-BODY-PART", "worker.js")
+        .multipart(form))
+        .await;
+    let (_, headers, body) = s
+        .bytes(s.req(Method::GET, &format!("{url}/content/v2")))
+        .await;
+    assert!(headers.get("cf-entrypoint").is_none());
+    assert!(body.starts_with(b"addEventListener"));
+
+    // Refusals: an entry that names no uploaded part, no entry at all, an unknown script.
+    let form = || {
+        Form::new().part(
+            "files[]",
+            Part::bytes(V2.as_bytes().to_vec())
+                .file_name("main.js")
+                .mime_str("application/javascript+module")
+                .expect("mime"),
+        )
+    };
+    s.err(
+        s.req(Method::PUT, &format!("{url}/content"))
+            .header("CF-WORKER-MAIN-MODULE-PART", "other.js")
+            .multipart(form()),
+        400,
+        10021,
+    )
+    .await;
+    s.err(
+        s.req(Method::PUT, &format!("{url}/content"))
+            .multipart(form()),
+        400,
+        10021,
+    )
+    .await;
+    s.err(
+        s.req(Method::PUT, &s.acct("/workers/scripts/nope/content"))
+            .header("CF-WORKER-MAIN-MODULE-PART", "main.js")
+            .multipart(form()),
+        404,
+        10007,
+    )
+    .await;
+    s.stop().await;
+}
+
+/// An answer given without reading the request body (a validation error, a bad token) still
+/// reaches the client, and the connection stays usable. hyper used to close a connection whose
+/// request body was unread, so a client still writing it saw a reset: the TypeScript SDK
+/// 7.3.0's `workers.scripts.update` (`Content-Type: application/javascript` with a
+/// bracket-encoded form body, cloudflare-typescript#2799) failed with "Connection error" instead
+/// of 400/10021, and so did wrangler's `fetch` uploads answered 403. Checked with two pipelined
+/// requests on one connection: both must be answered.
+#[tokio::test]
+async fn early_answers_read_the_request_body_first() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let s = Server::start(config()).await;
+    let authority = s
+        .root
+        .trim_start_matches("http://")
+        .trim_end_matches("/client/v4")
+        .to_owned();
+    let script_path = format!("/client/v4/accounts/{DEFAULT_ACCOUNT_ID}/workers/scripts/ts-sdk");
+    let ts_body = "------formdata-undici-083628658314\r\nContent-Disposition: form-data; name=\"metadata[main_module]\"\r\n\r\nindex.js\r\n------formdata-undici-083628658314--\r\n"
+        .repeat(200);
+    let request = |method: &str, path: &str, token: &str, content_type: &str, body: &str| {
+        format!(
+            "{method} {path} HTTP/1.1\r\nHost: {authority}\r\nAuthorization: Bearer {token}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    let follow_up = request(
+        "GET",
+        &format!("/client/v4/accounts/{DEFAULT_ACCOUNT_ID}/workers/scripts"),
+        DEFAULT_TOKEN,
+        "application/json",
+        "",
+    );
+    for (first, want) in [
+        // The TypeScript SDK's script upload: 400/10021.
+        (
+            request("PUT", &script_path, DEFAULT_TOKEN, "application/javascript", &ts_body),
+            "\"code\":10021",
+        ),
+        // A bulk write with a wrong token: 403/10000.
+        (
+            request(
+                "PUT",
+                &format!("/client/v4/accounts/{DEFAULT_ACCOUNT_ID}/storage/kv/namespaces/0123456789abcdef0123456789abcdef/bulk"),
+                "wrong-token",
+                "application/json",
+                &format!("[{}]", vec!["{\"key\":\"k\",\"value\":\"v\"}"; 500].join(",")),
+            ),
+            "\"code\":10000",
+        ),
+    ] {
+        let mut conn = tokio::net::TcpStream::connect(&authority)
+            .await
+            .expect("connect");
+        conn.write_all(format!("{first}{follow_up}").as_bytes())
+            .await
+            .expect("write both requests");
+        let mut got = Vec::new();
+        let read = async {
+            let mut buf = [0u8; 8192];
+            loop {
+                match conn.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => got.extend_from_slice(&buf[..n]),
+                }
+                let text = String::from_utf8_lossy(&got);
+                if text.matches("HTTP/1.1 ").count() >= 2 && text.trim_end().ends_with('}') {
+                    break;
+                }
+            }
+        };
+        let _ = timeout(Duration::from_secs(5), read).await;
+        let text = String::from_utf8_lossy(&got);
+        assert!(text.contains(want), "first answer missing:\n{text}");
+        assert_eq!(
+            text.matches("HTTP/1.1 200 OK").count(),
+            1,
+            "the connection was closed before the second request was answered:\n{text}"
+        );
+    }
+    s.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------------
 // Conformance with the official OpenAPI slice
 // ---------------------------------------------------------------------------------------------
 
@@ -1682,6 +2064,11 @@ const NEWER_ROUTES: &[(&str, &str, &str)] = &[
         "GET",
         "/accounts/{account_id}/workers/services/{service_name}",
         "wrangler's and Terraform's existence pre-check (API-NOTES §4, §6); not in the slice",
+    ),
+    (
+        "POST",
+        "/accounts/{account_id}/storage/kv/namespaces/{namespace_id}/bulk/get",
+        "bulk read in the newer reference docs (API-NOTES §1.2); the SDKs' bulk_get/bulkGet and `wrangler kv bulk get` call it",
     ),
 ];
 
@@ -1993,6 +2380,16 @@ async fn routes_and_responses_conform_to_the_openapi_slice() {
         )
         .await;
     check("PUT", sc_t, st.as_u16(), &body);
+    let (st, body) = s
+        .json(
+            call(Method::PUT, s.acct("/workers/scripts/conf/content")).multipart(wrangler_form(
+                &json!({"main_module": "index.js"}),
+                &[("index.js", "application/javascript+module", INDEX_JS)],
+            )),
+        )
+        .await;
+    assert_eq!(st, 200, "{body}");
+    check("PUT", &format!("{sc_t}/content"), st.as_u16(), &body);
     let (st, body) = s.json(call(Method::GET, s.acct("/workers/scripts"))).await;
     check("GET", "/accounts/{a}/workers/scripts", st.as_u16(), &body);
     let (st, body) = s

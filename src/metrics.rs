@@ -1,0 +1,643 @@
+//! The daemon's metrics and readiness, rendered in the Prometheus text exposition format
+//! (version 0.0.4) by hand: a few counters, gauges and histograms with bounded label sets.
+//!
+//! Families (every one has `# HELP` and `# TYPE`):
+//!
+//! | family | type | labels |
+//! | --- | --- | --- |
+//! | `lumierd_build_info` | gauge | `version` |
+//! | `lumierd_ready` | gauge | |
+//! | `lumierd_reconciles_total` | counter | `kind` (kv, worker), `result` ([`RESULTS`]) |
+//! | `lumierd_reconcile_duration_seconds` | histogram | `kind` |
+//! | `lumierd_drift_events_total` | counter | `kind`, `field` ([`DRIFT_FIELDS`]) |
+//! | `lumierd_passes_total` | counter | `result` (ok, error) |
+//! | `lumierd_pass_duration_seconds` | histogram | |
+//! | `lumierd_resources` | gauge | `state` (Pending, Ready, …) |
+//! | `lumierd_queue_depth` | gauge | |
+//! | `lumierd_manifest_load_failures_total` | counter | |
+//! | `lumierd_manifest_last_load_success_timestamp_seconds` | gauge | |
+//! | `lumierd_reloads_total` | counter | |
+//! | `lumierd_cloudflare_requests_total` | counter | `operation`, `code` (HTTP status; `0` = no response) |
+//! | `lumierd_cloudflare_retries_total` | counter | |
+//! | `lumierd_cloudflare_refused_while_blocked_total` | counter | |
+//! | `lumierd_cloudflare_ratelimit_wait_seconds_total` | counter | |
+//! | `lumierd_cloudflare_ratelimit_blocked_seconds` | gauge | |
+//! | `process_start_time_seconds` | gauge | |
+
+use crate::cloudflare::RequestStats;
+use crate::store::State;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
+
+/// The content type of [`Metrics::render`]'s output.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// The kinds of resource (`ResourceSpec::type_name`).
+pub const KINDS: [&str; 2] = ["kv", "worker"];
+
+/// Results of one resource's reconcile: the action taken (`noop` when it was already as
+/// declared; `delete` for a pruned resource), `pending` (waiting for a dependency), or `error`
+/// (an API failure).
+pub const RESULTS: [&str; 10] = [
+    "noop", "create", "update", "adopt", "correct", "report", "refuse", "delete", "pending",
+    "error",
+];
+
+/// The drift fields counted; anything else counts as `other`.
+pub const DRIFT_FIELDS: [&str; 7] = [
+    "title",
+    "content",
+    "bindings",
+    "compatibility_date",
+    "compatibility_flags",
+    "deleted",
+    "other",
+];
+
+/// Every resource state, in `status` spelling.
+const STATES: [State; 6] = [
+    State::Pending,
+    State::Ready,
+    State::Drifted,
+    State::Error,
+    State::Retained,
+    State::Deleting,
+];
+
+/// Reconcile and API call durations: 5 ms to 2 min.
+const DURATION_BUCKETS: [f64; 14] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
+];
+
+/// A histogram with [`DURATION_BUCKETS`] (non-cumulative counts, summed when rendered).
+#[derive(Debug, Clone, Default)]
+struct Histogram {
+    buckets: [u64; DURATION_BUCKETS.len()],
+    count: u64,
+    sum: f64,
+}
+
+impl Histogram {
+    fn observe(&mut self, seconds: f64) {
+        if let Some(i) = DURATION_BUCKETS.iter().position(|b| seconds <= *b) {
+            self.buckets[i] += 1;
+        }
+        self.count += 1;
+        self.sum += seconds;
+    }
+
+    fn render(&self, out: &mut String, name: &str, labels: &[(&str, &str)]) {
+        let mut cumulative = 0;
+        for (i, le) in DURATION_BUCKETS.iter().enumerate() {
+            cumulative += self.buckets[i];
+            let le = format_float(*le);
+            let mut l = labels.to_vec();
+            l.push(("le", &le));
+            sample(out, &format!("{name}_bucket"), &l, cumulative as f64);
+        }
+        let mut l = labels.to_vec();
+        l.push(("le", "+Inf"));
+        sample(out, &format!("{name}_bucket"), &l, self.count as f64);
+        sample(out, &format!("{name}_sum"), labels, self.sum);
+        sample(out, &format!("{name}_count"), labels, self.count as f64);
+    }
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    reconciles: BTreeMap<(&'static str, &'static str), u64>,
+    reconcile_duration: BTreeMap<&'static str, Histogram>,
+    drift_events: BTreeMap<(&'static str, &'static str), u64>,
+    passes: BTreeMap<&'static str, u64>,
+    pass_duration: Histogram,
+    resources: BTreeMap<&'static str, u64>,
+    queue_depth: u64,
+    load_failures: u64,
+    last_load_success: Option<SystemTime>,
+    reloads: u64,
+}
+
+/// The daemon's counters and gauges, and whether it is ready. Shared as `Arc<Metrics>`.
+#[derive(Debug)]
+pub struct Metrics {
+    inner: Mutex<Inner>,
+    ready: AtomicBool,
+    started: SystemTime,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut inner = Inner::default();
+        for kind in KINDS {
+            for result in RESULTS {
+                inner.reconciles.insert((kind, result), 0);
+            }
+            inner.reconcile_duration.insert(kind, Histogram::default());
+        }
+        for result in ["ok", "error"] {
+            inner.passes.insert(result, 0);
+        }
+        for state in STATES {
+            inner.resources.insert(state.as_str(), 0);
+        }
+        Metrics {
+            inner: Mutex::new(inner),
+            ready: AtomicBool::new(false),
+            started: SystemTime::now(),
+        }
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut Inner) -> T) -> T {
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut inner)
+    }
+
+    /// Whether manifests are loaded and the first pass is done.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::SeqCst)
+    }
+
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::SeqCst);
+    }
+
+    /// One resource reconciled: `kind` and `result` are mapped onto [`KINDS`] and [`RESULTS`].
+    pub fn reconciled(&self, kind: &str, result: &str, took: Duration) {
+        let kind = bounded(kind, &KINDS);
+        let result = bounded(result, &RESULTS);
+        self.with(|m| {
+            *m.reconciles.entry((kind, result)).or_insert(0) += 1;
+            m.reconcile_duration
+                .entry(kind)
+                .or_default()
+                .observe(took.as_secs_f64());
+        });
+    }
+
+    /// A drift event (one per drift line, by [`drift_field`]).
+    pub fn drift(&self, kind: &str, lines: &[String]) {
+        let kind = bounded(kind, &KINDS);
+        self.with(|m| {
+            for line in lines {
+                *m.drift_events.entry((kind, drift_field(line))).or_insert(0) += 1;
+            }
+        });
+    }
+
+    /// A pass finished (`ok`) or failed before it could reconcile (`error`).
+    pub fn pass(&self, ok: bool, took: Duration) {
+        self.with(|m| {
+            *m.passes.entry(if ok { "ok" } else { "error" }).or_insert(0) += 1;
+            m.pass_duration.observe(took.as_secs_f64());
+        });
+    }
+
+    /// Resources by state, and how many wait for a retry, as the store holds them.
+    pub fn set_resources<'a>(&self, records: impl IntoIterator<Item = &'a crate::store::Record>) {
+        let mut by_state: BTreeMap<&'static str, u64> =
+            STATES.iter().map(|s| (s.as_str(), 0)).collect();
+        let mut waiting = 0;
+        for r in records {
+            *by_state.entry(r.state.as_str()).or_insert(0) += 1;
+            if r.next_retry.is_some() {
+                waiting += 1;
+            }
+        }
+        self.with(|m| {
+            m.resources = by_state;
+            m.queue_depth = waiting;
+        });
+    }
+
+    /// A manifest load: success sets the last-success timestamp, failure counts.
+    pub fn manifest_load(&self, ok: bool) {
+        self.with(|m| {
+            if ok {
+                m.last_load_success = Some(SystemTime::now());
+            } else {
+                m.load_failures += 1;
+            }
+        });
+    }
+
+    /// A reload asked for (SIGHUP).
+    pub fn reload(&self) {
+        self.with(|m| m.reloads += 1);
+    }
+
+    /// The text exposition of every family, with the client's request counters.
+    pub fn render(&self, api: Option<&RequestStats>, blocked_for: Option<Duration>) -> String {
+        let mut out = String::with_capacity(8 * 1024);
+        let m = self.with(|m| Snapshot {
+            reconciles: m.reconciles.clone(),
+            reconcile_duration: m.reconcile_duration.clone(),
+            drift_events: m.drift_events.clone(),
+            passes: m.passes.clone(),
+            pass_duration: m.pass_duration.clone(),
+            resources: m.resources.clone(),
+            queue_depth: m.queue_depth,
+            load_failures: m.load_failures,
+            last_load_success: m.last_load_success,
+            reloads: m.reloads,
+        });
+
+        family(
+            &mut out,
+            "lumierd_build_info",
+            "gauge",
+            "Always 1; the version of this lumierd.",
+        );
+        sample(
+            &mut out,
+            "lumierd_build_info",
+            &[("version", env!("CARGO_PKG_VERSION"))],
+            1.0,
+        );
+        family(
+            &mut out,
+            "lumierd_ready",
+            "gauge",
+            "1 once the manifests are loaded and the first reconcile pass is done, else 0.",
+        );
+        sample(&mut out, "lumierd_ready", &[], bool_f(self.is_ready()));
+        family(
+            &mut out,
+            "process_start_time_seconds",
+            "gauge",
+            "Start time of the process since the Unix epoch, in seconds.",
+        );
+        sample(
+            &mut out,
+            "process_start_time_seconds",
+            &[],
+            unix(self.started),
+        );
+
+        family(
+            &mut out,
+            "lumierd_reconciles_total",
+            "counter",
+            "Resource reconciles, by kind and result (the action taken, noop, pending or error).",
+        );
+        for ((kind, result), n) in &m.reconciles {
+            sample(
+                &mut out,
+                "lumierd_reconciles_total",
+                &[("kind", kind), ("result", result)],
+                *n as f64,
+            );
+        }
+        family(
+            &mut out,
+            "lumierd_reconcile_duration_seconds",
+            "histogram",
+            "Time one resource's reconcile took (observe, decide, act), by kind.",
+        );
+        for (kind, h) in &m.reconcile_duration {
+            h.render(
+                &mut out,
+                "lumierd_reconcile_duration_seconds",
+                &[("kind", kind)],
+            );
+        }
+        family(
+            &mut out,
+            "lumierd_drift_events_total",
+            "counter",
+            "Out-of-band changes detected, by kind and field (title, content, bindings, ...).",
+        );
+        for ((kind, field), n) in &m.drift_events {
+            sample(
+                &mut out,
+                "lumierd_drift_events_total",
+                &[("kind", kind), ("field", field)],
+                *n as f64,
+            );
+        }
+        family(
+            &mut out,
+            "lumierd_passes_total",
+            "counter",
+            "Reconcile passes over the whole snapshot, by result (error: the account could not be listed).",
+        );
+        for (result, n) in &m.passes {
+            sample(
+                &mut out,
+                "lumierd_passes_total",
+                &[("result", result)],
+                *n as f64,
+            );
+        }
+        family(
+            &mut out,
+            "lumierd_pass_duration_seconds",
+            "histogram",
+            "Time one reconcile pass took.",
+        );
+        m.pass_duration
+            .render(&mut out, "lumierd_pass_duration_seconds", &[]);
+        family(
+            &mut out,
+            "lumierd_resources",
+            "gauge",
+            "Resources lumierd keeps a record of, by state, after the last pass.",
+        );
+        for (state, n) in &m.resources {
+            sample(
+                &mut out,
+                "lumierd_resources",
+                &[("state", state)],
+                *n as f64,
+            );
+        }
+        family(
+            &mut out,
+            "lumierd_queue_depth",
+            "gauge",
+            "Resources waiting for a retry (failing, or waiting on a dependency) after the last pass.",
+        );
+        sample(&mut out, "lumierd_queue_depth", &[], m.queue_depth as f64);
+        family(
+            &mut out,
+            "lumierd_manifest_load_failures_total",
+            "counter",
+            "Manifest loads that failed (the last good manifests stayed in force).",
+        );
+        sample(
+            &mut out,
+            "lumierd_manifest_load_failures_total",
+            &[],
+            m.load_failures as f64,
+        );
+        family(
+            &mut out,
+            "lumierd_manifest_last_load_success_timestamp_seconds",
+            "gauge",
+            "When the manifests were last loaded successfully, since the Unix epoch (0: never).",
+        );
+        sample(
+            &mut out,
+            "lumierd_manifest_last_load_success_timestamp_seconds",
+            &[],
+            m.last_load_success.map(unix).unwrap_or(0.0),
+        );
+        family(
+            &mut out,
+            "lumierd_reloads_total",
+            "counter",
+            "Reloads asked for with SIGHUP (rescan the manifests, resync everything).",
+        );
+        sample(&mut out, "lumierd_reloads_total", &[], m.reloads as f64);
+
+        let empty = RequestStats::default();
+        let api = api.unwrap_or(&empty);
+        family(
+            &mut out,
+            "lumierd_cloudflare_requests_total",
+            "counter",
+            "HTTP attempts to the Cloudflare API, retries included, by operation and status code (0: no response).",
+        );
+        for ((operation, code), n) in &api.by_status {
+            let code = code.to_string();
+            sample(
+                &mut out,
+                "lumierd_cloudflare_requests_total",
+                &[("operation", operation), ("code", &code)],
+                *n as f64,
+            );
+        }
+        family(
+            &mut out,
+            "lumierd_cloudflare_retries_total",
+            "counter",
+            "Cloudflare API attempts that retried an earlier failed attempt.",
+        );
+        sample(
+            &mut out,
+            "lumierd_cloudflare_retries_total",
+            &[],
+            api.retries as f64,
+        );
+        family(
+            &mut out,
+            "lumierd_cloudflare_refused_while_blocked_total",
+            "counter",
+            "Cloudflare API calls not sent because the account was rate-limited for too long.",
+        );
+        sample(
+            &mut out,
+            "lumierd_cloudflare_refused_while_blocked_total",
+            &[],
+            api.refused_while_blocked as f64,
+        );
+        family(
+            &mut out,
+            "lumierd_cloudflare_ratelimit_wait_seconds_total",
+            "counter",
+            "Time spent waiting for the client-side rate limiter, summed over all tasks.",
+        );
+        sample(
+            &mut out,
+            "lumierd_cloudflare_ratelimit_wait_seconds_total",
+            &[],
+            api.limiter_wait.as_secs_f64(),
+        );
+        family(
+            &mut out,
+            "lumierd_cloudflare_ratelimit_blocked_seconds",
+            "gauge",
+            "How much longer an account-wide rate-limit block (429 Retry-After) lasts; 0 when none.",
+        );
+        sample(
+            &mut out,
+            "lumierd_cloudflare_ratelimit_blocked_seconds",
+            &[],
+            blocked_for.unwrap_or_default().as_secs_f64(),
+        );
+        out
+    }
+}
+
+/// A consistent copy of the counters, taken under the lock and rendered outside it.
+struct Snapshot {
+    reconciles: BTreeMap<(&'static str, &'static str), u64>,
+    reconcile_duration: BTreeMap<&'static str, Histogram>,
+    drift_events: BTreeMap<(&'static str, &'static str), u64>,
+    passes: BTreeMap<&'static str, u64>,
+    pass_duration: Histogram,
+    resources: BTreeMap<&'static str, u64>,
+    queue_depth: u64,
+    load_failures: u64,
+    last_load_success: Option<SystemTime>,
+    reloads: u64,
+}
+
+/// The field of a drift line, from a bounded set: the part before `:` and before any `.`
+/// (`bindings.CACHE: …` → `bindings`); `script x: deleted out of band` → `deleted`.
+pub fn drift_field(line: &str) -> &'static str {
+    let head = line.split(':').next().unwrap_or("").trim();
+    if line.contains("deleted out of band") {
+        return "deleted";
+    }
+    let head = head.split('.').next().unwrap_or("");
+    DRIFT_FIELDS
+        .iter()
+        .find(|f| **f == head)
+        .copied()
+        .unwrap_or("other")
+}
+
+fn bounded(value: &str, allowed: &[&'static str]) -> &'static str {
+    allowed
+        .iter()
+        .find(|a| **a == value)
+        .copied()
+        .unwrap_or("other")
+}
+
+fn bool_f(b: bool) -> f64 {
+    if b {
+        1.0
+    } else {
+        0.0
+    }
+}
+
+fn unix(t: SystemTime) -> f64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {}", escape_help(help));
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+fn sample(out: &mut String, name: &str, labels: &[(&str, &str)], value: f64) {
+    out.push_str(name);
+    if !labels.is_empty() {
+        out.push('{');
+        for (i, (k, v)) in labels.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            let _ = write!(out, "{k}=\"{}\"", escape_label(v));
+        }
+        out.push('}');
+    }
+    let _ = writeln!(out, " {}", format_float(value));
+}
+
+/// A sample value: integers without a fraction, `+Inf`/`-Inf`/`NaN` as Prometheus spells them.
+fn format_float(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".into()
+    } else if v.is_infinite() {
+        if v > 0.0 { "+Inf" } else { "-Inf" }.into()
+    } else {
+        format!("{v}")
+    }
+}
+
+fn escape_label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+fn escape_help(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn drift_fields_are_bounded() {
+        assert_eq!(drift_field("title: a → b"), "title");
+        assert_eq!(drift_field("bindings.CACHE: kv:a → kv:b"), "bindings");
+        assert_eq!(drift_field("content: aaaa → bbbb"), "content");
+        assert_eq!(
+            drift_field("compatibility_flags: [] → [x]"),
+            "compatibility_flags"
+        );
+        assert_eq!(drift_field("script s: deleted out of band"), "deleted");
+        assert_eq!(
+            drift_field("namespace 12ab: deleted out of band"),
+            "deleted"
+        );
+        assert_eq!(drift_field("something new: x"), "other");
+    }
+
+    #[test]
+    fn every_family_has_help_and_type_and_samples_parse() {
+        let m = Metrics::new();
+        m.reconciled("kv", "create", Duration::from_millis(30));
+        m.reconciled("worker", "made-up", Duration::from_secs(500));
+        m.drift(
+            "worker",
+            &["bindings.A: x → y".into(), "content: a → b".into()],
+        );
+        m.pass(true, Duration::from_millis(200));
+        m.manifest_load(true);
+        m.manifest_load(false);
+        m.reload();
+        m.set_ready(true);
+        let mut stats = RequestStats::default();
+        stats.by_status.insert(("list_namespaces".into(), 200), 3);
+        stats.by_status.insert(("put \"odd\"\\op".into(), 0), 1);
+        let text = m.render(Some(&stats), Some(Duration::from_secs(2)));
+
+        let mut helped = HashSet::new();
+        let mut typed = HashSet::new();
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# HELP ") {
+                helped.insert(rest.split(' ').next().unwrap().to_owned());
+            } else if let Some(rest) = line.strip_prefix("# TYPE ") {
+                typed.insert(rest.split(' ').next().unwrap().to_owned());
+            } else {
+                let name = line.split(['{', ' ']).next().unwrap();
+                let family = ["_bucket", "_sum", "_count"]
+                    .iter()
+                    .find_map(|s| name.strip_suffix(s).filter(|f| typed.contains(*f)))
+                    .unwrap_or(name);
+                assert!(typed.contains(family), "{line}: no TYPE before it");
+                let value = line.rsplit(' ').next().unwrap();
+                assert!(
+                    value.parse::<f64>().is_ok() || value == "+Inf",
+                    "{line}: bad value"
+                );
+            }
+        }
+        assert_eq!(helped, typed);
+        assert!(text.contains("lumierd_reconciles_total{kind=\"kv\",result=\"create\"} 1\n"));
+        assert!(text.contains("lumierd_reconciles_total{kind=\"worker\",result=\"other\"} 1\n"));
+        assert!(
+            text.contains("lumierd_reconcile_duration_seconds_bucket{kind=\"kv\",le=\"0.05\"} 1\n")
+        );
+        assert!(text.contains(
+            "lumierd_reconcile_duration_seconds_bucket{kind=\"worker\",le=\"+Inf\"} 1\n"
+        ));
+        assert!(text.contains("lumierd_drift_events_total{kind=\"worker\",field=\"bindings\"} 1\n"));
+        assert!(text.contains("lumierd_manifest_load_failures_total 1\n"));
+        assert!(text.contains("lumierd_reloads_total 1\n"));
+        assert!(text.contains("lumierd_ready 1\n"));
+        assert!(text.contains(
+            "lumierd_cloudflare_requests_total{operation=\"list_namespaces\",code=\"200\"} 3\n"
+        ));
+        assert!(text.contains("operation=\"put \\\"odd\\\"\\\\op\",code=\"0\"} 1\n"));
+        assert!(text.contains("lumierd_cloudflare_ratelimit_blocked_seconds 2\n"));
+    }
+}

@@ -1,0 +1,64 @@
+//! The fleet benchmark's harness at N = 20, so it cannot rot: the same code as
+//! `cargo bench --bench fleet` (benches/harness/mod.rs), every scenario, a few seconds. Times
+//! are printed, not asserted; request counts are exact, so they are asserted.
+
+#[path = "../../benches/harness/mod.rs"]
+mod harness;
+
+use harness::{Config, Shape};
+use std::time::Duration;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fleet_benchmark_small() {
+    let shape = Shape {
+        stages: 2,
+        kv: 5,
+        workers: 5,
+        binds: 2,
+    };
+    let cfg = Config {
+        bin: crate::support::bin(),
+        shape,
+        scenarios: [1, 2, 3, 4, 5].into_iter().collect(),
+        latency: Duration::from_millis(5),
+        rl_scale: 1.0,
+        edits: 3,
+        debounce: Duration::from_millis(200),
+        drift_pct: 1.0,
+        // 20 reuses the fleet of scenarios 1–4; 30 is seeded in-process, as 10,000 is.
+        mem_n: vec![20, 30],
+        idle: Duration::from_secs(1),
+        verbose: false,
+    };
+    let report = harness::run(&cfg).await.unwrap();
+    println!("{}", report.render());
+    let f = &report.figures;
+    let n = shape.n();
+    assert_eq!(n, 20);
+    assert_eq!(f.list_pages, 2, "one namespace page and the script list");
+    assert_eq!(
+        f.cold_requests,
+        Some(n + 2),
+        "one create per resource plus the lists"
+    );
+    assert_eq!(f.cold_writes, Some(n));
+    assert_eq!(f.cold_429, Some(0));
+    assert_eq!(
+        f.resync_requests,
+        vec![2, 2, 2],
+        "a resync reads the lists only"
+    );
+    assert_eq!(f.resync_writes, vec![0, 0, 0]);
+    assert_eq!(f.naive_resync_requests, Some(n));
+    assert_eq!(f.drift_changed, Some(2));
+    assert_eq!(f.drift_writes, Some(2), "one fix per drifted resource");
+    assert_eq!(
+        f.drift_requests, f.drift_bound,
+        "lists + fixes + settings reads"
+    );
+    assert_eq!(f.drift_left, Some(0));
+    assert_eq!(f.edit_uploads, vec![1; 6], "one upload per edit");
+    assert_eq!(f.edit_ms.len(), 6);
+    assert_eq!(f.startup_requests, vec![(20, 2), (30, 2)]);
+    assert!(f.peak_rss_kb.iter().all(|(_, kb)| *kb > 0));
+}

@@ -1,0 +1,705 @@
+//! Operations, end to end against the real binary: the admin API (`/healthz`, `/readyz`,
+//! `/metrics`, `/status`), signals (SIGHUP reload, SIGTERM graceful stop), sd_notify, logs.
+
+use crate::support::{bin, repo, run_in, wait_with_deadline};
+use lumierd::local_api::{DEFAULT_ACCOUNT_ID, DEFAULT_TOKEN};
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, HashMap};
+use std::io::{BufRead, BufReader};
+use std::os::unix::net::UnixDatagram;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// A spawned `lumierd`: stdout lines on a channel, stderr collected; killed when dropped.
+struct Proc {
+    child: Child,
+    stdout: mpsc::Receiver<String>,
+    /// The stdout lines received so far.
+    seen: Mutex<Vec<String>>,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Proc {
+    fn spawn(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Proc {
+        let mut cmd = Command::new(bin());
+        cmd.args(args)
+            .current_dir(dir)
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("WATCHDOG_USEC")
+            .env_remove("WATCHDOG_PID")
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn lumierd");
+        let (tx, stdout) = mpsc::channel();
+        let out = child.stdout.take().expect("stdout");
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let sink = Arc::clone(&stderr);
+        let err = child.stderr.take().expect("stderr");
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                let mut s = sink.lock().unwrap();
+                s.push_str(&line);
+                s.push('\n');
+            }
+        });
+        Proc {
+            child,
+            stdout,
+            seen: Mutex::new(Vec::new()),
+            stderr,
+        }
+    }
+
+    /// The rest of the first stdout line starting with `prefix`.
+    fn line(&self, prefix: &str, within: Duration) -> String {
+        let deadline = Instant::now() + within;
+        let mut seen = self.seen.lock().unwrap();
+        if let Some(rest) = seen.iter().find_map(|l| l.strip_prefix(prefix)) {
+            return rest.trim().to_owned();
+        }
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.stdout.recv_timeout(left) {
+                Ok(line) => {
+                    seen.push(line.clone());
+                    if let Some(rest) = line.strip_prefix(prefix) {
+                        return rest.trim().to_owned();
+                    }
+                }
+                Err(_) => panic!(
+                    "no stdout line `{prefix}` within {within:?}; stderr:\n{}",
+                    self.stderr()
+                ),
+            }
+        }
+    }
+
+    fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    fn signal(&self, name: &str) {
+        let ok = Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status()
+            .expect("run kill")
+            .success();
+        assert!(ok, "kill -{name} failed");
+    }
+
+    /// Waits for the exit code, failing past `deadline`.
+    fn exit(&mut self, deadline: Duration) -> i32 {
+        wait_with_deadline(&mut self.child, deadline)
+    }
+}
+
+fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+}
+
+async fn get(url: &str) -> (u16, String) {
+    let r = http().get(url).send().await.unwrap();
+    let status = r.status().as_u16();
+    (status, r.text().await.unwrap())
+}
+
+/// Polls `url` until it answers `code`, for at most `secs`.
+async fn wait_code(url: &str, code: u16, secs: u64) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let (got, body) = get(url).await;
+        if got == code {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{url} still answers {got} ({body}) after {secs} s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A parsed scrape: `name{labels}` → value, checked against the exposition format's rules.
+#[derive(Debug)]
+struct Scrape {
+    types: HashMap<String, String>,
+    samples: Vec<(String, BTreeMap<String, String>, f64)>,
+}
+
+impl Scrape {
+    /// Parses text format 0.0.4, asserting that every family has HELP and TYPE before its
+    /// samples, counters are named `_total`, and every value is a number.
+    fn parse(text: &str) -> Scrape {
+        let mut helps = HashMap::new();
+        let mut types = HashMap::new();
+        let mut samples = Vec::new();
+        for line in text.lines() {
+            if line.is_empty() {
+                continue;
+            }
+            if let Some(rest) = line.strip_prefix("# HELP ") {
+                let (name, help) = rest.split_once(' ').expect("HELP text");
+                assert!(!help.trim().is_empty(), "{line}: empty HELP");
+                assert!(
+                    helps.insert(name.to_owned(), ()).is_none(),
+                    "HELP twice: {name}"
+                );
+                continue;
+            }
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                let (name, kind) = rest.split_once(' ').expect("TYPE kind");
+                assert!(
+                    helps.contains_key(name),
+                    "{name}: TYPE without HELP before it"
+                );
+                assert!(
+                    ["counter", "gauge", "histogram", "summary", "untyped"].contains(&kind),
+                    "{line}"
+                );
+                if kind == "counter" {
+                    assert!(name.ends_with("_total"), "counter {name} not named _total");
+                }
+                assert!(types.insert(name.to_owned(), kind.to_owned()).is_none());
+                continue;
+            }
+            assert!(!line.starts_with('#'), "stray comment: {line}");
+            let (series, value) = line.rsplit_once(' ').expect("sample value");
+            let value: f64 = match value {
+                "+Inf" => f64::INFINITY,
+                v => v.parse().unwrap_or_else(|_| panic!("{line}: bad value")),
+            };
+            let (name, labels) = match series.split_once('{') {
+                Some((name, rest)) => (name, parse_labels(rest.strip_suffix('}').expect("}"))),
+                None => (series, BTreeMap::new()),
+            };
+            let family = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|s| {
+                    name.strip_suffix(s)
+                        .filter(|f| types.get(*f).is_some_and(|t| t == "histogram"))
+                })
+                .unwrap_or(name);
+            assert!(
+                types.contains_key(family),
+                "{line}: sample without HELP/TYPE"
+            );
+            samples.push((name.to_owned(), labels, value));
+        }
+        for name in helps.keys() {
+            assert!(types.contains_key(name), "{name}: HELP without TYPE");
+        }
+        Scrape { types, samples }
+    }
+
+    /// The sum of the samples of `name` whose labels include `labels`.
+    fn value(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        self.samples
+            .iter()
+            .filter(|(n, l, _)| {
+                n == name
+                    && labels
+                        .iter()
+                        .all(|(k, v)| l.get(*k).is_some_and(|x| x == v))
+            })
+            .map(|(_, _, v)| v)
+            .sum()
+    }
+}
+
+fn parse_labels(s: &str) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let mut chars = s.chars().peekable();
+    while chars.peek().is_some() {
+        let name: String = chars.by_ref().take_while(|c| *c != '=').collect();
+        assert_eq!(
+            chars.next(),
+            Some('"'),
+            "label {name}: value not quoted in {s}"
+        );
+        let mut value = String::new();
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' => match chars.next() {
+                    Some('n') => value.push('\n'),
+                    Some(c) => value.push(c),
+                    None => panic!("dangling escape in {s}"),
+                },
+                '"' => break,
+                c => value.push(c),
+            }
+        }
+        out.insert(name, value);
+        if chars.peek() == Some(&',') {
+            chars.next();
+        }
+    }
+    out
+}
+
+async fn scrape(admin: &str) -> Scrape {
+    let r = http().get(format!("{admin}/metrics")).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let ct = r.headers()["content-type"].to_str().unwrap().to_owned();
+    assert!(ct.starts_with("text/plain; version=0.0.4"), "{ct}");
+    Scrape::parse(&r.text().await.unwrap())
+}
+
+/// Scrapes until `pred` holds, for at most `secs`.
+async fn wait_scrape(admin: &str, secs: u64, what: &str, pred: impl Fn(&Scrape) -> bool) -> Scrape {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let s = scrape(admin).await;
+        if pred(&s) {
+            return s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}: {s:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+const WORKER: &str = "export default { fetch() { return new Response(\"hi\") } }\n";
+
+/// A manifests folder `m/`: app `ops`, stage `dev`, kv `cache`, worker `api` binding it.
+fn fleet(dir: &Path, app: &str, stage_var: &str) {
+    let m = dir.join("m");
+    std::fs::create_dir_all(&m).unwrap();
+    std::fs::write(m.join("index.js"), WORKER).unwrap();
+    std::fs::write(
+        m.join("dev.yaml"),
+        format!(
+            "app:\n  name: {app}\nstage: dev\nresources:\n  cache: {{ type: kv }}\n  api:\n    type: worker\n    entry: index.js\n    bindings:\n      CACHE: {{ kv: cache }}\n      STAGE: \"{stage_var}\"\n"
+        ),
+    )
+    .unwrap();
+}
+
+/// `lumierd run` on `m/` with the embedded API and the admin API on an ephemeral port.
+fn spawn_run(dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> (Proc, String) {
+    let mut args = vec![
+        "run",
+        "--manifests",
+        "m",
+        "--state",
+        "state",
+        "--debounce",
+        "100ms",
+        "--admin-listen",
+        "127.0.0.1:0",
+    ];
+    args.extend_from_slice(extra);
+    let p = Proc::spawn(dir, &args, env);
+    let admin = p.line("admin API: ", Duration::from_secs(30));
+    (p, admin)
+}
+
+/// A separate `lumierd emulator` on an ephemeral port; returns it and its base URL.
+fn spawn_emulator(dir: &Path, extra: &[&str]) -> (Proc, String) {
+    let mut args = vec!["emulator", "--listen", "127.0.0.1:0"];
+    args.extend_from_slice(extra);
+    let p = Proc::spawn(dir, &args, &[]);
+    let base = p.line("base URL: ", Duration::from_secs(30));
+    (p, base)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_scrape_parses_and_moves_with_reconciles_and_drift() {
+    let dir = tempfile::tempdir().unwrap();
+    fleet(dir.path(), "ops", "dev");
+    let (p, admin) = spawn_run(dir.path(), &["--resync", "1s"], &[]);
+    let local_api = p.line("local API: ", Duration::from_secs(30));
+    let local_api = local_api.split(' ').next().unwrap().to_owned();
+
+    let (code, body) = get(&format!("{admin}/healthz")).await;
+    assert_eq!((code, body.trim()), (200, "ok"));
+    wait_code(&format!("{admin}/readyz"), 200, 60).await;
+
+    let before = scrape(&admin).await;
+    for family in [
+        "lumierd_reconciles_total",
+        "lumierd_reconcile_duration_seconds",
+        "lumierd_drift_events_total",
+        "lumierd_resources",
+        "lumierd_queue_depth",
+        "lumierd_cloudflare_requests_total",
+        "lumierd_cloudflare_ratelimit_wait_seconds_total",
+        "lumierd_manifest_load_failures_total",
+        "lumierd_manifest_last_load_success_timestamp_seconds",
+        "lumierd_reloads_total",
+        "lumierd_ready",
+    ] {
+        assert!(before.types.contains_key(family), "{family} missing");
+    }
+    assert_eq!(
+        before.types["lumierd_reconcile_duration_seconds"],
+        "histogram"
+    );
+    assert_eq!(before.value("lumierd_ready", &[]), 1.0);
+    let created = |s: &Scrape, kind| {
+        s.value(
+            "lumierd_reconciles_total",
+            &[("kind", kind), ("result", "create")],
+        )
+    };
+    assert_eq!(created(&before, "kv"), 1.0);
+    assert_eq!(created(&before, "worker"), 1.0);
+    assert_eq!(
+        before.value("lumierd_resources", &[("state", "Ready")]),
+        2.0
+    );
+    assert!(
+        before.value(
+            "lumierd_reconcile_duration_seconds_count",
+            &[("kind", "worker")]
+        ) >= 1.0
+    );
+    assert!(before.value("lumierd_manifest_last_load_success_timestamp_seconds", &[]) > 1.7e9);
+    assert!(
+        before.value(
+            "lumierd_cloudflare_requests_total",
+            &[("operation", "list_namespaces"), ("code", "200")]
+        ) >= 1.0,
+        "{:?}",
+        before.samples
+    );
+
+    // /status is `status --json`.
+    let (code, body) = get(&format!("{admin}/status")).await;
+    assert_eq!(code, 200);
+    let status: Value = serde_json::from_str(&body).unwrap();
+    let resources = status["resources"].as_array().unwrap();
+    assert_eq!(resources.len(), 2, "{status:#}");
+    assert!(
+        resources.iter().all(|r| r["state"] == "Ready"),
+        "{status:#}"
+    );
+    let (_, body) = get(&format!("{admin}/status?stage=nope")).await;
+    let none: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(none["resources"], json!([]));
+
+    // A manifest edit: the worker is updated, counters move.
+    fleet(dir.path(), "ops", "changed");
+    let after = wait_scrape(&admin, 30, "a worker update", |s| {
+        s.value(
+            "lumierd_reconciles_total",
+            &[("kind", "worker"), ("result", "update")],
+        ) >= 1.0
+    })
+    .await;
+    assert!(
+        after.value("lumierd_cloudflare_requests_total", &[])
+            > before.value("lumierd_cloudflare_requests_total", &[])
+    );
+    assert!(
+        after.value("lumierd_manifest_last_load_success_timestamp_seconds", &[])
+            >= before.value("lumierd_manifest_last_load_success_timestamp_seconds", &[])
+    );
+
+    // An out-of-band rename: one drift event on field `title`.
+    let id = resources
+        .iter()
+        .find(|r| r["name"] == "cache")
+        .and_then(|r| r["output"]["namespaceId"].as_str())
+        .unwrap()
+        .to_owned();
+    let r = http()
+        .put(format!(
+            "{local_api}/accounts/{DEFAULT_ACCOUNT_ID}/storage/kv/namespaces/{id}"
+        ))
+        .bearer_auth(DEFAULT_TOKEN)
+        .json(&json!({ "title": "renamed-out-of-band" }))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    wait_scrape(&admin, 30, "a title drift event", |s| {
+        s.value(
+            "lumierd_drift_events_total",
+            &[("kind", "kv"), ("field", "title")],
+        ) == 1.0
+            && s.value(
+                "lumierd_reconciles_total",
+                &[("kind", "kv"), ("result", "correct")],
+            ) == 1.0
+    })
+    .await;
+
+    // A broken manifest counts as a load failure; the daemon stays ready on the last good one.
+    std::fs::write(dir.path().join("m/broken.yaml"), "app: [\n").unwrap();
+    wait_scrape(&admin, 30, "a load failure", |s| {
+        s.value("lumierd_manifest_load_failures_total", &[]) >= 1.0
+    })
+    .await;
+    wait_code(&format!("{admin}/readyz"), 200, 5).await;
+
+    // The container health check.
+    let hc = run_in(
+        dir.path(),
+        &["healthcheck", &format!("{admin}/healthz")],
+        Duration::from_secs(10),
+    );
+    assert_eq!(hc.code, 0, "{hc:?}");
+    drop(p);
+    let hc = run_in(
+        dir.path(),
+        &["healthcheck", &format!("{admin}/healthz")],
+        Duration::from_secs(10),
+    );
+    assert_eq!(hc.code, 1, "{hc:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_is_503_until_the_first_pass_and_sigterm_stops_within_10s() {
+    let dir = tempfile::tempdir().unwrap();
+    // Every request to this API takes 500 ms: the first pass takes seconds.
+    let (_emu, base) = spawn_emulator(dir.path(), &["--latency", "500ms"]);
+    fleet(dir.path(), "slow", "dev");
+    let (mut p, admin) = spawn_run(dir.path(), &["--api-url", &base], &[]);
+    let (code, _) = get(&format!("{admin}/readyz")).await;
+    assert_eq!(code, 503, "ready before the first pass");
+    let s = scrape(&admin).await;
+    assert_eq!(s.value("lumierd_ready", &[]), 0.0);
+    wait_code(&format!("{admin}/readyz"), 200, 60).await;
+    let (_, body) = get(&format!("{admin}/status")).await;
+    let status: Value = serde_json::from_str(&body).unwrap();
+    let resources = status["resources"].as_array().unwrap();
+    assert_eq!(resources.len(), 2, "{status:#}");
+    assert!(resources.iter().all(|r| r["state"] == "Ready"));
+
+    // SIGTERM while idle: exit 0 promptly.
+    let start = Instant::now();
+    p.signal("TERM");
+    assert_eq!(p.exit(Duration::from_secs(10)), 0, "{}", p.stderr());
+    assert!(start.elapsed() < Duration::from_secs(10));
+
+    // SIGTERM in the middle of a slow first pass (new app, new state): still exit 0 in 10 s.
+    let dir2 = tempfile::tempdir().unwrap();
+    fleet(dir2.path(), "slow2", "dev");
+    let (mut p, admin) = spawn_run(dir2.path(), &["--api-url", &base], &[]);
+    let (code, _) = get(&format!("{admin}/readyz")).await;
+    assert_eq!(code, 503);
+    let start = Instant::now();
+    p.signal("TERM");
+    assert_eq!(p.exit(Duration::from_secs(10)), 0, "{}", p.stderr());
+    assert!(start.elapsed() < Duration::from_secs(10));
+    assert!(p.stderr().contains("shutting down"), "{}", p.stderr());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_rescans_the_manifests_and_resyncs() {
+    let dir = tempfile::tempdir().unwrap();
+    fleet(dir.path(), "hup", "dev");
+    // A long resync, and no file edits: only the SIGHUP makes it rescan.
+    let (p, admin) = spawn_run(dir.path(), &["--resync", "1h"], &[]);
+    wait_code(&format!("{admin}/readyz"), 200, 60).await;
+    let before = scrape(&admin).await;
+    assert_eq!(before.value("lumierd_reloads_total", &[]), 0.0);
+    let loaded = before.value("lumierd_manifest_last_load_success_timestamp_seconds", &[]);
+    let passes = before.value("lumierd_passes_total", &[("result", "ok")]);
+
+    p.signal("HUP");
+    let after = wait_scrape(&admin, 30, "a reload and a pass", |s| {
+        s.value("lumierd_reloads_total", &[]) == 1.0
+            && s.value("lumierd_passes_total", &[("result", "ok")]) > passes
+    })
+    .await;
+    assert!(
+        after.value("lumierd_manifest_last_load_success_timestamp_seconds", &[]) > loaded,
+        "the manifests were not rescanned"
+    );
+    assert!(
+        p.stderr()
+            .contains("SIGHUP: reloading manifests and resyncing"),
+        "{}",
+        p.stderr()
+    );
+    // Still alive and ready.
+    wait_code(&format!("{admin}/readyz"), 200, 5).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sd_notify_ready_after_the_first_pass_watchdog_reload_and_stopping() {
+    let dir = tempfile::tempdir().unwrap();
+    fleet(dir.path(), "notify", "dev");
+    let socket_path = dir.path().join("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let (mut p, admin) = spawn_run(
+        dir.path(),
+        &[],
+        &[
+            ("NOTIFY_SOCKET", socket_path.to_str().unwrap()),
+            ("WATCHDOG_USEC", "300000"),
+        ],
+    );
+    // Datagrams, in order, until one carries `want`; the messages seen before it.
+    let recv_until = |want: &str, secs: u64| -> Vec<String> {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            assert!(
+                Instant::now() < deadline,
+                "no {want} within {secs} s; got {seen:?}"
+            );
+            if let Ok(n) = socket.recv(&mut buf) {
+                let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+                let hit = msg.lines().any(|l| l == want);
+                seen.push(msg);
+                if hit {
+                    return seen;
+                }
+            }
+        }
+    };
+
+    let before_ready = tokio::task::block_in_place(|| recv_until("READY=1", 60));
+    // READY=1 is sent only once the first pass is done: /readyz agrees at once.
+    let (code, _) = get(&format!("{admin}/readyz")).await;
+    assert_eq!(code, 200, "READY=1 before /readyz: {before_ready:?}");
+    let (_, body) = get(&format!("{admin}/status")).await;
+    let status: Value = serde_json::from_str(&body).unwrap();
+    assert!(
+        status["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["lastReconciled"].is_string()),
+        "{status:#}"
+    );
+    // The watchdog pings every WATCHDOG_USEC / 2.
+    tokio::task::block_in_place(|| recv_until("WATCHDOG=1", 5));
+    tokio::task::block_in_place(|| recv_until("WATCHDOG=1", 5));
+
+    // SIGHUP: RELOADING=1, then READY=1 again.
+    p.signal("HUP");
+    tokio::task::block_in_place(|| recv_until("RELOADING=1", 10));
+    tokio::task::block_in_place(|| recv_until("READY=1", 30));
+
+    // SIGTERM: STOPPING=1, exit 0.
+    p.signal("TERM");
+    tokio::task::block_in_place(|| recv_until("STOPPING=1", 10));
+    assert_eq!(p.exit(Duration::from_secs(10)), 0, "{}", p.stderr());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_carry_app_stage_resource_action_and_no_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    const TOKEN: &str = "ops-test-secret-token-0123456789abcdef";
+    let (_emu, base) = spawn_emulator(dir.path(), &["--token", TOKEN]);
+    fleet(dir.path(), "logs", "dev");
+    let mut p = Proc::spawn(
+        dir.path(),
+        &[
+            "run",
+            "--once",
+            "--manifests",
+            "m",
+            "--state",
+            "state",
+            "--api-url",
+            &base,
+            "--log-format",
+            "json",
+            "--log-level",
+            "trace",
+        ],
+        &[("CLOUDFLARE_API_TOKEN", TOKEN)],
+    );
+    assert_eq!(p.exit(Duration::from_secs(60)), 0, "{}", p.stderr());
+    // The reader thread may still be draining: wait for the final line.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !p.stderr().contains("pass done") {
+        assert!(Instant::now() < deadline, "{}", p.stderr());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let logs = p.stderr();
+    assert!(!logs.contains(TOKEN), "the API token was logged");
+    let mut reconciled = 0;
+    for line in logs.lines() {
+        let v: Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(
+            v["level"].is_string() && v["timestamp"].is_string(),
+            "{line}"
+        );
+        if v["message"] == "reconciled" {
+            reconciled += 1;
+            assert_eq!(v["app"], "logs", "{line}");
+            assert_eq!(v["stage"], "dev", "{line}");
+            assert!(
+                v["resource"]
+                    .as_str()
+                    .is_some_and(|r| r.starts_with("logs/dev/")),
+                "{line}"
+            );
+            assert!(v["name"].is_string(), "{line}");
+            assert_eq!(v["action"], "create", "{line}");
+        }
+    }
+    assert_eq!(reconciled, 2, "{logs}");
+}
+
+#[test]
+fn admin_listen_is_loopback_unless_allowed_and_bad_log_levels_are_usage_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run_in(
+        &repo(),
+        &[
+            "run",
+            "--manifests",
+            "examples",
+            "--state",
+            dir.path().to_str().unwrap(),
+            "--admin-listen",
+            "0.0.0.0:9464",
+        ],
+        Duration::from_secs(30),
+    );
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(out.stderr.contains("--admin-allow-remote"), "{out:?}");
+    let out = run_in(
+        &repo(),
+        &[
+            "run",
+            "--once",
+            "--manifests",
+            "examples",
+            "--state",
+            dir.path().to_str().unwrap(),
+            "--log-level",
+            "lumierd=loud",
+        ],
+        Duration::from_secs(30),
+    );
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(out.stderr.contains("--log-level"), "{out:?}");
+}

@@ -337,14 +337,24 @@ fn serve_status_socket(state: &Path, store: Store) -> Result<PathBuf, DaemonErro
                 {
                     return;
                 }
-                let stage = line
-                    .trim()
-                    .strip_prefix("status")
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty());
-                let body = match crate::status::status_json(&store, stage) {
-                    Ok(v) => v.to_string(),
-                    Err(e) => serde_json::json!({ "error": e.to_string() }).to_string(),
+                let body = if line.trim() == "records" {
+                    // For `plan` while the daemon holds the store.
+                    match store.all() {
+                        Ok(records) => serde_json::to_string(&records).unwrap_or_else(|e| {
+                            serde_json::json!({ "error": e.to_string() }).to_string()
+                        }),
+                        Err(e) => serde_json::json!({ "error": e.to_string() }).to_string(),
+                    }
+                } else {
+                    let stage = line
+                        .trim()
+                        .strip_prefix("status")
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty());
+                    match crate::status::status_json(&store, stage) {
+                        Ok(v) => v.to_string(),
+                        Err(e) => serde_json::json!({ "error": e.to_string() }).to_string(),
+                    }
                 };
                 let _ = write.write_all(body.as_bytes()).await;
                 let _ = write.shutdown().await;
@@ -354,13 +364,16 @@ fn serve_status_socket(state: &Path, store: Store) -> Result<PathBuf, DaemonErro
     Ok(path)
 }
 
-/// Asks a running daemon for its status; `None` when no daemon answers.
-pub async fn ask_daemon(state: &Path, stage: Option<&str>) -> Option<serde_json::Value> {
+/// Sends one request line to a running daemon and parses its JSON answer; `None` when no
+/// daemon answers (within 10 s).
+async fn ask(state: &Path, request: &str) -> Option<serde_json::Value> {
     let path = state.join(SOCKET);
     let ask = async {
         let mut stream = tokio::net::UnixStream::connect(&path).await.ok()?;
-        let request = format!("status {}\n", stage.unwrap_or(""));
-        stream.write_all(request.as_bytes()).await.ok()?;
+        stream
+            .write_all(format!("{request}\n").as_bytes())
+            .await
+            .ok()?;
         let mut body = String::new();
         tokio::io::AsyncReadExt::read_to_string(&mut stream, &mut body)
             .await
@@ -371,6 +384,11 @@ pub async fn ask_daemon(state: &Path, stage: Option<&str>) -> Option<serde_json:
         .await
         .ok()
         .flatten()
+}
+
+/// Asks a running daemon for its status; `None` when no daemon answers.
+pub async fn ask_daemon(state: &Path, stage: Option<&str>) -> Option<serde_json::Value> {
+    ask(state, &format!("status {}", stage.unwrap_or(""))).await
 }
 
 /// The daemon's signal handlers, installed before anything else so that a signal sent
@@ -659,17 +677,24 @@ fn print_changes(changes: &[Change]) {
 /// `lumierd plan`: what a pass would do, changing nothing. Returns the changes.
 pub async fn plan(cfg: RunConfig) -> Result<Vec<Change>, DaemonError> {
     let snap = source::load(&cfg.manifests)?;
-    // A running daemon holds the store; plan then works from a copy-free read of nothing:
-    // it reports as if lumierd had no records (ownership errors would show as refusals).
-    let tmp;
-    let store_dir = if cfg.state.join("db").exists() && ask_daemon(&cfg.state, None).await.is_none()
-    {
-        cfg.state.clone()
-    } else {
-        tmp = tempdir_for_plan()?;
-        tmp.clone()
+    // A running daemon holds the store (sled has one writer): plan then works on a scratch
+    // copy of the daemon's records, asked over the status socket.
+    let scratch = std::env::temp_dir().join(format!("lumierd-plan-{}", std::process::id()));
+    let from_daemon = ask(&cfg.state, "records").await;
+    let store = match &from_daemon {
+        Some(records) => {
+            let records: Vec<(crate::manifest::ResourceKey, crate::store::Record)> =
+                serde_json::from_value(records.clone())
+                    .map_err(|e| DaemonError::Io(format!("the daemon's records: {e}")))?;
+            let store = Store::open(&scratch)?;
+            for (key, record) in &records {
+                store.put(key, record)?;
+            }
+            store
+        }
+        None if cfg.state.join("db").exists() => Store::open(&cfg.state)?,
+        None => Store::open(&scratch)?,
     };
-    let store = Store::open(&store_dir)?;
     // Plan changes nothing, not even the sandbox: no seeding.
     let provider = Provider::start(&cfg.provider, &cfg.state, &[]).await?;
     let controller = Controller {
@@ -683,6 +708,8 @@ pub async fn plan(cfg: RunConfig) -> Result<Vec<Change>, DaemonError> {
     };
     let report = controller.pass(&snap).await;
     provider.stop().await;
+    drop(controller);
+    let _ = std::fs::remove_dir_all(&scratch);
     let mut changes = report?.changes;
     for (key, bundle) in &snap.bundles {
         if let Some(c) = changes
@@ -697,11 +724,4 @@ pub async fn plan(cfg: RunConfig) -> Result<Vec<Change>, DaemonError> {
         }
     }
     Ok(changes)
-}
-
-fn tempdir_for_plan() -> Result<PathBuf, DaemonError> {
-    let dir = std::env::temp_dir().join(format!("lumierd-plan-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)
-        .map_err(|e| DaemonError::Io(format!("{}: {e}", dir.display())))?;
-    Ok(dir)
 }

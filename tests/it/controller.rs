@@ -364,6 +364,28 @@ async fn edits_converge_prune_and_protected_stages_retain() {
     })
     .await;
 
+    // plan, while the daemon holds the store, works from the daemon's records.
+    let plan = tokio::task::block_in_place(|| {
+        run_in(
+            dir.path(),
+            &[
+                "plan",
+                "--manifests",
+                "m",
+                "--state",
+                "state",
+                "--api-url",
+                &api.base,
+            ],
+            Duration::from_secs(60),
+        )
+    });
+    assert_eq!(
+        (plan.code, plan.stdout.trim()),
+        (0, "no changes"),
+        "{plan:?}"
+    );
+
     // Add a namespace: it converges.
     fleet(dir.path(), "dev", false, "  sessions: { type: kv }\n");
     wait_status(dir.path(), 30, "sessions ready", |s| {

@@ -15,6 +15,10 @@
 //!   --mem-n LIST        fleet sizes of scenario 5 [BENCH_MEM_N] (default 1000,10000)
 //!   --idle-secs S       idle CPU window of scenario 5 [BENCH_IDLE_SECS] (default 60)
 //!   --out FILE          also write the report there [BENCH_OUT]
+//!
+//! Profiling and comparison: BENCH_DAEMON_WRAP="heaptrack -o /tmp/h" runs the daemon under a
+//! tool (with BENCH_TIMEOUT_SCALE=20 for slow tools); BENCH_LUMIERD_BIN=PATH measures another
+//! build of lumierd.
 
 #[path = "harness/mod.rs"]
 mod harness;
@@ -59,7 +63,10 @@ fn main() {
     let workers = num("--workers", "BENCH_WORKERS", 10.0) as usize;
     let binds = num("--binds", "BENCH_BINDS", 2.0) as usize;
     let cfg = harness::Config {
-        bin: PathBuf::from(env!("CARGO_BIN_EXE_lumierd")),
+        // BENCH_LUMIERD_BIN: measure another build (e.g. a candidate fix) with this harness.
+        bin: std::env::var_os("BENCH_LUMIERD_BIN")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_lumierd"))),
         shape: harness::Shape::for_n(n, kv, workers, binds),
         scenarios: list("--scenarios", "BENCH_SCENARIOS", "1,2,3,4,5")
             .into_iter()

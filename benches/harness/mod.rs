@@ -730,7 +730,11 @@ impl Daemon {
         let spawned = Instant::now();
         let spawned_wall = SystemTime::now();
         let mut child = cmd.spawn().context("spawn lumierd")?;
-        let pid = child.id();
+        let mut pid = child.id();
+        if !wrap.is_empty() {
+            // Signals and /proc figures must reach the daemon, not the wrapper.
+            pid = find_daemon(&fleet.state(), pid)?;
+        }
         let stderr = child.stderr.take().context("stderr")?;
         let (tx, passes) = mpsc::unbounded_channel();
         let lines = Arc::new(Mutex::new(VecDeque::new()));
@@ -874,6 +878,34 @@ impl Drop for Daemon {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The pid of the `lumierd run` on `state` started under a wrapper process.
+fn find_daemon(state: &Path, wrapper: u32) -> Result<u32> {
+    let state = state.to_string_lossy().into_owned();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        for e in std::fs::read_dir("/proc")?.flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+                continue;
+            };
+            let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+                continue;
+            };
+            let args: Vec<String> = cmd
+                .split(|b| *b == 0)
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect();
+            let is_daemon = args.first().is_some_and(|a| a.ends_with("lumierd"))
+                && args.iter().any(|a| a == "run")
+                && args.contains(&state);
+            if pid != wrapper && is_daemon {
+                return Ok(pid);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    bail!("the daemon started under BENCH_DAEMON_WRAP was not found")
 }
 
 fn proc_status_kb(pid: u32, field: &str) -> u64 {
@@ -1237,7 +1269,7 @@ async fn scenario1(cfg: &Config, report: &mut Report, fleet: &Fleet, api: &Api) 
     report.tables.push(t);
     report.target(
         "cold converge: requests ≤ 1.02·N + 5",
-        format!("{requests} ≤ {allowed}"),
+        format!("{requests} (target ≤ {allowed})"),
         Some(requests <= allowed),
     );
     report.target(
@@ -1487,7 +1519,7 @@ async fn scenario3(
     if let Some((p50, allowed)) = no_latency_p50 {
         report.target(
             &format!("edit → converged, no injected latency (N = {n}): p50 ≤ debounce + 25 ms"),
-            format!("p50 {p50:.0} ms ≤ {allowed:.0} ms"),
+            format!("p50 {p50:.0} ms (target ≤ {allowed:.0} ms)"),
             Some(p50 <= allowed),
         );
     }

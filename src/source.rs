@@ -3,9 +3,53 @@
 
 use crate::manifest::{self, Desired, Diagnostic, LoadError, ResourceKey, ResourceSpec};
 use crate::worker::{self, WorkerBundle};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::SystemTime;
+
+/// What a file looked like: its length and modification time (None: it is gone).
+type Stamp = Option<(u64, SystemTime)>;
+
+fn stamp(path: &Path) -> Stamp {
+    let meta = std::fs::metadata(path).ok()?;
+    Some((meta.len(), meta.modified().ok()?))
+}
+
+/// A built worker and the stamps of every file (and folder) its build read: while they all
+/// match, a rebuild would give the same bundle. Folders are stamped so that a new file that
+/// would now win an import's resolution (`./x` → a new `x.ts`) forces a rebuild too.
+#[derive(Debug, Clone)]
+struct Cached {
+    bundle: Arc<WorkerBundle>,
+    stamps: Vec<(PathBuf, Stamp)>,
+}
+
+impl Cached {
+    fn new(bundle: Arc<WorkerBundle>) -> Cached {
+        let mut paths: Vec<PathBuf> = bundle.sources.clone();
+        paths.extend(
+            bundle
+                .sources
+                .iter()
+                .filter_map(|p| p.parent().map(Path::to_path_buf)),
+        );
+        paths.sort();
+        paths.dedup();
+        let stamps = paths.into_iter().map(|p| {
+            let s = stamp(&p);
+            (p, s)
+        });
+        Cached {
+            bundle,
+            stamps: stamps.collect(),
+        }
+    }
+
+    fn fresh(&self) -> bool {
+        self.stamps.iter().all(|(p, s)| stamp(p) == *s)
+    }
+}
 
 /// The desired state lumierd converges to.
 #[derive(Debug, Clone)]
@@ -17,13 +61,22 @@ pub struct Snapshot {
     pub root: PathBuf,
     /// JSON files skipped as not being manifests.
     pub skipped: Vec<String>,
+    /// Built workers by entry path, reused by the next load while their files are unchanged.
+    cache: HashMap<PathBuf, Cached>,
 }
 
 /// Loads the manifests under `root` and builds every worker's modules. Module errors are
 /// reported like manifest errors, at the worker's declaration.
 pub fn load(root: &Path) -> Result<Snapshot, LoadError> {
+    load_after(root, None)
+}
+
+/// Like [`load`], reusing the workers of `previous` whose files did not change (a reload in
+/// the daemon rebuilds only what an edit touched). Workers sharing an entry share a bundle.
+pub fn load_after(root: &Path, previous: Option<&Snapshot>) -> Result<Snapshot, LoadError> {
     let loaded = manifest::load(root)?;
     let mut bundles = BTreeMap::new();
+    let mut cache: HashMap<PathBuf, Cached> = HashMap::new();
     let mut diags = Vec::new();
     for resource in loaded.desired.resources() {
         let ResourceSpec::Worker(spec) = &resource.spec else {
@@ -35,9 +88,21 @@ pub fn load(root: &Path) -> Result<Snapshot, LoadError> {
                 .strip_prefix(&loaded.root)
                 .unwrap_or(&spec.entry_path),
         );
+        if let Some(hit) = cache.get(&spec.entry_path).or_else(|| {
+            previous
+                .and_then(|p| p.cache.get(&spec.entry_path))
+                .filter(|c| c.fresh())
+        }) {
+            let hit = hit.clone();
+            bundles.insert(resource.key.clone(), Arc::clone(&hit.bundle));
+            cache.insert(spec.entry_path.clone(), hit);
+            continue;
+        }
         match worker::build(root, &entry) {
             Ok(bundle) => {
-                bundles.insert(resource.key.clone(), Arc::new(bundle));
+                let bundle = Arc::new(bundle);
+                cache.insert(spec.entry_path.clone(), Cached::new(Arc::clone(&bundle)));
+                bundles.insert(resource.key.clone(), bundle);
             }
             Err(e) => diags.push(Diagnostic {
                 file: resource.origin.file.clone(),
@@ -54,5 +119,93 @@ pub fn load(root: &Path) -> Result<Snapshot, LoadError> {
         bundles,
         root: loaded.root,
         skipped: loaded.skipped,
+        cache,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(name: &str) -> ResourceKey {
+        ResourceKey {
+            app: "shop".into(),
+            stage: "dev".into(),
+            name: name.into(),
+        }
+    }
+
+    #[test]
+    fn reloads_reuse_unchanged_workers_and_rebuild_edited_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::write(
+            root.join("index.js"),
+            "import { f } from \"./lib\";\nexport default { fetch: f };\n",
+        )
+        .unwrap();
+        std::fs::write(
+            root.join("lib.js"),
+            "export function f() { return new Response(\"a\"); }\n",
+        )
+        .unwrap();
+        std::fs::write(root.join("other.js"), "export default {};\n").unwrap();
+        std::fs::write(
+            root.join("m.yaml"),
+            "app: { name: shop }\nstage: dev\nresources:\n  a: { type: worker, entry: index.js }\n  b: { type: worker, entry: index.js }\n  c: { type: worker, entry: other.js }\n",
+        )
+        .unwrap();
+        let first = load(root).unwrap();
+        // Two workers with one entry share one build.
+        assert!(Arc::ptr_eq(
+            &first.bundles[&key("a")],
+            &first.bundles[&key("b")]
+        ));
+
+        let second = load_after(root, Some(&first)).unwrap();
+        assert!(Arc::ptr_eq(
+            &first.bundles[&key("a")],
+            &second.bundles[&key("a")]
+        ));
+        assert!(Arc::ptr_eq(
+            &first.bundles[&key("c")],
+            &second.bundles[&key("c")]
+        ));
+
+        // An edit of an imported file rebuilds exactly the workers that import it.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::write(
+            root.join("lib.js"),
+            "export function f() { return new Response(\"bb\"); }\n",
+        )
+        .unwrap();
+        let third = load_after(root, Some(&second)).unwrap();
+        assert_ne!(
+            third.bundles[&key("a")].content_hash,
+            second.bundles[&key("a")].content_hash
+        );
+        assert!(Arc::ptr_eq(
+            &second.bundles[&key("c")],
+            &third.bundles[&key("c")]
+        ));
+
+        // A new file that now wins an extensionless import (`./lib` → lib.ts) rebuilds too.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::write(
+            root.join("lib.ts"),
+            "export function f(): Response { return new Response(\"ts\"); }\n",
+        )
+        .unwrap();
+        let fourth = load_after(root, Some(&third)).unwrap();
+        let names: Vec<&str> = fourth.bundles[&key("a")]
+            .modules
+            .iter()
+            .map(|m| m.name.as_str())
+            .collect();
+        assert_ne!(
+            fourth.bundles[&key("a")].content_hash,
+            third.bundles[&key("a")].content_hash,
+            "{names:?}"
+        );
+    }
 }

@@ -193,6 +193,7 @@ impl Store {
         let path = dir.display().to_string();
         let db = sled::Config::new()
             .path(dir.join("db"))
+            .cache_capacity(8 << 20)
             .open()
             .map_err(|source| StoreError::Open {
                 path: path.clone(),
@@ -247,6 +248,17 @@ impl Store {
     pub fn remove(&self, key: &ResourceKey) -> Result<(), StoreError> {
         self.resources.remove(encode_key(key))?;
         Ok(())
+    }
+
+    /// Every record's key, in key order (values are not decoded).
+    pub fn keys(&self) -> Result<Vec<ResourceKey>, StoreError> {
+        let mut out = Vec::new();
+        for k in self.resources.iter().keys() {
+            if let Some(key) = decode_key(&k?) {
+                out.push(key);
+            }
+        }
+        Ok(out)
     }
 
     /// Every record, in key order.

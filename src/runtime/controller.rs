@@ -10,7 +10,7 @@ use crate::metrics::Metrics;
 use crate::resources::{kv_existing, kv_namespace, worker_script, RemoteIndex};
 use crate::source::Snapshot;
 use crate::store::{Applied, DriftEvent, Observed, Record, State, Store, StoreError};
-use futures_util::future::join_all;
+use futures_util::StreamExt;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -108,7 +108,16 @@ impl Controller {
             .await
             .map_err(ControllerError::List)?;
         let index = Arc::new(RemoteIndex::new(namespaces, scripts));
-        let records: HashMap<ResourceKey, Record> = self.store.all()?.into_iter().collect();
+        // Only the records of resources no longer declared are held (for prune); the others
+        // are read one at a time as their reconcile starts.
+        let mut records: HashMap<ResourceKey, Record> = HashMap::new();
+        for key in self.store.keys()? {
+            if snap.desired.resource(&key).is_none() {
+                if let Some(r) = self.store.get(&key)? {
+                    records.insert(key, r);
+                }
+            }
+        }
         let permits = Arc::new(Semaphore::new(self.policy.concurrency.max(1)));
 
         // Each kv resource publishes its namespace id (or None on failure) for the workers.
@@ -120,31 +129,49 @@ impl Controller {
         }
         let ids = Arc::new(ids);
 
-        let mut tasks = Vec::new();
-        for stage in snap.desired.stages.values() {
-            for r in stage.resources.values() {
-                let record = records.get(&r.key).cloned();
+        // Namespaces first, so that a worker in flight never waits for a namespace whose
+        // reconcile has not started; then a bounded window of reconciles at a time, so that a
+        // pass holds O(window) futures (~4 KB each) instead of one per resource.
+        let mut order: Vec<(&Stage, &crate::manifest::Resource)> = snap
+            .desired
+            .stages
+            .values()
+            .flat_map(|stage| stage.resources.values().map(move |r| (stage, r)))
+            .collect();
+        order.sort_by_key(|(_, r)| matches!(r.spec, ResourceSpec::Worker(_)));
+        let window = self.policy.concurrency.max(1) * 8;
+        let outcomes = futures_util::stream::iter(order)
+            .map(|(stage, r)| {
                 let mode = snap.desired.drift_mode(&r.key, self.policy.drift);
-                tasks.push(self.reconcile(
-                    snap,
-                    stage,
-                    r.key.clone(),
-                    record,
-                    mode,
-                    Arc::clone(&index),
-                    Arc::clone(&ids),
-                    Arc::clone(&permits),
-                    now,
-                ));
-            }
-        }
-        let outcomes = join_all(tasks).await;
+                let (ids, index, permits) =
+                    (Arc::clone(&ids), Arc::clone(&index), Arc::clone(&permits));
+                async move {
+                    let record = self.store.get(&r.key)?;
+                    Ok::<_, StoreError>(
+                        self.reconcile(
+                            snap,
+                            stage,
+                            r.key.clone(),
+                            record,
+                            mode,
+                            Arc::clone(&index),
+                            ids,
+                            permits,
+                            now,
+                        )
+                        .await,
+                    )
+                }
+            })
+            .buffered(window);
+        tokio::pin!(outcomes);
 
         let mut report = PassReport {
             converged: true,
             ..PassReport::default()
         };
-        for (key, outcome) in outcomes {
+        while let Some(next) = outcomes.next().await {
+            let (key, outcome) = next?;
             let Some(outcome) = outcome else { continue };
             if !matches!(outcome.record.state, State::Ready | State::Retained) {
                 report.converged = false;

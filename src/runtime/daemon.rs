@@ -207,10 +207,11 @@ fn existing_ids(snap: &Snapshot) -> Vec<String> {
 
 fn load_snapshot(
     manifests: &Path,
+    previous: Option<&Snapshot>,
     store: &Store,
     metrics: &Metrics,
 ) -> Result<Option<Arc<Snapshot>>, StoreError> {
-    match source::load(manifests) {
+    match source::load_after(manifests, previous) {
         Ok(snap) => {
             metrics.manifest_load(true);
             store.set_load_error(None)?;
@@ -583,7 +584,9 @@ async fn run_forever(
         if resync_due && !first {
             // A resync rescans the manifests too, so a missed file event is caught within
             // one resync period (and a SIGHUP reload rescans now).
-            if let Some(s) = load_snapshot(&cfg.manifests, store, &ops.metrics)? {
+            if let Some(s) =
+                load_snapshot(&cfg.manifests, snapshot.as_deref(), store, &ops.metrics)?
+            {
                 snapshot = Some(s);
             }
         }
@@ -638,7 +641,7 @@ async fn run_forever(
             Some(()) = changes.recv() => {
                 // Debounce: wait until the folder is quiet, then rescan everything.
                 while tokio::time::timeout(cfg.debounce, changes.recv()).await.is_ok_and(|e| e.is_some()) {}
-                if let Some(s) = load_snapshot(&cfg.manifests, store, &ops.metrics)? {
+                if let Some(s) = load_snapshot(&cfg.manifests, snapshot.as_deref(), store, &ops.metrics)? {
                     snapshot = Some(s);
                 }
             }

@@ -72,6 +72,8 @@ pub struct WorkerBundle {
     pub content_hash: String,
     /// Bytes of all modules' contents (uncompressed).
     pub total_size: u64,
+    /// Canonical paths of every file read to build it (to tell when a rebuild is needed).
+    pub sources: Vec<PathBuf>,
 }
 
 /// Builds the modules for the Worker whose entry file is `entry`.
@@ -122,6 +124,7 @@ fn build_with_limits(
         named.insert(name, (path, module));
     }
     let main_module = module_name(base, &entry)?;
+    let sources: Vec<PathBuf> = named.values().map(|(path, _)| path.clone()).collect();
     let modules: Vec<Module> = named.into_values().map(|(_, module)| module).collect();
     let total_size = modules.iter().map(|m| m.content.len() as u64).sum();
     let content_hash = hash::content_hash(&main_module, &modules);
@@ -130,6 +133,7 @@ fn build_with_limits(
         modules,
         content_hash,
         total_size,
+        sources,
     })
 }
 

@@ -65,6 +65,28 @@ pub struct Snapshot {
     cache: HashMap<PathBuf, Cached>,
 }
 
+impl Snapshot {
+    /// The resources whose desired spec differs from `before` (or that `before` lacks).
+    pub fn changed_since(&self, before: &Snapshot) -> std::collections::HashSet<ResourceKey> {
+        let hash = |snap: &Snapshot, r: &manifest::Resource| {
+            crate::runtime::controller::spec_hash(
+                &r.spec,
+                snap.bundles.get(&r.key).map(|b| b.content_hash.as_str()),
+            )
+        };
+        self.desired
+            .resources()
+            .filter(|r| {
+                before
+                    .desired
+                    .resource(&r.key)
+                    .is_none_or(|old| hash(before, old) != hash(self, r))
+            })
+            .map(|r| r.key.clone())
+            .collect()
+    }
+}
+
 /// Loads the manifests under `root` and builds every worker's modules. Module errors are
 /// reported like manifest errors, at the worker's declaration.
 pub fn load(root: &Path) -> Result<Snapshot, LoadError> {

@@ -11,7 +11,7 @@ use crate::resources::{kv_existing, kv_namespace, worker_script, RemoteIndex};
 use crate::source::Snapshot;
 use crate::store::{Applied, DriftEvent, Observed, Record, State, Store, StoreError};
 use futures_util::StreamExt;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::{watch, Semaphore};
@@ -96,6 +96,17 @@ impl Controller {
     /// Runs one pass over the whole snapshot. Resources whose backoff is not due (and whose
     /// spec did not change) are left for later.
     pub async fn pass(&self, snap: &Snapshot) -> Result<PassReport, ControllerError> {
+        self.pass_first(snap, &HashSet::new()).await
+    }
+
+    /// A pass that reconciles `first` (and the namespaces they bind) before the rest, so that
+    /// an edit is applied as soon as the list calls are done. Every resource is still
+    /// reconciled; only the order changes.
+    pub async fn pass_first(
+        &self,
+        snap: &Snapshot,
+        first: &HashSet<ResourceKey>,
+    ) -> Result<PassReport, ControllerError> {
         let now = SystemTime::now();
         let namespaces = self
             .client
@@ -132,13 +143,7 @@ impl Controller {
         // Namespaces first, so that a worker in flight never waits for a namespace whose
         // reconcile has not started; then a bounded window of reconciles at a time, so that a
         // pass holds O(window) futures (~4 KB each) instead of one per resource.
-        let mut order: Vec<(&Stage, &crate::manifest::Resource)> = snap
-            .desired
-            .stages
-            .values()
-            .flat_map(|stage| stage.resources.values().map(move |r| (stage, r)))
-            .collect();
-        order.sort_by_key(|(_, r)| matches!(r.spec, ResourceSpec::Worker(_)));
+        let order = pass_order(&snap.desired, first);
         let window = self.policy.concurrency.max(1) * 8;
         let outcomes = futures_util::stream::iter(order)
             .map(|(stage, r)| {
@@ -744,6 +749,45 @@ impl Controller {
     }
 }
 
+/// The order a pass starts reconciles in. Every worker comes after the namespaces it binds —
+/// that is what keeps a bounded window from filling with workers waiting on namespaces not yet
+/// started. Within that rule: first the namespaces that `first` names or binds, then the
+/// workers in `first`, then the other namespaces, then the other workers.
+pub fn pass_order<'a>(
+    desired: &'a crate::manifest::Desired,
+    first: &HashSet<ResourceKey>,
+) -> Vec<(&'a Stage, &'a crate::manifest::Resource)> {
+    let mut urgent_kv: HashSet<ResourceKey> = HashSet::new();
+    for key in first {
+        let Some(r) = desired.resource(key) else {
+            continue;
+        };
+        match &r.spec {
+            ResourceSpec::Worker(w) => {
+                urgent_kv.extend(w.kv_dependencies().into_iter().map(|d| ResourceKey {
+                    name: d.to_owned(),
+                    ..key.clone()
+                }))
+            }
+            _ => {
+                urgent_kv.insert(key.clone());
+            }
+        }
+    }
+    let mut order: Vec<(&Stage, &crate::manifest::Resource)> = desired
+        .stages
+        .values()
+        .flat_map(|stage| stage.resources.values().map(move |r| (stage, r)))
+        .collect();
+    order.sort_by_key(|(_, r)| match (&r.spec, first.contains(&r.key)) {
+        (ResourceSpec::Worker(_), true) => 1,
+        (ResourceSpec::Worker(_), false) => 3,
+        _ if urgent_kv.contains(&r.key) => 0,
+        _ => 2,
+    });
+    order
+}
+
 /// A hash of a resource's desired spec (what would be applied), for change detection.
 pub fn spec_hash(spec: &ResourceSpec, content_hash: Option<&str>) -> String {
     use sha2::{Digest, Sha256};
@@ -800,6 +844,41 @@ mod tests {
             assert!(
                 d >= base * 0.9 - 1e-9 && d <= base * 1.1 + 1e-9,
                 "{failures}: {d}"
+            );
+        }
+    }
+
+    #[test]
+    fn pass_order_puts_every_worker_after_the_namespaces_it_binds() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("w.js"), "export default {};\n").unwrap();
+        std::fs::write(
+            dir.path().join("m.yaml"),
+            "app: { name: a }\nstage: s\nresources:\n  k1: { type: kv }\n  k2: { type: kv }\n  k3: { type: kv }\n  w1: { type: worker, entry: w.js, bindings: { A: { kv: k1 } } }\n  w2: { type: worker, entry: w.js, bindings: { A: { kv: k2 }, B: { kv: k3 } } }\n",
+        )
+        .unwrap();
+        let desired = crate::manifest::load(dir.path()).unwrap().desired;
+        let key = |n: &str| ResourceKey {
+            app: "a".into(),
+            stage: "s".into(),
+            name: n.into(),
+        };
+        let names = |first: &[&str]| -> Vec<String> {
+            let first: HashSet<ResourceKey> = first.iter().map(|n| key(n)).collect();
+            pass_order(&desired, &first)
+                .iter()
+                .map(|(_, r)| r.key.name.clone())
+                .collect()
+        };
+        assert_eq!(names(&[]), ["k1", "k2", "k3", "w1", "w2"]);
+        assert_eq!(names(&["w2"]), ["k2", "k3", "w2", "k1", "w1"]);
+        assert_eq!(names(&["k1", "w2"]), ["k1", "k2", "k3", "w2", "w1"]);
+        for first in [vec![], vec!["w2"], vec!["w1", "k3"]] {
+            let order = names(&first);
+            let at = |n: &str| order.iter().position(|x| x == n).unwrap();
+            assert!(
+                at("k1") < at("w1") && at("k2") < at("w2") && at("k3") < at("w2"),
+                "{order:?}"
             );
         }
     }

@@ -578,6 +578,7 @@ async fn run_forever(
     };
     let mut next_resync = Instant::now();
     let mut first = true;
+    let mut priority: std::collections::HashSet<crate::manifest::ResourceKey> = Default::default();
     let mut reloading = false;
     loop {
         let resync_due = Instant::now() >= next_resync;
@@ -592,9 +593,11 @@ async fn run_forever(
         }
         first = false;
         let mut retry_at: Option<Instant> = None;
+        // Taken by this pass: later passes have no order to keep.
+        let first_keys = std::mem::take(&mut priority);
         if let Some(snap) = snapshot.clone() {
             let start = Instant::now();
-            let pass = controller.pass(&snap);
+            let pass = controller.pass_first(&snap, &first_keys);
             tokio::pin!(pass);
             let outcome = tokio::select! {
                 r = &mut pass => Some(r),
@@ -642,6 +645,8 @@ async fn run_forever(
                 // Debounce: wait until the folder is quiet, then rescan everything.
                 while tokio::time::timeout(cfg.debounce, changes.recv()).await.is_ok_and(|e| e.is_some()) {}
                 if let Some(s) = load_snapshot(&cfg.manifests, snapshot.as_deref(), store, &ops.metrics)? {
+                    // What the edit changed goes first in the next pass.
+                    priority = snapshot.as_deref().map(|old| s.changed_since(old)).unwrap_or_default();
                     snapshot = Some(s);
                 }
             }

@@ -410,14 +410,7 @@ impl Controller {
             }
             Decision::Correct { drift, .. } => {
                 ok(&mut rec);
-                if rec.open_drift != drift {
-                    self.metrics.drift(&rec.kind, &drift);
-                    rec.push_drift(DriftEvent {
-                        at: rfc3339(now),
-                        changes: drift.clone(),
-                        corrected: true,
-                    });
-                }
+                self.record_drift(&mut rec, &drift, true, now);
                 rec.open_drift.clear();
                 rec.state = if self.policy.act {
                     State::Ready
@@ -433,13 +426,7 @@ impl Controller {
             }
             Decision::Report { drift } => {
                 ok(&mut rec);
-                if rec.open_drift != drift {
-                    self.metrics.drift(&rec.kind, &drift);
-                    rec.push_drift(DriftEvent {
-                        at: rfc3339(now),
-                        changes: drift.clone(),
-                        corrected: false,
-                    });
+                if self.record_drift(&mut rec, &drift, false, now) {
                     tracing::warn!(resource = %key, app = %key.app, stage = %key.stage, name = %key.name, action = "report", drift = ?drift, "drift detected (report mode: left alone)");
                 }
                 rec.open_drift = drift.clone();
@@ -463,6 +450,27 @@ impl Controller {
                 }
             }
         }
+    }
+
+    /// Records a drift event (and counts it) unless the same drift is already standing, so
+    /// one drift seen on several passes is recorded once. Returns whether it was new.
+    fn record_drift(
+        &self,
+        rec: &mut Record,
+        drift: &[String],
+        corrected: bool,
+        now: SystemTime,
+    ) -> bool {
+        if rec.open_drift == drift {
+            return false;
+        }
+        self.metrics.drift(&rec.kind, drift);
+        rec.push_drift(DriftEvent {
+            at: rfc3339(now),
+            changes: drift.to_vec(),
+            corrected,
+        });
+        true
     }
 
     /// A managed namespace: decide, then act (create behind a flushed pending marker).

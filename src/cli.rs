@@ -95,8 +95,8 @@ pub struct RunArgs {
     /// One full reconcile pass, then exit 0 if everything converged, 1 otherwise.
     #[arg(long)]
     pub once: bool,
-    /// Period of the full resync.
-    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    /// Period of the full resync (at least 1s).
+    #[arg(long, default_value = "5m", value_parser = parse_resync)]
     pub resync: Duration,
     /// Quiet time after a file change before the manifests are re-read.
     #[arg(long, default_value = "200ms", value_parser = parse_duration)]
@@ -201,6 +201,17 @@ pub enum LogFormat {
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s)
         .map_err(|e| format!("`{s}` is not a duration ({e}); write e.g. 250ms, 30s, 5m or 1h"))
+}
+
+/// A resync period: a duration of at least one second (a shorter one would spin).
+fn parse_resync(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d < Duration::from_secs(1) {
+        return Err(format!(
+            "`{s}` is too short for a resync period; use 1s or more"
+        ));
+    }
+    Ok(d)
 }
 
 /// Runs the CLI and returns the process exit code.

@@ -230,3 +230,22 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+#[test]
+fn bad_durations_are_usage_errors_that_say_the_fix() {
+    let out = run(&["run", "--resync", "0s", "--once"]);
+    assert_eq!(out.code, 2);
+    assert!(
+        out.stderr
+            .contains("too short for a resync period; use 1s or more"),
+        "{}",
+        out.stderr
+    );
+    let out = run(&["run", "--debounce", "soon", "--once"]);
+    assert_eq!(out.code, 2);
+    assert!(
+        out.stderr.contains("write e.g. 250ms, 30s, 5m or 1h"),
+        "{}",
+        out.stderr
+    );
+}

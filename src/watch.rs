@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use tokio::sync::mpsc;
 
 #[derive(Debug, thiserror::Error)]
-#[error("watching {path}: {source}")]
+#[error("watching {path}: {source}; pass an existing folder with --manifests")]
 pub struct WatchError {
     path: String,
     #[source]

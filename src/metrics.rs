@@ -106,7 +106,8 @@ impl Histogram {
     }
 }
 
-#[derive(Debug, Default)]
+/// The counters; `render` clones them under the lock and renders the copy outside it.
+#[derive(Debug, Clone, Default)]
 struct Inner {
     reconciles: BTreeMap<(&'static str, &'static str), u64>,
     reconcile_duration: BTreeMap<&'static str, Histogram>,
@@ -237,18 +238,7 @@ impl Metrics {
     /// The text exposition of every family, with the client's request counters.
     pub fn render(&self, api: Option<&RequestStats>, blocked_for: Option<Duration>) -> String {
         let mut out = String::with_capacity(8 * 1024);
-        let m = self.with(|m| Snapshot {
-            reconciles: m.reconciles.clone(),
-            reconcile_duration: m.reconcile_duration.clone(),
-            drift_events: m.drift_events.clone(),
-            passes: m.passes.clone(),
-            pass_duration: m.pass_duration.clone(),
-            resources: m.resources.clone(),
-            queue_depth: m.queue_depth,
-            load_failures: m.load_failures,
-            last_load_success: m.last_load_success,
-            reloads: m.reloads,
-        });
+        let m = self.with(|m| m.clone());
 
         family(
             &mut out,
@@ -465,20 +455,6 @@ impl Metrics {
         );
         out
     }
-}
-
-/// A consistent copy of the counters, taken under the lock and rendered outside it.
-struct Snapshot {
-    reconciles: BTreeMap<(&'static str, &'static str), u64>,
-    reconcile_duration: BTreeMap<&'static str, Histogram>,
-    drift_events: BTreeMap<(&'static str, &'static str), u64>,
-    passes: BTreeMap<&'static str, u64>,
-    pass_duration: Histogram,
-    resources: BTreeMap<&'static str, u64>,
-    queue_depth: u64,
-    load_failures: u64,
-    last_load_success: Option<SystemTime>,
-    reloads: u64,
 }
 
 /// The field of a drift line, from a bounded set: the part before `:` and before any `.`

@@ -550,12 +550,24 @@ pub fn resolve_entry(ctx: &Ctx<'_>, entry: &str) -> Result<PathBuf, String> {
         ));
     }
     let joined = ctx.dir.join(rel);
-    let resolved = std::fs::canonicalize(&joined).map_err(|_| {
-        format!(
-            "`entry` `{entry}` does not exist (looked for {}); fix the path",
-            joined.display()
-        )
-    })?;
+    let resolved = match std::fs::canonicalize(&joined) {
+        Ok(resolved) => resolved,
+        // A path that climbs out of the root is refused for that reason, whether or not
+        // something happens to exist out there: the verdict must not depend on where the
+        // repository is checked out.
+        Err(_) if !lexically_normal(&joined).starts_with(ctx.root) => {
+            return Err(format!(
+                "`entry` `{entry}` resolves outside the manifests root (to {}); keep worker sources inside the repository",
+                lexically_normal(&joined).display()
+            ));
+        }
+        Err(_) => {
+            return Err(format!(
+                "`entry` `{entry}` does not exist (looked for {}); fix the path",
+                joined.display()
+            ))
+        }
+    };
     if !resolved.starts_with(ctx.root) {
         return Err(format!(
             "`entry` `{entry}` resolves outside the manifests root (to {}); keep worker sources inside the repository",
@@ -570,9 +582,42 @@ pub fn resolve_entry(ctx: &Ctx<'_>, entry: &str) -> Result<PathBuf, String> {
     Ok(resolved)
 }
 
+/// `path` with `.` dropped and each `..` cancelling the component before it, without touching
+/// the file system (so it works for paths that do not exist). `..` at the root stays at the root.
+fn lexically_normal(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for component in path.components() {
+        match component {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other.as_os_str()),
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lexical_normalisation_table() {
+        let table = [
+            ("/r/a/../b", "/r/b"),
+            ("/r/./a/b/../../c", "/r/c"),
+            ("/r/a/../../../../etc/passwd", "/etc/passwd"),
+            ("/r", "/r"),
+        ];
+        for (input, want) in table {
+            assert_eq!(
+                lexically_normal(Path::new(input)),
+                Path::new(want),
+                "{input}"
+            );
+        }
+    }
 
     #[test]
     fn substitution_table() {

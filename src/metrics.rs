@@ -203,11 +203,15 @@ impl Metrics {
     }
 
     /// Resources by state, and how many wait for a retry, as the store holds them.
-    pub fn set_resources<'a>(&self, records: impl IntoIterator<Item = &'a crate::store::Record>) {
+    pub fn set_resources(
+        &self,
+        records: impl IntoIterator<Item = impl std::borrow::Borrow<crate::store::Record>>,
+    ) {
         let mut by_state: BTreeMap<&'static str, u64> =
             STATES.iter().map(|s| (s.as_str(), 0)).collect();
         let mut waiting = 0;
         for r in records {
+            let r = r.borrow();
             *by_state.entry(r.state.as_str()).or_insert(0) += 1;
             if r.next_retry.is_some() {
                 waiting += 1;

@@ -63,6 +63,8 @@ pub struct Snapshot {
     pub skipped: Vec<String>,
     /// Built workers by entry path, reused by the next load while their files are unchanged.
     cache: HashMap<PathBuf, Cached>,
+    /// The manifest files' fingerprint ([`manifest::Sources::fingerprint`]).
+    fingerprint: [u8; 32],
 }
 
 impl Snapshot {
@@ -96,7 +98,29 @@ pub fn load(root: &Path) -> Result<Snapshot, LoadError> {
 /// Like [`load`], reusing the workers of `previous` whose files did not change (a reload in
 /// the daemon rebuilds only what an edit touched). Workers sharing an entry share a bundle.
 pub fn load_after(root: &Path, previous: Option<&Snapshot>) -> Result<Snapshot, LoadError> {
-    let loaded = manifest::load(root)?;
+    build(root, manifest::read(root)?, previous)
+}
+
+/// Reloads for the daemon: when no manifest file's content changed and every worker's files
+/// are as they were built, `previous` itself is returned (no parse, no second snapshot in
+/// memory); otherwise like [`load_after`].
+pub fn reload(root: &Path, previous: &Arc<Snapshot>) -> Result<Arc<Snapshot>, LoadError> {
+    let sources = manifest::read(root)?;
+    if !sources.has_problems()
+        && sources.fingerprint == previous.fingerprint
+        && previous.cache.values().all(Cached::fresh)
+    {
+        return Ok(Arc::clone(previous));
+    }
+    build(root, sources, Some(previous)).map(Arc::new)
+}
+
+fn build(
+    root: &Path,
+    sources: manifest::Sources,
+    previous: Option<&Snapshot>,
+) -> Result<Snapshot, LoadError> {
+    let loaded = sources.decode()?;
     let mut bundles = BTreeMap::new();
     let mut cache: HashMap<PathBuf, Cached> = HashMap::new();
     let mut diags = Vec::new();
@@ -141,6 +165,7 @@ pub fn load_after(root: &Path, previous: Option<&Snapshot>) -> Result<Snapshot, 
         bundles,
         root: loaded.root,
         skipped: loaded.skipped,
+        fingerprint: loaded.fingerprint,
         cache,
     })
 }
@@ -229,5 +254,45 @@ mod tests {
             third.bundles[&key("a")].content_hash,
             "{names:?}"
         );
+    }
+
+    #[test]
+    fn reload_reuses_the_snapshot_only_while_nothing_it_was_built_from_changed() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::write(root.join("index.js"), "export default {};\n").unwrap();
+        let manifest = |var: &str| {
+            format!(
+                "app: {{ name: shop }}\nstage: dev\nresources:\n  a: {{ type: worker, entry: index.js, bindings: {{ V: {var} }} }}\n"
+            )
+        };
+        std::fs::write(root.join("m.yaml"), manifest("one")).unwrap();
+        let first = Arc::new(load(root).unwrap());
+
+        let same = reload(root, &first).unwrap();
+        assert!(Arc::ptr_eq(&first, &same), "nothing changed: no rebuild");
+
+        // Same length, same second: the content decides, not the stamp.
+        std::fs::write(root.join("m.yaml"), manifest("two")).unwrap();
+        let edited = reload(root, &first).unwrap();
+        assert!(!Arc::ptr_eq(&first, &edited));
+        assert_ne!(first.desired, edited.desired);
+
+        // A worker file edit alone rebuilds too.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::write(root.join("index.js"), "export default { a: 1 };\n").unwrap();
+        let rebuilt = reload(root, &edited).unwrap();
+        assert!(!Arc::ptr_eq(&edited, &rebuilt));
+        assert_ne!(
+            edited.bundles[&key("a")].content_hash,
+            rebuilt.bundles[&key("a")].content_hash
+        );
+
+        // A new manifest file is seen; a broken one is an error (the caller keeps the old).
+        std::fs::write(root.join("n.yaml"), "app: { name: shop }\nstage: prod\n").unwrap();
+        let grown = reload(root, &rebuilt).unwrap();
+        assert_eq!(grown.desired.stages.len(), 2);
+        std::fs::write(root.join("n.yaml"), "app: [\n").unwrap();
+        assert!(reload(root, &grown).is_err());
     }
 }

@@ -263,14 +263,24 @@ impl Store {
 
     /// Every record, in key order.
     pub fn all(&self) -> Result<Vec<(ResourceKey, Record)>, StoreError> {
-        let mut out = Vec::new();
-        for item in self.resources.iter() {
-            let (k, v) = item?;
-            if let Some(key) = decode_key(&k) {
-                out.push((key, serde_json::from_slice(&v)?));
-            }
-        }
-        Ok(out)
+        self.records().collect()
+    }
+
+    /// Every record, in key order, decoded one at a time (memory stays at one record however
+    /// many there are).
+    pub fn records(&self) -> impl Iterator<Item = Result<(ResourceKey, Record), StoreError>> {
+        self.resources.iter().filter_map(|item| {
+            let (k, v) = match item {
+                Ok(kv) => kv,
+                Err(e) => return Some(Err(e.into())),
+            };
+            let key = decode_key(&k)?;
+            Some(
+                serde_json::from_slice(&v)
+                    .map(|rec| (key, rec))
+                    .map_err(Into::into),
+            )
+        })
     }
 
     /// The last manifest load error (None when the last load succeeded).

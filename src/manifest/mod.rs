@@ -19,6 +19,7 @@ pub use discover::{MAX_FILES, MAX_FILE_BYTES};
 pub use yaml::Pos;
 
 use decode::{DocDecl, KindDecl};
+use litemap::LiteMap;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -71,10 +72,37 @@ pub struct Loaded {
     pub root: PathBuf,
     /// JSON files without `app`, `stage` or `resources` (a worker's data, `package.json`).
     pub skipped: Vec<String>,
+    /// The fingerprint of the files it was decoded from ([`Sources::fingerprint`]).
+    pub fingerprint: [u8; 32],
 }
 
 /// Reads and validates every manifest under `root`.
 pub fn load(root: &Path) -> Result<Loaded, LoadError> {
+    read(root)?.decode()
+}
+
+/// Every manifest file under a root, read but not yet parsed, with a fingerprint of them all.
+#[derive(Debug)]
+pub struct Sources {
+    canonical: PathBuf,
+    files: Vec<(discover::Found, String)>,
+    /// Problems met while finding and reading (unreadable, too large, not UTF-8, ...).
+    diags: Vec<Diagnostic>,
+    /// SHA-256 over the root (as given and canonical) and every file's path and text: equal
+    /// fingerprints mean [`Sources::decode`] would give the same result, so a reload may skip it.
+    pub fingerprint: [u8; 32],
+}
+
+impl Sources {
+    /// Whether something could not be read (then `decode` reports it).
+    pub fn has_problems(&self) -> bool {
+        !self.diags.is_empty()
+    }
+}
+
+/// Finds and reads every manifest under `root` (cheap next to [`Sources::decode`]).
+pub fn read(root: &Path) -> Result<Sources, LoadError> {
+    use sha2::{Digest, Sha256};
     let canonical = std::fs::canonicalize(root).map_err(|source| LoadError::Root {
         path: root.to_path_buf(),
         source,
@@ -86,59 +114,90 @@ pub fn load(root: &Path) -> Result<Loaded, LoadError> {
         });
     }
     let root_display = root.display().to_string();
+    let mut hasher = Sha256::new();
+    let mut feed = |bytes: &[u8]| {
+        hasher.update((bytes.len() as u64).to_le_bytes());
+        hasher.update(bytes);
+    };
+    feed(root_display.as_bytes());
+    feed(canonical.as_os_str().as_encoded_bytes());
     let mut diags = Vec::new();
-    let mut docs = Vec::new();
-    let mut skipped = Vec::new();
+    let mut files = Vec::new();
     for found in discover::find(&canonical, &root_display, &mut diags) {
-        let text = match discover::read(&found) {
-            Ok(text) => text,
-            Err(d) => {
-                diags.push(d);
-                continue;
+        match discover::read(&found) {
+            Ok(text) => {
+                feed(found.display.as_bytes());
+                feed(found.path.as_os_str().as_encoded_bytes());
+                feed(text.as_bytes());
+                files.push((found, text));
             }
-        };
-        let parsed = match yaml::parse(&text) {
-            Ok(parsed) => parsed,
-            Err(e) => {
-                diags.push(Diagnostic {
-                    file: found.display.clone(),
-                    pos: e.pos,
-                    message: format!(
-                        "not valid {}: {}",
-                        if found.json { "JSON" } else { "YAML" },
-                        e.message
-                    ),
-                });
-                continue;
-            }
-        };
-        let dir = found.path.parent().unwrap_or(&canonical).to_path_buf();
-        let ctx = decode::Ctx {
-            root: &canonical,
-            dir: &dir,
-            file: &found.display,
-        };
-        if found.json && !parsed.iter().any(|d| decode::looks_like_manifest(&d.root)) {
-            skipped.push(found.display.clone());
-            continue;
-        }
-        for doc in &parsed {
-            if let Some(decl) = decode::document(&ctx, &doc.root, &mut diags) {
-                docs.push(decl);
-            }
+            Err(d) => diags.push(d),
         }
     }
-    let desired = assemble(docs, &mut diags);
-    if diags.is_empty() {
-        Ok(Loaded {
-            desired,
-            root: canonical,
-            skipped,
-        })
-    } else {
-        diags.sort();
-        diags.dedup();
-        Err(LoadError::Invalid(diags))
+    Ok(Sources {
+        canonical,
+        files,
+        diags,
+        fingerprint: hasher.finalize().into(),
+    })
+}
+
+impl Sources {
+    /// Parses and validates what [`read`] found: a complete snapshot or every problem.
+    pub fn decode(self) -> Result<Loaded, LoadError> {
+        let Sources {
+            canonical,
+            files,
+            mut diags,
+            fingerprint,
+        } = self;
+        let mut docs = Vec::new();
+        let mut skipped = Vec::new();
+        for (found, text) in files {
+            let parsed = match yaml::parse(&text) {
+                Ok(parsed) => parsed,
+                Err(e) => {
+                    diags.push(Diagnostic {
+                        file: found.display.clone(),
+                        pos: e.pos,
+                        message: format!(
+                            "not valid {}: {}",
+                            if found.json { "JSON" } else { "YAML" },
+                            e.message
+                        ),
+                    });
+                    continue;
+                }
+            };
+            let dir = found.path.parent().unwrap_or(&canonical).to_path_buf();
+            let ctx = decode::Ctx {
+                root: &canonical,
+                dir: &dir,
+                file: &found.display,
+            };
+            if found.json && !parsed.iter().any(|d| decode::looks_like_manifest(&d.root)) {
+                skipped.push(found.display.clone());
+                continue;
+            }
+            for doc in &parsed {
+                if let Some(decl) = decode::document(&ctx, &doc.root, &mut diags) {
+                    docs.push(decl);
+                }
+            }
+        }
+        let desired = assemble(docs, &mut diags);
+        if diags.is_empty() {
+            Ok(Loaded {
+                desired,
+                root: canonical,
+                skipped,
+                fingerprint,
+            })
+        } else {
+            diags.sort();
+            diags.dedup();
+            Err(LoadError::Invalid(diags))
+        }
     }
 }
 
@@ -174,6 +233,8 @@ fn assemble(docs: Vec<DocDecl>, diags: &mut Vec<Diagnostic>) -> Desired {
     }
 
     let mut stages: BTreeMap<StageKey, Stage> = BTreeMap::new();
+    // Each stage's resources while documents are merged (see below).
+    let mut members: BTreeMap<StageKey, BTreeMap<String, Resource>> = BTreeMap::new();
     let mut stage_drift: BTreeMap<StageKey, (DriftMode, String)> = BTreeMap::new();
     // (stage, worker, binding) → position of the binding's value, for reference errors.
     let mut binding_pos: BTreeMap<(StageKey, String, String), Pos> = BTreeMap::new();
@@ -206,15 +267,16 @@ fn assemble(docs: Vec<DocDecl>, diags: &mut Vec<Diagnostic>) -> Desired {
             key: key.clone(),
             protected,
             drift: None,
-            resources: BTreeMap::new(),
+            resources: LiteMap::new(),
         });
         stage.drift = stage_drift.get(&key).map(|(m, _)| *m);
+        let members = members.entry(key.clone()).or_default();
         for r in doc.resources {
             let origin = Origin {
                 file: doc.file.clone(),
                 pos: r.pos,
             };
-            if let Some(first) = stage.resources.get(&r.name) {
+            if let Some(first) = members.get(&r.name) {
                 diags.push(Diagnostic {
                     file: doc.file.clone(),
                     pos: r.pos,
@@ -248,7 +310,7 @@ fn assemble(docs: Vec<DocDecl>, diags: &mut Vec<Diagnostic>) -> Desired {
                     })
                 }
             };
-            stage.resources.insert(
+            members.insert(
                 r.name.clone(),
                 Resource {
                     key: ResourceKey {
@@ -264,6 +326,12 @@ fn assemble(docs: Vec<DocDecl>, diags: &mut Vec<Diagnostic>) -> Desired {
         }
     }
 
+    // Built in trees (inserts in any order), kept in sorted vectors (compact).
+    for (key, members) in members {
+        if let Some(stage) = stages.get_mut(&key) {
+            stage.resources = members.into_iter().collect();
+        }
+    }
     for stage in stages.values() {
         for r in stage.resources.values() {
             let ResourceSpec::Worker(w) = &r.spec else {

@@ -207,15 +207,19 @@ fn existing_ids(snap: &Snapshot) -> Vec<String> {
 
 fn load_snapshot(
     manifests: &Path,
-    previous: Option<&Snapshot>,
+    previous: Option<&Arc<Snapshot>>,
     store: &Store,
     metrics: &Metrics,
 ) -> Result<Option<Arc<Snapshot>>, StoreError> {
-    match source::load_after(manifests, previous) {
+    let loaded = match previous {
+        Some(previous) => source::reload(manifests, previous),
+        None => source::load(manifests).map(Arc::new),
+    };
+    match loaded {
         Ok(snap) => {
             metrics.manifest_load(true);
             store.set_load_error(None)?;
-            Ok(Some(Arc::new(snap)))
+            Ok(Some(snap))
         }
         Err(e) => {
             metrics.manifest_load(false);
@@ -249,9 +253,17 @@ impl Ops {
     }
 
     fn count_resources(&self, store: &Store) {
-        match store.all() {
-            Ok(records) => self.metrics.set_resources(records.iter().map(|(_, r)| r)),
-            Err(e) => tracing::warn!(error = %e, "reading the store for metrics"),
+        let mut failed = None;
+        let records = store.records().filter_map(|item| match item {
+            Ok((_, record)) => Some(record),
+            Err(e) => {
+                failed.get_or_insert(e);
+                None
+            }
+        });
+        self.metrics.set_resources(records);
+        if let Some(e) = failed {
+            tracing::warn!(error = %e, "reading the store for metrics");
         }
     }
 
@@ -269,7 +281,8 @@ impl Ops {
 /// backoff still grows if it fails again.
 fn retry_now(store: &Store) -> Result<usize, StoreError> {
     let mut n = 0;
-    for (key, mut rec) in store.all()? {
+    for item in store.records() {
+        let (key, mut rec) = item?;
         if rec.next_retry.is_some() {
             rec.next_retry = None;
             store.put(&key, &rec)?;
@@ -585,8 +598,7 @@ async fn run_forever(
         if resync_due && !first {
             // A resync rescans the manifests too, so a missed file event is caught within
             // one resync period (and a SIGHUP reload rescans now).
-            if let Some(s) =
-                load_snapshot(&cfg.manifests, snapshot.as_deref(), store, &ops.metrics)?
+            if let Some(s) = load_snapshot(&cfg.manifests, snapshot.as_ref(), store, &ops.metrics)?
             {
                 snapshot = Some(s);
             }
@@ -644,7 +656,7 @@ async fn run_forever(
             Some(()) = changes.recv() => {
                 // Debounce: wait until the folder is quiet, then rescan everything.
                 while tokio::time::timeout(cfg.debounce, changes.recv()).await.is_ok_and(|e| e.is_some()) {}
-                if let Some(s) = load_snapshot(&cfg.manifests, snapshot.as_deref(), store, &ops.metrics)? {
+                if let Some(s) = load_snapshot(&cfg.manifests, snapshot.as_ref(), store, &ops.metrics)? {
                     // What the edit changed goes first in the next pass.
                     priority = snapshot.as_deref().map(|old| s.changed_since(old)).unwrap_or_default();
                     snapshot = Some(s);

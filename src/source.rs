@@ -54,7 +54,8 @@ impl Cached {
 /// The desired state lumierd converges to.
 #[derive(Debug, Clone)]
 pub struct Snapshot {
-    pub desired: Desired,
+    /// Shared with the next snapshot when a reload finds the manifests unchanged.
+    pub desired: Arc<Desired>,
     /// Every worker's modules, built from its entry.
     pub bundles: BTreeMap<ResourceKey, Arc<WorkerBundle>>,
     /// The canonical manifests root.
@@ -70,6 +71,19 @@ pub struct Snapshot {
 impl Snapshot {
     /// The resources whose desired spec differs from `before` (or that `before` lacks).
     pub fn changed_since(&self, before: &Snapshot) -> std::collections::HashSet<ResourceKey> {
+        if Arc::ptr_eq(&self.desired, &before.desired) {
+            // Same manifests: only workers whose bundle was rebuilt can differ.
+            return self
+                .bundles
+                .iter()
+                .filter(|(key, bundle)| {
+                    before.bundles.get(*key).is_none_or(|old| {
+                        !Arc::ptr_eq(old, bundle) && old.content_hash != bundle.content_hash
+                    })
+                })
+                .map(|(key, _)| key.clone())
+                .collect();
+        }
         let hash = |snap: &Snapshot, r: &manifest::Resource| {
             crate::runtime::controller::spec_hash(
                 &r.spec,
@@ -101,18 +115,27 @@ pub fn load_after(root: &Path, previous: Option<&Snapshot>) -> Result<Snapshot, 
     build(root, manifest::read(root)?, previous)
 }
 
-/// Reloads for the daemon: when no manifest file's content changed and every worker's files
-/// are as they were built, `previous` itself is returned (no parse, no second snapshot in
-/// memory); otherwise like [`load_after`].
+/// Reloads for the daemon. When no manifest file's content changed, the manifests are not
+/// decoded again (the new snapshot shares `previous`'s [`Desired`]) and only the workers whose
+/// files changed are rebuilt; when nothing changed at all, `previous` itself is returned (no
+/// second snapshot in memory). Otherwise like [`load_after`].
 pub fn reload(root: &Path, previous: &Arc<Snapshot>) -> Result<Arc<Snapshot>, LoadError> {
     let sources = manifest::read(root)?;
-    if !sources.has_problems()
-        && sources.fingerprint == previous.fingerprint
-        && previous.cache.values().all(Cached::fresh)
-    {
+    if sources.has_problems() || sources.fingerprint != previous.fingerprint {
+        return build(root, sources, Some(previous)).map(Arc::new);
+    }
+    let built = build_bundles(root, &previous.root, &previous.desired, Some(previous))?;
+    if built.rebuilt == 0 {
         return Ok(Arc::clone(previous));
     }
-    build(root, sources, Some(previous)).map(Arc::new)
+    Ok(Arc::new(Snapshot {
+        desired: Arc::clone(&previous.desired),
+        bundles: built.bundles,
+        root: previous.root.clone(),
+        skipped: previous.skipped.clone(),
+        fingerprint: previous.fingerprint,
+        cache: built.cache,
+    }))
 }
 
 fn build(
@@ -121,17 +144,44 @@ fn build(
     previous: Option<&Snapshot>,
 ) -> Result<Snapshot, LoadError> {
     let loaded = sources.decode()?;
+    let built = build_bundles(root, &loaded.root, &loaded.desired, previous)?;
+    Ok(Snapshot {
+        desired: Arc::new(loaded.desired),
+        bundles: built.bundles,
+        root: loaded.root,
+        skipped: loaded.skipped,
+        fingerprint: loaded.fingerprint,
+        cache: built.cache,
+    })
+}
+
+/// Every worker's bundle, and how many had to be built (not reused from `previous`).
+struct Built {
+    bundles: BTreeMap<ResourceKey, Arc<WorkerBundle>>,
+    cache: HashMap<PathBuf, Cached>,
+    rebuilt: usize,
+}
+
+/// Builds the bundle of every worker in `desired`, reusing `previous`'s while their files
+/// are unchanged. `root` is the manifests root as given, `canonical` as resolved.
+fn build_bundles(
+    root: &Path,
+    canonical: &Path,
+    desired: &Desired,
+    previous: Option<&Snapshot>,
+) -> Result<Built, LoadError> {
     let mut bundles = BTreeMap::new();
     let mut cache: HashMap<PathBuf, Cached> = HashMap::new();
+    let mut rebuilt = 0;
     let mut diags = Vec::new();
-    for resource in loaded.desired.resources() {
+    for resource in desired.resources() {
         let ResourceSpec::Worker(spec) = &resource.spec else {
             continue;
         };
         // The worker step shows paths under the root as the user spelled it.
         let entry = root.join(
             spec.entry_path
-                .strip_prefix(&loaded.root)
+                .strip_prefix(canonical)
                 .unwrap_or(&spec.entry_path),
         );
         if let Some(hit) = cache.get(&spec.entry_path).or_else(|| {
@@ -144,6 +194,7 @@ fn build(
             cache.insert(spec.entry_path.clone(), hit);
             continue;
         }
+        rebuilt += 1;
         match worker::build(root, &entry) {
             Ok(bundle) => {
                 let bundle = Arc::new(bundle);
@@ -160,13 +211,10 @@ fn build(
     if !diags.is_empty() {
         return Err(LoadError::Invalid(diags));
     }
-    Ok(Snapshot {
-        desired: loaded.desired,
+    Ok(Built {
         bundles,
-        root: loaded.root,
-        skipped: loaded.skipped,
-        fingerprint: loaded.fingerprint,
         cache,
+        rebuilt,
     })
 }
 
@@ -283,6 +331,14 @@ mod tests {
         std::fs::write(root.join("index.js"), "export default { a: 1 };\n").unwrap();
         let rebuilt = reload(root, &edited).unwrap();
         assert!(!Arc::ptr_eq(&edited, &rebuilt));
+        assert!(
+            Arc::ptr_eq(&edited.desired, &rebuilt.desired),
+            "manifests unchanged: not decoded again"
+        );
+        assert_eq!(
+            rebuilt.changed_since(&edited),
+            std::collections::HashSet::from([key("a")])
+        );
         assert_ne!(
             edited.bundles[&key("a")].content_hash,
             rebuilt.bundles[&key("a")].content_hash

@@ -68,22 +68,27 @@ pub fn find(root: &Path, root_display: &str, diags: &mut Vec<Diagnostic>) -> Vec
                 continue;
             }
         };
-        let mut names: Vec<(String, PathBuf)> = Vec::new();
+        let mut names: Vec<(String, PathBuf, fs::FileType)> = Vec::new();
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
             if name.starts_with('.') || name == "node_modules" {
                 continue;
             }
-            names.push((name, entry.path()));
-        }
-        names.sort();
-        for (name, path) in names {
-            let rel = rel_dir.join(&name);
-            let shown = display_join(root_display, &rel);
-            let Ok(meta) = fs::symlink_metadata(&path) else {
+            // The type comes with the folder listing on Linux (no stat per file), so the
+            // worker sources and other files that share the tree cost nothing here.
+            let Ok(file_type) = entry.file_type() else {
                 continue;
             };
-            let (target, is_dir) = if meta.file_type().is_symlink() {
+            if file_type.is_file() && is_manifest_name(&name).is_none() {
+                continue;
+            }
+            names.push((name, entry.path(), file_type));
+        }
+        names.sort_by(|a, b| a.0.cmp(&b.0));
+        for (name, path, file_type) in names {
+            let rel = rel_dir.join(&name);
+            let shown = display_join(root_display, &rel);
+            let (target, is_dir) = if file_type.is_symlink() {
                 let Ok(target) = fs::canonicalize(&path) else {
                     if is_manifest_name(&name).is_some() {
                         diags.push(at_file(
@@ -109,7 +114,7 @@ pub fn find(root: &Path, root_display: &str, diags: &mut Vec<Diagnostic>) -> Vec
                 }
                 (target, is_dir)
             } else {
-                (path.clone(), meta.is_dir())
+                (path, file_type.is_dir())
             };
             if is_dir {
                 if seen_dirs.insert(target.clone()) {

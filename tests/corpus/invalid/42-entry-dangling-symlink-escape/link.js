@@ -1,0 +1,1 @@
+/nonexistent-lumierd-target/x.js

@@ -1,9 +1,11 @@
 //! A complete desired-state snapshot: the validated manifests plus every worker's built
 //! modules. Built whole or not at all, so the controller never acts on a partial read.
 
-use crate::manifest::{self, Desired, Diagnostic, LoadError, ResourceKey, ResourceSpec};
+use crate::manifest::{
+    self, Desired, Diagnostic, LoadError, ResourceKey, ResourceSpec, WorkerSpec,
+};
 use crate::worker::{self, WorkerBundle};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -22,32 +24,36 @@ fn stamp(path: &Path) -> Stamp {
 #[derive(Debug, Clone)]
 struct Cached {
     bundle: Arc<WorkerBundle>,
-    stamps: Vec<(PathBuf, Stamp)>,
+    /// One per [`watched`] path of the bundle, in that order (the paths are not stored twice).
+    stamps: Vec<Stamp>,
+}
+
+/// The files a bundle was built from and their folders, sorted, without repeats.
+fn watched(bundle: &WorkerBundle) -> Vec<&Path> {
+    let mut paths: Vec<&Path> = bundle
+        .sources
+        .iter()
+        .map(PathBuf::as_path)
+        .chain(bundle.sources.iter().filter_map(|p| p.parent()))
+        .collect();
+    paths.sort();
+    paths.dedup();
+    paths
 }
 
 impl Cached {
     fn new(bundle: Arc<WorkerBundle>) -> Cached {
-        let mut paths: Vec<PathBuf> = bundle.sources.clone();
-        paths.extend(
-            bundle
-                .sources
-                .iter()
-                .filter_map(|p| p.parent().map(Path::to_path_buf)),
-        );
-        paths.sort();
-        paths.dedup();
-        let stamps = paths.into_iter().map(|p| {
-            let s = stamp(&p);
-            (p, s)
-        });
-        Cached {
-            bundle,
-            stamps: stamps.collect(),
-        }
+        let stamps = watched(&bundle).into_iter().map(stamp).collect();
+        Cached { bundle, stamps }
     }
 
     fn fresh(&self) -> bool {
-        self.stamps.iter().all(|(p, s)| stamp(p) == *s)
+        let paths = watched(&self.bundle);
+        paths.len() == self.stamps.len()
+            && paths
+                .into_iter()
+                .zip(&self.stamps)
+                .all(|(p, s)| stamp(p) == *s)
     }
 }
 
@@ -56,8 +62,6 @@ impl Cached {
 pub struct Snapshot {
     /// Shared with the next snapshot when a reload finds the manifests unchanged.
     pub desired: Arc<Desired>,
-    /// Every worker's modules, built from its entry.
-    pub bundles: BTreeMap<ResourceKey, Arc<WorkerBundle>>,
     /// The canonical manifests root.
     pub root: PathBuf,
     /// JSON files skipped as not being manifests.
@@ -69,15 +73,35 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
+    /// The built modules of a worker as declared (None if its entry was not built).
+    pub fn worker_bundle(&self, spec: &WorkerSpec) -> Option<&Arc<WorkerBundle>> {
+        self.cache.get(&spec.entry_path).map(|c| &c.bundle)
+    }
+
+    /// The built modules of the worker declared under `key` (None for anything else).
+    pub fn bundle(&self, key: &ResourceKey) -> Option<&Arc<WorkerBundle>> {
+        match &self.desired.resource(key)?.spec {
+            ResourceSpec::Worker(spec) => self.worker_bundle(spec),
+            _ => None,
+        }
+    }
+
+    /// Every worker and its built modules, in key order.
+    pub fn bundles(&self) -> impl Iterator<Item = (&ResourceKey, &Arc<WorkerBundle>)> {
+        self.desired.resources().filter_map(|r| match &r.spec {
+            ResourceSpec::Worker(spec) => self.worker_bundle(spec).map(|b| (&r.key, b)),
+            _ => None,
+        })
+    }
+
     /// The resources whose desired spec differs from `before` (or that `before` lacks).
     pub fn changed_since(&self, before: &Snapshot) -> std::collections::HashSet<ResourceKey> {
         if Arc::ptr_eq(&self.desired, &before.desired) {
             // Same manifests: only workers whose bundle was rebuilt can differ.
             return self
-                .bundles
-                .iter()
+                .bundles()
                 .filter(|(key, bundle)| {
-                    before.bundles.get(*key).is_none_or(|old| {
+                    before.bundle(key).is_none_or(|old| {
                         !Arc::ptr_eq(old, bundle) && old.content_hash != bundle.content_hash
                     })
                 })
@@ -87,7 +111,7 @@ impl Snapshot {
         let hash = |snap: &Snapshot, r: &manifest::Resource| {
             crate::runtime::controller::spec_hash(
                 &r.spec,
-                snap.bundles.get(&r.key).map(|b| b.content_hash.as_str()),
+                snap.bundle(&r.key).map(|b| b.content_hash.as_str()),
             )
         };
         self.desired
@@ -130,7 +154,6 @@ pub fn reload(root: &Path, previous: &Arc<Snapshot>) -> Result<Arc<Snapshot>, Lo
     }
     Ok(Arc::new(Snapshot {
         desired: Arc::clone(&previous.desired),
-        bundles: built.bundles,
         root: previous.root.clone(),
         skipped: previous.skipped.clone(),
         fingerprint: previous.fingerprint,
@@ -147,7 +170,6 @@ fn build(
     let built = build_bundles(root, &loaded.root, &loaded.desired, previous)?;
     Ok(Snapshot {
         desired: Arc::new(loaded.desired),
-        bundles: built.bundles,
         root: loaded.root,
         skipped: loaded.skipped,
         fingerprint: loaded.fingerprint,
@@ -155,9 +177,9 @@ fn build(
     })
 }
 
-/// Every worker's bundle, and how many had to be built (not reused from `previous`).
+/// Every worker's bundle by entry path, and how many had to be built (not reused from
+/// `previous`).
 struct Built {
-    bundles: BTreeMap<ResourceKey, Arc<WorkerBundle>>,
     cache: HashMap<PathBuf, Cached>,
     rebuilt: usize,
 }
@@ -170,7 +192,6 @@ fn build_bundles(
     desired: &Desired,
     previous: Option<&Snapshot>,
 ) -> Result<Built, LoadError> {
-    let mut bundles = BTreeMap::new();
     let mut cache: HashMap<PathBuf, Cached> = HashMap::new();
     let mut rebuilt = 0;
     let mut diags = Vec::new();
@@ -189,20 +210,18 @@ fn build_bundles(
                 .and_then(|p| p.cache.get(&spec.entry_path))
                 .filter(|c| c.fresh())
         }) {
-            let hit = hit.clone();
-            bundles.insert(resource.key.clone(), Arc::clone(&hit.bundle));
-            cache.insert(spec.entry_path.clone(), hit);
+            if !cache.contains_key(&spec.entry_path) {
+                cache.insert(spec.entry_path.clone(), hit.clone());
+            }
             continue;
         }
         rebuilt += 1;
         match worker::build(root, &entry) {
             Ok(bundle) => {
-                let bundle = Arc::new(bundle);
-                cache.insert(spec.entry_path.clone(), Cached::new(Arc::clone(&bundle)));
-                bundles.insert(resource.key.clone(), bundle);
+                cache.insert(spec.entry_path.clone(), Cached::new(Arc::new(bundle)));
             }
             Err(e) => diags.push(Diagnostic {
-                file: resource.origin.file.clone(),
+                file: resource.origin.file.to_string(),
                 pos: resource.origin.pos,
                 message: format!("worker `{}`: {e}", resource.key.name),
             }),
@@ -211,11 +230,7 @@ fn build_bundles(
     if !diags.is_empty() {
         return Err(LoadError::Invalid(diags));
     }
-    Ok(Built {
-        bundles,
-        cache,
-        rebuilt,
-    })
+    Ok(Built { cache, rebuilt })
 }
 
 #[cfg(test)]
@@ -253,18 +268,18 @@ mod tests {
         let first = load(root).unwrap();
         // Two workers with one entry share one build.
         assert!(Arc::ptr_eq(
-            &first.bundles[&key("a")],
-            &first.bundles[&key("b")]
+            first.bundle(&key("a")).unwrap(),
+            first.bundle(&key("b")).unwrap()
         ));
 
         let second = load_after(root, Some(&first)).unwrap();
         assert!(Arc::ptr_eq(
-            &first.bundles[&key("a")],
-            &second.bundles[&key("a")]
+            first.bundle(&key("a")).unwrap(),
+            second.bundle(&key("a")).unwrap()
         ));
         assert!(Arc::ptr_eq(
-            &first.bundles[&key("c")],
-            &second.bundles[&key("c")]
+            first.bundle(&key("c")).unwrap(),
+            second.bundle(&key("c")).unwrap()
         ));
 
         // An edit of an imported file rebuilds exactly the workers that import it.
@@ -276,12 +291,12 @@ mod tests {
         .unwrap();
         let third = load_after(root, Some(&second)).unwrap();
         assert_ne!(
-            third.bundles[&key("a")].content_hash,
-            second.bundles[&key("a")].content_hash
+            third.bundle(&key("a")).unwrap().content_hash,
+            second.bundle(&key("a")).unwrap().content_hash
         );
         assert!(Arc::ptr_eq(
-            &second.bundles[&key("c")],
-            &third.bundles[&key("c")]
+            second.bundle(&key("c")).unwrap(),
+            third.bundle(&key("c")).unwrap()
         ));
 
         // A new file that now wins an extensionless import (`./lib` → lib.ts) rebuilds too.
@@ -292,14 +307,16 @@ mod tests {
         )
         .unwrap();
         let fourth = load_after(root, Some(&third)).unwrap();
-        let names: Vec<&str> = fourth.bundles[&key("a")]
+        let names: Vec<&str> = fourth
+            .bundle(&key("a"))
+            .unwrap()
             .modules
             .iter()
             .map(|m| m.name.as_str())
             .collect();
         assert_ne!(
-            fourth.bundles[&key("a")].content_hash,
-            third.bundles[&key("a")].content_hash,
+            fourth.bundle(&key("a")).unwrap().content_hash,
+            third.bundle(&key("a")).unwrap().content_hash,
             "{names:?}"
         );
     }
@@ -340,8 +357,8 @@ mod tests {
             std::collections::HashSet::from([key("a")])
         );
         assert_ne!(
-            edited.bundles[&key("a")].content_hash,
-            rebuilt.bundles[&key("a")].content_hash
+            edited.bundle(&key("a")).unwrap().content_hash,
+            rebuilt.bundle(&key("a")).unwrap().content_hash
         );
 
         // A new manifest file is seen; a broken one is an error (the caller keeps the old).

@@ -17,7 +17,8 @@ pub const MAX_TEXT_BYTES: usize = 5 * 1024;
 /// A document's declaration of one stage, before documents are merged.
 #[derive(Debug, Clone)]
 pub struct DocDecl {
-    pub file: String,
+    /// Shared by the [`Origin`](super::Origin) of every resource the document declares.
+    pub file: std::sync::Arc<str>,
     pub app: String,
     /// `app.protect` when the document states it, with its position.
     pub protect: Option<(Vec<String>, Pos)>,
@@ -250,7 +251,7 @@ pub fn document(ctx: &Ctx<'_>, root: &Node, diags: &mut Vec<Diagnostic>) -> Opti
         return None;
     }
     Some(DocDecl {
-        file: ctx.file.to_owned(),
+        file: std::sync::Arc::from(ctx.file),
         app: app?,
         protect,
         stage: stage?,

@@ -89,7 +89,8 @@ pub fn provider_name(app: &str, stage: &str, name: &str) -> String {
 /// Where something was declared: a file (as displayed to the user) and a position in it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Origin {
-    pub file: String,
+    /// Shared by every resource of one document.
+    pub file: std::sync::Arc<str>,
     pub pos: Pos,
 }
 

@@ -219,7 +219,7 @@ fn assemble(docs: Vec<DocDecl>, diags: &mut Vec<Diagnostic>) -> Desired {
                 protect.insert(doc.app.clone(), (sorted, at(&doc.file, *pos)));
             }
             Some((first, first_at)) if *first != sorted => diags.push(Diagnostic {
-                file: doc.file.clone(),
+                file: doc.file.to_string(),
                 pos: *pos,
                 message: format!(
                     "app `{}` has protect [{}] here but [{}] at {first_at}; make every document of the app agree",
@@ -246,7 +246,7 @@ fn assemble(docs: Vec<DocDecl>, diags: &mut Vec<Diagnostic>) -> Desired {
         if let Some((mode, pos)) = doc.drift {
             match stage_drift.get(&key) {
                 Some((first, first_at)) if *first != mode => diags.push(Diagnostic {
-                    file: doc.file.clone(),
+                    file: doc.file.to_string(),
                     pos,
                     message: format!(
                         "stage {key} has `drift: {}` here but `drift: {}` at {first_at}; make them agree",
@@ -278,7 +278,7 @@ fn assemble(docs: Vec<DocDecl>, diags: &mut Vec<Diagnostic>) -> Desired {
             };
             if let Some(first) = members.get(&r.name) {
                 diags.push(Diagnostic {
-                    file: doc.file.clone(),
+                    file: doc.file.to_string(),
                     pos: r.pos,
                     message: format!(
                         "resource `{}` of stage {key} is declared twice: here and at {}; remove one",
@@ -351,7 +351,7 @@ fn assemble(docs: Vec<DocDecl>, diags: &mut Vec<Diagnostic>) -> Desired {
                     .copied()
                     .unwrap_or(r.origin.pos);
                 diags.push(Diagnostic {
-                    file: r.origin.file.clone(),
+                    file: r.origin.file.to_string(),
                     pos,
                     message: format!(
                         "worker `{}` binding `{binding}`: {problem}; declare `{target}: {{ type: kv }}` in this stage or fix the name",

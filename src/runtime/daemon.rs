@@ -731,7 +731,7 @@ pub async fn plan(cfg: RunConfig) -> Result<Vec<Change>, DaemonError> {
     drop(controller);
     let _ = std::fs::remove_dir_all(&scratch);
     let mut changes = report?.changes;
-    for (key, bundle) in &snap.bundles {
+    for (key, bundle) in snap.bundles() {
         if let Some(c) = changes
             .iter_mut()
             .find(|c| &c.key == key && (c.action == "create" || c.action == "update"))

@@ -6,12 +6,14 @@ use std::time::SystemTime;
 
 /// The status object: `{ "resources": [...], "loadError": ... }`.
 pub fn status_json(store: &Store, stage: Option<&str>) -> Result<Value, StoreError> {
+    let last_pass = store.last_pass()?;
     let mut resources = Vec::new();
-    for (key, rec) in store.all()? {
+    for item in store.records() {
+        let (key, rec) = item?;
         if stage.is_some_and(|s| s != key.stage) {
             continue;
         }
-        resources.push(resource_json(&key, &rec));
+        resources.push(resource_json(&key, &rec, last_pass.as_deref()));
     }
     Ok(json!({
         "resources": resources,
@@ -19,7 +21,11 @@ pub fn status_json(store: &Store, stage: Option<&str>) -> Result<Value, StoreErr
     }))
 }
 
-fn resource_json(key: &crate::manifest::ResourceKey, rec: &Record) -> Value {
+fn resource_json(
+    key: &crate::manifest::ResourceKey,
+    rec: &Record,
+    last_pass: Option<&str>,
+) -> Value {
     let output = match rec.kind.as_str() {
         "kv" => rec
             .observed
@@ -46,7 +52,7 @@ fn resource_json(key: &crate::manifest::ResourceKey, rec: &Record) -> Value {
         "type": rec.kind,
         "state": rec.state.as_str(),
         "output": output,
-        "lastReconciled": rec.last_reconciled,
+        "lastReconciled": rec.reconciled_at(last_pass),
         "drift": { "count": rec.drift_count, "last": last },
         "message": rec.message,
     })

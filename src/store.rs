@@ -152,6 +152,29 @@ pub struct Record {
 }
 
 impl Record {
+    /// Whether `other` is this record with at most a different `last_reconciled`.
+    pub fn same_apart_from_time(&self, other: &Record) -> bool {
+        let mut restamped = other.clone();
+        restamped.last_reconciled.clone_from(&self.last_reconciled);
+        *self == restamped
+    }
+
+    /// When this resource was last reconciled, given when the last complete pass ran
+    /// (`last_pass`, RFC 3339): a healthy record is not rewritten by a pass that changes
+    /// nothing, so that pass's time stands for it. A failing or waiting one was not
+    /// necessarily reconciled by that pass, and keeps its own time.
+    pub fn reconciled_at<'a>(&'a self, last_pass: Option<&'a str>) -> Option<&'a str> {
+        let own = self.last_reconciled.as_deref();
+        let healthy = matches!(self.state, State::Ready | State::Drifted)
+            && self.failures == 0
+            && self.next_retry.is_none();
+        match (own, last_pass) {
+            // RFC 3339 in UTC with the same precision: the text orders like the time.
+            (Some(own), Some(pass)) if healthy && pass > own => Some(pass),
+            (own, _) => own,
+        }
+    }
+
     /// Appends a drift event, keeping the last [`DRIFT_HISTORY`].
     pub fn push_drift(&mut self, event: DriftEvent) {
         self.drift_count += 1;
@@ -292,10 +315,27 @@ impl Store {
     }
 
     pub fn set_load_error(&self, error: Option<&str>) -> Result<(), StoreError> {
+        // Written only when it changes: every reload sets it.
+        if self.load_error()?.as_deref() == error {
+            return Ok(());
+        }
         match error {
             Some(e) => self.meta.insert("load_error", e.as_bytes())?,
             None => self.meta.remove("load_error")?,
         };
+        Ok(())
+    }
+
+    /// When the last complete pass started (RFC 3339), if one has run.
+    pub fn last_pass(&self) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .meta
+            .get("last_pass")?
+            .map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+
+    pub fn set_last_pass(&self, at: &str) -> Result<(), StoreError> {
+        self.meta.insert("last_pass", at.as_bytes())?;
         Ok(())
     }
 
@@ -361,6 +401,55 @@ mod tests {
                 .contains("schema version 99, newer than this lumierd understands"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_pass_that_changes_nothing_stands_for_healthy_records_only() {
+        let at = |t: &str| Some(t.to_string());
+        let ready = Record {
+            state: State::Ready,
+            last_reconciled: at("2026-11-25T10:00:00Z"),
+            ..Record::default()
+        };
+        let restamped = Record {
+            last_reconciled: at("2026-11-25T11:00:00Z"),
+            ..ready.clone()
+        };
+        assert!(ready.same_apart_from_time(&restamped));
+        let changed = Record {
+            message: "x".into(),
+            ..restamped.clone()
+        };
+        assert!(!ready.same_apart_from_time(&changed));
+
+        let failing = Record {
+            state: State::Error,
+            failures: 2,
+            next_retry: at("2026-11-25T12:00:00Z"),
+            ..ready.clone()
+        };
+        let table: &[(&Record, Option<&str>, Option<&str>)] = &[
+            (
+                &ready,
+                Some("2026-11-25T11:00:00Z"),
+                Some("2026-11-25T11:00:00Z"),
+            ),
+            (
+                &ready,
+                Some("2026-11-25T09:00:00Z"),
+                Some("2026-11-25T10:00:00Z"),
+            ),
+            (&ready, None, Some("2026-11-25T10:00:00Z")),
+            (
+                &failing,
+                Some("2026-11-25T11:00:00Z"),
+                Some("2026-11-25T10:00:00Z"),
+            ),
+            (&Record::default(), Some("2026-11-25T11:00:00Z"), None),
+        ];
+        for (i, (rec, pass, want)) in table.iter().enumerate() {
+            assert_eq!(rec.reconciled_at(*pass), *want, "row {i}");
+        }
     }
 
     #[test]

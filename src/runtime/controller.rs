@@ -146,8 +146,9 @@ impl Controller {
                 let (index, permits) = (Arc::clone(&index), Arc::clone(&permits));
                 async move {
                     let record = self.store.get(&r.key)?;
-                    Ok::<_, StoreError>(
-                        self.reconcile(
+                    let before = record.clone();
+                    let (key, outcome) = self
+                        .reconcile(
                             snap,
                             stage,
                             r.key.clone(),
@@ -158,8 +159,8 @@ impl Controller {
                             permits,
                             now,
                         )
-                        .await,
-                    )
+                        .await;
+                    Ok::<_, StoreError>((key, outcome, before))
                 }
             })
             .buffered(window);
@@ -170,13 +171,15 @@ impl Controller {
             ..PassReport::default()
         };
         while let Some(next) = outcomes.next().await {
-            let (key, outcome) = next?;
+            let (key, outcome, before) = next?;
             let Some(outcome) = outcome else { continue };
             if !matches!(outcome.record.state, State::Ready | State::Retained) {
                 report.converged = false;
             }
             self.note_retry(&mut report, &outcome.record);
-            if self.policy.act {
+            // A record that only gained a newer `last_reconciled` is not written: the pass's
+            // own time (below) stands for it, so a resync of a converged fleet writes nothing.
+            if self.policy.act && !before.is_some_and(|b| b.same_apart_from_time(&outcome.record)) {
                 self.store.put(&key, &outcome.record)?;
             }
             report.changes.extend(outcome.change);
@@ -184,6 +187,7 @@ impl Controller {
 
         self.prune(snap, &records, &index, &mut report).await?;
         if self.policy.act {
+            self.store.set_last_pass(&rfc3339(now))?;
             self.store.flush()?;
         }
         Ok(report)
@@ -658,11 +662,11 @@ impl Controller {
                         details: vec!["stage is protected: kept on Cloudflare".into()],
                     });
                 }
-                if self.policy.act {
+                let message = "removed from the manifests; kept because its stage is protected";
+                if self.policy.act && (rec.state != State::Retained || rec.message != message) {
                     let mut r = rec.clone();
                     r.state = State::Retained;
-                    r.message =
-                        "removed from the manifests; kept because its stage is protected".into();
+                    r.message = message.into();
                     r.last_reconciled = Some(now.clone());
                     self.store.put(key, &r)?;
                 }

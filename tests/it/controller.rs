@@ -340,6 +340,9 @@ async fn unchanged_fleet_resync_reads_lists_only() {
     let cold_writes = api.writes().len();
     assert_eq!(cold_writes, 100, "one create per resource");
     api.api.clear_request_log();
+    // Timestamps have whole seconds: let the clock move past the cold pass's second.
+    std::thread::sleep(Duration::from_millis(1100));
+    let warm_started = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
     let warm = tokio::task::block_in_place(|| once(dir.path(), &api, &[]));
     assert_eq!(warm.code, 0, "{warm:?}");
     let log = api.api.request_log();
@@ -349,6 +352,16 @@ async fn unchanged_fleet_resync_reads_lists_only() {
         log.len()
     );
     assert!(api.writes().is_empty(), "{:?}", api.writes());
+    // The resync rewrote no record, yet status shows every resource reconciled by it.
+    let resources = status(dir.path())["resources"].as_array().unwrap().clone();
+    assert_eq!(resources.len(), 100);
+    for r in &resources {
+        let at = r["lastReconciled"].as_str().unwrap();
+        assert!(
+            at >= warm_started.as_str(),
+            "{r} (resync started {warm_started})"
+        );
+    }
     api.stop().await;
 }
 

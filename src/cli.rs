@@ -216,6 +216,7 @@ fn parse_resync(s: &str) -> Result<Duration, String> {
 
 /// Runs the CLI and returns the process exit code.
 pub fn main() -> i32 {
+    crate::memory::limit_malloc_arenas();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

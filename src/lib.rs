@@ -22,6 +22,7 @@ pub mod cli;
 pub mod cloudflare;
 pub mod local_api;
 pub mod manifest;
+pub mod memory;
 pub mod metrics;
 pub mod resources;
 pub mod runtime;

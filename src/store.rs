@@ -100,21 +100,30 @@ pub struct Applied {
     pub compatibility_flags: Vec<String>,
 }
 
-/// Everything lumierd keeps about one resource.
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+fn is_zero<T: Default + PartialEq>(n: &T) -> bool {
+    *n == T::default()
+}
+
+/// Everything lumierd keeps about one resource (its key is the sled key, not repeated here).
+/// Fields at their default are left out of the stored JSON: 10,000 records are held in memory
+/// by sled, so every byte counts ten thousand times.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Record {
-    pub key: Option<ResourceKey>,
     /// `kv` or `worker`.
     pub kind: String,
     /// Whether the resource is an `existing` namespace (never created or deleted).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_false")]
     pub existing: bool,
     /// Whether its stage was protected when last declared: if its whole app disappears from
     /// the manifests, this alone keeps it from being deleted.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_false")]
     pub protected: bool,
     pub state: State,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub message: String,
     /// Hash of the desired spec seen last.
     #[serde(default)]
@@ -124,15 +133,15 @@ pub struct Record {
     #[serde(default)]
     pub observed: Observed,
     /// Set (and flushed) before a non-idempotent create; cleared once the result is recorded.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_false")]
     pub create_pending: bool,
     /// Last error, with Cloudflare's codes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub error_codes: Vec<u32>,
     /// Consecutive failures (drives backoff); 0 after a success.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub failures: u32,
     /// RFC 3339: when the next retry is due, while failing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -145,9 +154,9 @@ pub struct Record {
     /// The drift lines currently standing (report mode), so one drift is recorded once.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub open_drift: Vec<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub drift_count: u64,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub drift_history: Vec<DriftEvent>,
 }
 
@@ -450,6 +459,21 @@ mod tests {
         for (i, (rec, pass, want)) in table.iter().enumerate() {
             assert_eq!(rec.reconciled_at(*pass), *want, "row {i}");
         }
+    }
+
+    #[test]
+    fn records_written_by_earlier_builds_still_read() {
+        // As stored before defaults were left out: the key repeated, every field present.
+        let old = r#"{"key":{"app":"a","stage":"s","name":"kv"},"kind":"kv","existing":false,"protected":true,"state":"Ready","message":"","desired_hash":"h","observed":{"namespace_id":"id"},"create_pending":false,"error_codes":[],"failures":0,"last_reconciled":"2026-11-25T22:34:44Z","drift_count":0,"drift_history":[]}"#;
+        let rec: Record = serde_json::from_str(old).unwrap();
+        assert!(rec.protected);
+        assert_eq!(rec.observed.namespace_id.as_deref(), Some("id"));
+        let now = serde_json::to_string(&rec).unwrap();
+        assert!(
+            !now.contains("\"key\"") && !now.contains("error_codes"),
+            "{now}"
+        );
+        assert_eq!(serde_json::from_str::<Record>(&now).unwrap(), rec);
     }
 
     #[test]

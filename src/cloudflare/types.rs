@@ -155,6 +155,21 @@ pub struct Script {
     pub usage_model: String,
 }
 
+/// The fields of a script-list entry that lumierd decides on. The other fields of each entry
+/// are skipped while parsing: the list of every script of the account is read on every pass.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct ScriptSummary {
+    /// The script name.
+    pub id: String,
+    #[serde(default)]
+    pub etag: String,
+    /// RFC 3339; changes on every upload and settings patch.
+    #[serde(default)]
+    pub modified_on: String,
+    #[serde(default)]
+    pub tags: Option<Vec<String>>,
+}
+
 fn default_usage_model() -> String {
     "standard".to_owned()
 }

@@ -7,7 +7,7 @@ use reqwest::Method;
 use super::client::{segment, Body, Client, FormPart, Request, Response};
 use super::error::{ApiError, ErrorKind};
 use super::multipart;
-use super::types::{Module, Script, ScriptMetadata, ScriptSettings};
+use super::types::{Module, Script, ScriptMetadata, ScriptSettings, ScriptSummary};
 
 /// A module Worker upload: the `metadata` part and the module files.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -43,11 +43,11 @@ impl Client {
         ))
     }
 
-    /// Every script of the account (the endpoint is not paginated).
-    pub async fn list_scripts(&self) -> Result<Vec<Script>, ApiError> {
+    /// Every script of the account (the endpoint is not paginated), as summaries.
+    pub async fn list_scripts(&self) -> Result<Vec<ScriptSummary>, ApiError> {
         const OP: &str = "list_scripts";
         let (result, _) = self
-            .call_envelope::<Vec<Script>>(Request::new(OP, Method::GET, self.scripts_path()))
+            .call_envelope::<Vec<ScriptSummary>>(Request::new(OP, Method::GET, self.scripts_path()))
             .await?;
         Ok(result.unwrap_or_default())
     }

@@ -5,5 +5,5 @@ use super::RemoteIndex;
 
 /// Whether the namespace with `id` is on the account. Never writes.
 pub fn observe(index: &RemoteIndex, id: &str) -> bool {
-    index.namespaces_by_id.contains_key(id)
+    index.namespace(id).is_some()
 }

@@ -11,9 +11,9 @@ pub fn observe<'a>(
     recorded_id: Option<&str>,
 ) -> (Option<&'a str>, Option<&'a str>) {
     let by_id = recorded_id
-        .and_then(|id| index.namespaces_by_id.get(id))
+        .and_then(|id| index.namespace(id))
         .map(|n| n.title.as_str());
-    let by_title = index.namespace_ids_by_title.get(title).map(String::as_str);
+    let by_title = index.namespace_id_by_title(title);
     (by_id, by_title)
 }
 

@@ -49,7 +49,7 @@ pub async fn observe(
     applied: Option<&WorkerFacts>,
 ) -> Result<ScriptSeen, ApiError> {
     let name = key.provider_name();
-    let Some(script) = index.scripts.get(&name) else {
+    let Some(script) = index.script(&name) else {
         return Ok(ScriptSeen::Absent);
     };
     let Some(applied) = applied else {

@@ -224,7 +224,6 @@ impl Controller {
             .map(|b| b.content_hash.as_str()),
         );
         let mut rec = record.unwrap_or_else(|| Record {
-            key: Some(key.clone()),
             kind: resource.spec.type_name().to_owned(),
             existing: matches!(resource.spec, ResourceSpec::KvExisting { .. }),
             created_at: Some(rfc3339(now)),
@@ -709,14 +708,14 @@ impl Controller {
             }
             let started = Instant::now();
             let result = if rec.kind == "worker" {
-                if index.scripts.contains_key(&key.provider_name()) {
+                if index.script(&key.provider_name()).is_some() {
                     worker_script::delete(&self.client, &key.provider_name()).await
                 } else {
                     Ok(())
                 }
             } else {
                 match rec.observed.namespace_id.as_deref() {
-                    Some(id) if index.namespaces_by_id.contains_key(id) => {
+                    Some(id) if index.namespace(id).is_some() => {
                         kv_namespace::delete(&self.client, id).await
                     }
                     _ => Ok(()),

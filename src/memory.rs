@@ -19,3 +19,14 @@ pub fn limit_malloc_arenas() {
         }
     }
 }
+
+/// Hands the free pages inside the heap back to the kernel (glibc's `malloc_trim`), after a
+/// pass or a reload has freed its transient data (list bodies, parsed manifests). Without it
+/// those pages stay resident, and the next pass's peak stacks on top of them.
+pub fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free memory to the kernel; it takes malloc's own lock.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}

@@ -622,6 +622,7 @@ async fn run_forever(
             };
             let Some(outcome) = outcome else { break };
             ops.after_pass(store, outcome.is_ok(), start.elapsed());
+            crate::memory::release_free_memory();
             match outcome {
                 Ok(report) => {
                     log_pass(&report, start.elapsed());

@@ -14,6 +14,8 @@ FROM rust:${RUST_VERSION}-slim-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
+# Not built into the image, but Cargo.toml declares the bench target and cargo checks it exists.
+COPY benches ./benches
 # The registry and target caches survive between builds (BuildKit); the binary is copied out.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \

@@ -1,7 +1,7 @@
 //! The local Cloudflare-compatible API, exercised over loopback with `reqwest`: envelopes,
 //! error codes, pagination, KV values, Worker uploads as real clients send them, settings,
 //! faults, rate limiting, persistence, the request log, and conformance with the official
-//! OpenAPI slice in `../shared/cloudflare/openapi-subset.json`.
+//! OpenAPI slice in `tests/data/cloudflare-openapi-subset.json` (see tests/data/README.md).
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -2073,7 +2073,7 @@ const NEWER_ROUTES: &[(&str, &str, &str)] = &[
 ];
 
 fn openapi_path() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/cloudflare/openapi-subset.json")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/cloudflare-openapi-subset.json")
 }
 
 /// The OpenAPI document turned into JSON Schema (draft 4, which OpenAPI 3.0 schemas follow),

@@ -97,15 +97,22 @@ impl Snapshot {
     /// The resources whose desired spec differs from `before` (or that `before` lacks).
     pub fn changed_since(&self, before: &Snapshot) -> std::collections::HashSet<ResourceKey> {
         if Arc::ptr_eq(&self.desired, &before.desired) {
-            // Same manifests: only workers whose bundle was rebuilt can differ.
+            // Same manifests, so the same specs: only workers whose bundle was rebuilt differ.
             return self
-                .bundles()
-                .filter(|(key, bundle)| {
-                    before.bundle(key).is_none_or(|old| {
-                        !Arc::ptr_eq(old, bundle) && old.content_hash != bundle.content_hash
-                    })
+                .desired
+                .resources()
+                .filter(|r| {
+                    let ResourceSpec::Worker(spec) = &r.spec else {
+                        return false;
+                    };
+                    match (self.worker_bundle(spec), before.worker_bundle(spec)) {
+                        (Some(new), Some(old)) => {
+                            !Arc::ptr_eq(new, old) && new.content_hash != old.content_hash
+                        }
+                        (new, old) => new.is_some() != old.is_some(),
+                    }
                 })
-                .map(|(key, _)| key.clone())
+                .map(|r| r.key.clone())
                 .collect();
         }
         let hash = |snap: &Snapshot, r: &manifest::Resource| {

@@ -163,9 +163,45 @@ pub struct Record {
 impl Record {
     /// Whether `other` is this record with at most a different `last_reconciled`.
     pub fn same_apart_from_time(&self, other: &Record) -> bool {
-        let mut restamped = other.clone();
-        restamped.last_reconciled.clone_from(&self.last_reconciled);
-        *self == restamped
+        // Destructured in full (no `..`): a field added to Record must be placed here, so it
+        // can never be forgotten by the pass's write-on-change check. No clone per record.
+        let Record {
+            kind,
+            existing,
+            protected,
+            state,
+            message,
+            desired_hash,
+            applied,
+            observed,
+            create_pending,
+            last_error,
+            error_codes,
+            failures,
+            next_retry,
+            created_at,
+            open_drift,
+            drift_count,
+            drift_history,
+            last_reconciled: _,
+        } = self;
+        *kind == other.kind
+            && *existing == other.existing
+            && *protected == other.protected
+            && *state == other.state
+            && *message == other.message
+            && *desired_hash == other.desired_hash
+            && *applied == other.applied
+            && *observed == other.observed
+            && *create_pending == other.create_pending
+            && *last_error == other.last_error
+            && *error_codes == other.error_codes
+            && *failures == other.failures
+            && *next_retry == other.next_retry
+            && *created_at == other.created_at
+            && *open_drift == other.open_drift
+            && *drift_count == other.drift_count
+            && *drift_history == other.drift_history
     }
 
     /// When this resource was last reconciled, given when the last complete pass ran

@@ -3,7 +3,8 @@
 
 use crate::cloudflare::ClientConfig;
 use crate::manifest::{self, DriftMode, LoadError};
-use crate::runtime::controller::{Change, Policy};
+use crate::runtime::change::{Action, Change};
+use crate::runtime::controller::Policy;
 use crate::runtime::daemon::{self, DaemonError, ProviderConfig, RunConfig};
 use crate::status;
 use crate::store::Store;
@@ -488,7 +489,7 @@ fn cmd_plan(args: PlanArgs) -> i32 {
                     println!("    {d}");
                 }
             }
-            let errors = changes.iter().any(|c| c.action == "refuse");
+            let errors = changes.iter().any(|c| c.action == Action::Refuse);
             if errors {
                 EXIT_USAGE
             } else {

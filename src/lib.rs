@@ -30,5 +30,6 @@ pub mod sdnotify;
 pub mod source;
 pub mod status;
 pub mod store;
+pub mod time;
 pub mod watch;
 pub mod worker;

@@ -78,6 +78,15 @@ impl Snapshot {
         self.cache.get(&spec.entry_path).map(|c| &c.bundle)
     }
 
+    /// The fingerprint of `resource`'s desired spec in this snapshot (its built modules
+    /// included), for change detection.
+    pub fn spec_hash(&self, resource: &manifest::Resource) -> String {
+        manifest::spec_hash(
+            &resource.spec,
+            self.bundle(&resource.key).map(|b| b.content_hash.as_str()),
+        )
+    }
+
     /// The built modules of the worker declared under `key` (None for anything else).
     pub fn bundle(&self, key: &ResourceKey) -> Option<&Arc<WorkerBundle>> {
         match &self.desired.resource(key)?.spec {
@@ -115,12 +124,7 @@ impl Snapshot {
                 .map(|r| r.key.clone())
                 .collect();
         }
-        let hash = |snap: &Snapshot, r: &manifest::Resource| {
-            crate::runtime::controller::spec_hash(
-                &r.spec,
-                snap.bundle(&r.key).map(|b| b.content_hash.as_str()),
-            )
-        };
+        let hash = |snap: &Snapshot, r: &manifest::Resource| snap.spec_hash(r);
         self.desired
             .resources()
             .filter(|r| {

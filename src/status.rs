@@ -13,7 +13,7 @@ pub fn status_json(store: &Store, stage: Option<&str>) -> Result<Value, StoreErr
         if stage.is_some_and(|s| s != key.stage) {
             continue;
         }
-        resources.push(resource_json(&key, &rec, last_pass.as_deref()));
+        resources.push(resource_json(&key, &rec, last_pass));
     }
     Ok(json!({
         "resources": resources,
@@ -24,23 +24,10 @@ pub fn status_json(store: &Store, stage: Option<&str>) -> Result<Value, StoreErr
 fn resource_json(
     key: &crate::manifest::ResourceKey,
     rec: &Record,
-    last_pass: Option<&str>,
+    last_pass: Option<crate::time::Timestamp>,
 ) -> Value {
-    let output = match rec.kind.as_str() {
-        "kv" => rec
-            .observed
-            .namespace_id
-            .as_ref()
-            .map(|id| json!({ "type": "kv", "name": key.name, "namespaceId": id })),
-        _ => rec.observed.etag.as_ref().map(|etag| {
-            json!({
-                "type": "worker",
-                "name": key.name,
-                "scriptName": key.provider_name(),
-                "etag": etag,
-            })
-        }),
-    };
+    let kind = rec.kind();
+    let output = crate::resources::output(kind, key, &rec.status);
     let last = rec
         .drift_history
         .last()
@@ -49,7 +36,7 @@ fn resource_json(
         "app": key.app,
         "stage": key.stage,
         "name": key.name,
-        "type": rec.kind,
+        "type": kind.type_name(),
         "state": rec.state.as_str(),
         "output": output,
         "lastReconciled": rec.reconciled_at(last_pass),

@@ -6,6 +6,8 @@
 //! caller goes on; the others are flushed at the end of each pass.
 
 use crate::manifest::ResourceKey;
+use crate::resources::{Kind, Status};
+use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -60,44 +62,10 @@ impl State {
 /// One detected drift: when, and what differed (one line per field).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DriftEvent {
-    /// RFC 3339.
-    pub at: String,
+    pub at: Timestamp,
     pub changes: Vec<String>,
     /// Whether it was corrected (`correct` mode) or only reported.
     pub corrected: bool,
-}
-
-/// What lumierd last saw of the remote object.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Observed {
-    /// KV namespace id.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub namespace_id: Option<String>,
-    /// KV namespace title.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub title: Option<String>,
-    /// Script etag and modified_on, as the script list shows them.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub etag: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub modified_on: Option<String>,
-}
-
-/// The spec lumierd last applied (secrets never included).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Applied {
-    /// Hash of the whole desired spec.
-    pub spec_hash: String,
-    /// Worker: hash of the uploaded modules and their names.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub content_hash: Option<String>,
-    /// Worker: binding name → `kv:<namespace id>` or `text:<value>`.
-    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
-    pub bindings: std::collections::BTreeMap<String, String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub compatibility_date: Option<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub compatibility_flags: Vec<String>,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -113,8 +81,9 @@ fn is_zero<T: Default + PartialEq>(n: &T) -> bool {
 /// by sled, so every byte counts ten thousand times.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Record {
-    /// `kv` or `worker`.
-    pub kind: String,
+    /// The kind's own state (what it observed and applied), tagged `kind`: `kv` or `worker`.
+    #[serde(flatten)]
+    pub status: Status,
     /// Whether the resource is an `existing` namespace (never created or deleted).
     #[serde(default, skip_serializing_if = "is_false")]
     pub existing: bool,
@@ -128,10 +97,6 @@ pub struct Record {
     /// Hash of the desired spec seen last.
     #[serde(default)]
     pub desired_hash: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub applied: Option<Applied>,
-    #[serde(default)]
-    pub observed: Observed,
     /// Set (and flushed) before a non-idempotent create; cleared once the result is recorded.
     #[serde(default, skip_serializing_if = "is_false")]
     pub create_pending: bool,
@@ -143,14 +108,13 @@ pub struct Record {
     /// Consecutive failures (drives backoff); 0 after a success.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub failures: u32,
-    /// RFC 3339: when the next retry is due, while failing.
+    /// When the next retry is due, while failing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub next_retry: Option<String>,
-    /// RFC 3339.
+    pub next_retry: Option<Timestamp>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_reconciled: Option<String>,
+    pub last_reconciled: Option<Timestamp>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub created_at: Option<String>,
+    pub created_at: Option<Timestamp>,
     /// The drift lines currently standing (report mode), so one drift is recorded once.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub open_drift: Vec<String>,
@@ -161,19 +125,22 @@ pub struct Record {
 }
 
 impl Record {
+    /// The recorded resource's kind.
+    pub fn kind(&self) -> Kind {
+        Kind::of_record(&self.status, self.existing)
+    }
+
     /// Whether `other` is this record with at most a different `last_reconciled`.
     pub fn same_apart_from_time(&self, other: &Record) -> bool {
         // Destructured in full (no `..`): a field added to Record must be placed here, so it
         // can never be forgotten by the pass's write-on-change check. No clone per record.
         let Record {
-            kind,
+            status,
             existing,
             protected,
             state,
             message,
             desired_hash,
-            applied,
-            observed,
             create_pending,
             last_error,
             error_codes,
@@ -185,14 +152,12 @@ impl Record {
             drift_history,
             last_reconciled: _,
         } = self;
-        *kind == other.kind
+        *status == other.status
             && *existing == other.existing
             && *protected == other.protected
             && *state == other.state
             && *message == other.message
             && *desired_hash == other.desired_hash
-            && *applied == other.applied
-            && *observed == other.observed
             && *create_pending == other.create_pending
             && *last_error == other.last_error
             && *error_codes == other.error_codes
@@ -205,16 +170,15 @@ impl Record {
     }
 
     /// When this resource was last reconciled, given when the last complete pass ran
-    /// (`last_pass`, RFC 3339): a healthy record is not rewritten by a pass that changes
-    /// nothing, so that pass's time stands for it. A failing or waiting one was not
-    /// necessarily reconciled by that pass, and keeps its own time.
-    pub fn reconciled_at<'a>(&'a self, last_pass: Option<&'a str>) -> Option<&'a str> {
-        let own = self.last_reconciled.as_deref();
+    /// (`last_pass`): a healthy record is not rewritten by a pass that changes nothing, so
+    /// that pass's time stands for it. A failing or waiting one was not necessarily
+    /// reconciled by that pass, and keeps its own time.
+    pub fn reconciled_at(&self, last_pass: Option<Timestamp>) -> Option<Timestamp> {
+        let own = self.last_reconciled;
         let healthy = matches!(self.state, State::Ready | State::Drifted)
             && self.failures == 0
             && self.next_retry.is_none();
         match (own, last_pass) {
-            // RFC 3339 in UTC with the same precision: the text orders like the time.
             (Some(own), Some(pass)) if healthy && pass > own => Some(pass),
             (own, _) => own,
         }
@@ -371,16 +335,16 @@ impl Store {
         Ok(())
     }
 
-    /// When the last complete pass started (RFC 3339), if one has run.
-    pub fn last_pass(&self) -> Result<Option<String>, StoreError> {
+    /// When the last complete pass started, if one has run.
+    pub fn last_pass(&self) -> Result<Option<Timestamp>, StoreError> {
         Ok(self
             .meta
             .get("last_pass")?
-            .map(|v| String::from_utf8_lossy(&v).into_owned()))
+            .and_then(|v| Timestamp::parse(&String::from_utf8_lossy(&v))))
     }
 
-    pub fn set_last_pass(&self, at: &str) -> Result<(), StoreError> {
-        self.meta.insert("last_pass", at.as_bytes())?;
+    pub fn set_last_pass(&self, at: Timestamp) -> Result<(), StoreError> {
+        self.meta.insert("last_pass", at.to_string().as_bytes())?;
         Ok(())
     }
 
@@ -393,6 +357,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::resources::kv_namespace::{KvObserved, KvStatus};
 
     fn key(name: &str) -> ResourceKey {
         ResourceKey {
@@ -407,12 +372,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let store = Store::open(dir.path()).unwrap();
-            let mut r = Record {
-                kind: "kv".into(),
+            let r = Record {
+                status: Status::Kv(KvStatus {
+                    observed: KvObserved {
+                        namespace_id: None,
+                        title: Some("shop-prod-cache".into()),
+                    },
+                }),
                 create_pending: true,
                 ..Record::default()
             };
-            r.observed.title = Some("shop-prod-cache".into());
             store.put_durable(&key("cache"), &r).unwrap();
             store.put(&key("api"), &Record::default()).unwrap();
             store.set_load_error(Some("bad.yaml:1:1: oops")).unwrap();
@@ -423,7 +392,10 @@ mod tests {
         assert_eq!(all.len(), 2);
         let cache = store.get(&key("cache")).unwrap().unwrap();
         assert!(cache.create_pending);
-        assert_eq!(cache.observed.title.as_deref(), Some("shop-prod-cache"));
+        let Status::Kv(kv) = &cache.status else {
+            panic!("{cache:?}")
+        };
+        assert_eq!(kv.observed.title.as_deref(), Some("shop-prod-cache"));
         assert_eq!(
             store.load_error().unwrap().as_deref(),
             Some("bad.yaml:1:1: oops")
@@ -450,7 +422,7 @@ mod tests {
 
     #[test]
     fn a_pass_that_changes_nothing_stands_for_healthy_records_only() {
-        let at = |t: &str| Some(t.to_string());
+        let at = |t: &str| Timestamp::parse(t);
         let ready = Record {
             state: State::Ready,
             last_reconciled: at("2026-11-25T10:00:00Z"),
@@ -493,7 +465,11 @@ mod tests {
             (&Record::default(), Some("2026-11-25T11:00:00Z"), None),
         ];
         for (i, (rec, pass, want)) in table.iter().enumerate() {
-            assert_eq!(rec.reconciled_at(*pass), *want, "row {i}");
+            assert_eq!(
+                rec.reconciled_at(pass.and_then(Timestamp::parse)),
+                want.and_then(Timestamp::parse),
+                "row {i}"
+            );
         }
     }
 
@@ -503,7 +479,11 @@ mod tests {
         let old = r#"{"key":{"app":"a","stage":"s","name":"kv"},"kind":"kv","existing":false,"protected":true,"state":"Ready","message":"","desired_hash":"h","observed":{"namespace_id":"id"},"create_pending":false,"error_codes":[],"failures":0,"last_reconciled":"2026-11-25T22:34:44Z","drift_count":0,"drift_history":[]}"#;
         let rec: Record = serde_json::from_str(old).unwrap();
         assert!(rec.protected);
-        assert_eq!(rec.observed.namespace_id.as_deref(), Some("id"));
+        assert_eq!(rec.kind(), Kind::KvNamespace);
+        let Status::Kv(kv) = &rec.status else {
+            panic!("{rec:?}")
+        };
+        assert_eq!(kv.observed.namespace_id.as_deref(), Some("id"));
         let now = serde_json::to_string(&rec).unwrap();
         assert!(
             !now.contains("\"key\"") && !now.contains("error_codes"),
@@ -512,18 +492,54 @@ mod tests {
         assert_eq!(serde_json::from_str::<Record>(&now).unwrap(), rec);
     }
 
+    /// `tests/data/v1-state` is the state folder the v1 binary (before the kind contract) left
+    /// after `run --once --manifests examples`: every record still reads, as its kind.
+    #[test]
+    fn a_store_written_by_v1_reads_with_typed_kind_state() {
+        use crate::resources::worker_script::WorkerStatus;
+        let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/v1-state");
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("db/blobs")).unwrap();
+        for f in ["conf", "db"] {
+            std::fs::copy(fixture.join("db").join(f), dir.path().join("db").join(f)).unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        let records = store.all().unwrap();
+        assert_eq!(records.len(), 6, "{records:?}");
+        for (key, rec) in &records {
+            assert_eq!(rec.state, State::Ready, "{key}");
+            assert!(rec.last_reconciled.is_some() || store.last_pass().unwrap().is_some());
+            match (key.name.as_str(), rec.kind(), &rec.status) {
+                ("api", Kind::WorkerScript, Status::Worker(WorkerStatus { observed, applied })) => {
+                    let applied = applied.as_ref().expect("v1 recorded what it uploaded");
+                    assert_eq!(applied.content_hash.len(), 64, "{applied:?}");
+                    assert!(applied.bindings.contains_key("CACHE"), "{applied:?}");
+                    assert_eq!(applied.compatibility_date, "2025-01-01");
+                    assert!(observed.etag.is_some() && observed.modified_on.is_some());
+                }
+                ("legacy", Kind::KvExisting, Status::Kv(kv))
+                | ("cache", Kind::KvNamespace, Status::Kv(kv)) => {
+                    assert!(kv.observed.namespace_id.is_some(), "{key}: {kv:?}")
+                }
+                other => panic!("unexpected record {other:?}"),
+            }
+        }
+    }
+
     #[test]
     fn drift_history_is_bounded() {
         let mut r = Record::default();
         for i in 0..30 {
             r.push_drift(DriftEvent {
-                at: i.to_string(),
+                at: Timestamp::from(
+                    std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(i),
+                ),
                 changes: vec![],
                 corrected: true,
             });
         }
         assert_eq!(r.drift_count, 30);
         assert_eq!(r.drift_history.len(), DRIFT_HISTORY);
-        assert_eq!(r.drift_history[0].at, "10");
+        assert_eq!(r.drift_history[0].at.to_string(), "1970-01-01T00:00:10Z");
     }
 }

@@ -7,6 +7,7 @@
 mod decode;
 mod desired;
 mod discover;
+mod hash;
 mod names;
 pub mod schema;
 pub mod yaml;
@@ -16,6 +17,7 @@ pub use desired::{
     Stage, StageKey, WorkerSpec, DEFAULT_COMPATIBILITY_DATE,
 };
 pub use discover::{MAX_FILES, MAX_FILE_BYTES};
+pub use hash::spec_hash;
 pub use yaml::Pos;
 
 use decode::{DocDecl, KindDecl};

@@ -1,110 +1,226 @@
-//! One file per resource kind: how to observe, create, update and delete it. No policy here:
-//! the controller decides (see `runtime::plan`), these act. Every verb is idempotent except
-//! `kv_namespace::create`, which the controller guards with a flushed create-pending marker.
+//! The resource kinds and the one contract each implements ([`Reconciler`]).
+//!
+//! A kind is one file here: its spec and status types, `observe` (never writes), its pure
+//! decision table ([`Reconciler::decide`], with table tests beside it), the verbs `create`,
+//! `update` and `delete` (idempotent, except a `create` marked [`Reconciler::CREATE_IS_PENDING`],
+//! which the controller guards with a flushed create-pending marker), its status output and its
+//! dependency edges. No policy lives in a kind: ordering, concurrency, backoff, drift policy,
+//! prune, ownership gates and store writes belong to `runtime::controller`, which is generic
+//! over kinds and names none of them.
+//!
+//! Adding a kind: one file implementing [`Reconciler`], one variant of [`Kind`] and of
+//! [`Status`], and one line in [`with_kind!`] and [`with_record_kind!`] (the lists below).
 
+pub mod decision;
+mod index;
 pub mod kv_existing;
 pub mod kv_namespace;
 pub mod worker_script;
 
-use crate::cloudflare::types::{Namespace, ScriptSummary};
+pub use decision::Decision;
+pub use index::RemoteIndex;
 
-/// What the list endpoints showed at the start of a pass: the only reads most passes make.
-///
-/// Sorted vectors searched by halving, not hash maps keyed by copies of the ids and titles:
-/// at 5,000 namespaces and 5,000 scripts that is ~1 MB less per pass, for lookups that are
-/// still O(log n).
-#[derive(Debug, Default, Clone)]
-pub struct RemoteIndex {
-    /// Sorted by id.
-    namespaces: Vec<Namespace>,
-    /// Positions in `namespaces`, sorted by title.
-    by_title: Vec<u32>,
-    /// Sorted by name (`id`).
-    scripts: Vec<ScriptSummary>,
+use crate::cloudflare::{ApiError, Client};
+use crate::manifest::{DriftMode, ResourceKey};
+use crate::source::Snapshot;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// A resource kind, as recorded. `type_name` is what manifests and status call it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kind {
+    /// `KV("name")`: a namespace lumierd creates and owns.
+    KvNamespace,
+    /// `KV.existing("name", { id })`: observed and bound, never created, renamed or deleted.
+    KvExisting,
+    /// `Worker("name", { entry, bindings })`.
+    WorkerScript,
 }
 
-impl RemoteIndex {
-    pub fn new(mut namespaces: Vec<Namespace>, mut scripts: Vec<ScriptSummary>) -> RemoteIndex {
-        namespaces.sort_unstable_by(|a, b| a.id.cmp(&b.id));
-        namespaces.dedup_by(|a, b| a.id == b.id);
-        let mut by_title: Vec<u32> = (0..namespaces.len())
-            .filter_map(|i| u32::try_from(i).ok())
-            .collect();
-        by_title.sort_by(|&a, &b| {
-            namespaces[a as usize]
-                .title
-                .cmp(&namespaces[b as usize].title)
-        });
-        scripts.sort_unstable_by(|a, b| a.id.cmp(&b.id));
-        scripts.dedup_by(|a, b| a.id == b.id);
-        RemoteIndex {
-            namespaces,
-            by_title,
-            scripts,
+impl Kind {
+    /// The kind of a record: its status's tag, and `existing` for namespaces.
+    pub fn of_record(status: &Status, existing: bool) -> Kind {
+        match status {
+            Status::Kv(_) if existing => Kind::KvExisting,
+            Status::Kv(_) => Kind::KvNamespace,
+            Status::Worker(_) => Kind::WorkerScript,
         }
     }
 
-    /// The namespace with this id, if listed.
-    pub fn namespace(&self, id: &str) -> Option<&Namespace> {
-        let i = self
-            .namespaces
-            .binary_search_by(|n| n.id.as_str().cmp(id))
-            .ok()?;
-        self.namespaces.get(i)
-    }
-
-    /// The id of the namespace titled `title`, if listed (titles are unique per account).
-    pub fn namespace_id_by_title(&self, title: &str) -> Option<&str> {
-        let i = self
-            .by_title
-            .binary_search_by(|&i| self.namespaces[i as usize].title.as_str().cmp(title))
-            .ok()?;
-        Some(self.namespaces[self.by_title[i] as usize].id.as_str())
-    }
-
-    /// The script with this name, if listed.
-    pub fn script(&self, name: &str) -> Option<&ScriptSummary> {
-        let i = self
-            .scripts
-            .binary_search_by(|s| s.id.as_str().cmp(name))
-            .ok()?;
-        self.scripts.get(i)
+    /// `kv` or `worker`: the `type` of manifests and status.
+    pub fn type_name(self) -> &'static str {
+        match self {
+            Kind::KvNamespace | Kind::KvExisting => "kv",
+            Kind::WorkerScript => "worker",
+        }
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// What one kind keeps between passes in its record: what it last observed and applied.
+/// Stored flattened into the record, tagged by `kind` (the layout v1 wrote).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind")]
+pub enum Status {
+    #[serde(rename = "kv")]
+    Kv(kv_namespace::KvStatus),
+    #[serde(rename = "worker")]
+    Worker(worker_script::WorkerStatus),
+}
 
-    #[test]
-    fn lookups_find_what_the_lists_showed() {
-        let ns = |id: &str, title: &str| Namespace {
-            id: id.into(),
-            title: title.into(),
-            supports_url_encoding: None,
-        };
-        let script = |id: &str| ScriptSummary {
-            id: id.into(),
-            etag: format!("etag-{id}"),
-            modified_on: String::new(),
-            tags: None,
-        };
-        let index = RemoteIndex::new(
-            vec![ns("c", "alpha"), ns("a", "zulu"), ns("b", "mike")],
-            vec![script("w2"), script("w1")],
-        );
-        assert_eq!(index.namespace("a").map(|n| n.title.as_str()), Some("zulu"));
-        assert_eq!(index.namespace("d"), None);
-        for (title, id) in [
-            ("alpha", Some("c")),
-            ("mike", Some("b")),
-            ("zulu", Some("a")),
-            ("x", None),
-        ] {
-            assert_eq!(index.namespace_id_by_title(title), id, "{title}");
-        }
-        assert_eq!(index.script("w1").map(|s| s.etag.as_str()), Some("etag-w1"));
-        assert_eq!(index.script("w3"), None);
-        assert!(RemoteIndex::default().namespace("a").is_none());
+impl Default for Status {
+    fn default() -> Status {
+        Status::Kv(kv_namespace::KvStatus::default())
     }
+}
+
+/// What a kind gets for one reconcile.
+pub struct Ctx<'a> {
+    pub client: &'a Client,
+    /// The account's namespaces and scripts, listed at the start of the pass.
+    pub index: &'a RemoteIndex,
+    pub key: &'a ResourceKey,
+    /// Whether acting is allowed (false under `plan`): observe may use it to skip reads whose
+    /// only use is an act.
+    pub act: bool,
+}
+
+/// What the resources a kind depends on published in this pass: dependency name (in the same
+/// stage) → its published value (a namespace id).
+pub type Bound = BTreeMap<String, String>;
+
+/// The contract of one resource kind. Every method but the verbs is pure.
+pub trait Reconciler {
+    /// The declared spec (as the manifest holds it).
+    type Spec: ?Sized;
+    /// The spec resolved for this pass: dependencies bound, sources built.
+    type Desired;
+    /// What the record keeps for this kind (see [`Status`]).
+    type Status: Clone + Default;
+    /// What `observe` saw.
+    type Observation;
+
+    const KIND: Kind;
+    /// Whether `create` is not idempotent: the controller flushes a create-pending marker
+    /// before it, so that a crash in between is resolved by [`Decision::Adopt`], never by a
+    /// second object.
+    const CREATE_IS_PENDING: bool = false;
+    /// Whether the object outlives its declaration: a removed resource of this kind is only
+    /// forgotten, never deleted.
+    const NEVER_DELETED: bool = false;
+    /// Prune order, lower first: a kind that binds others goes before what it binds.
+    const DELETE_RANK: u8 = 1;
+
+    /// Names (in the same stage) of the resources this one binds, sorted, without repeats.
+    fn dependencies(spec: &Self::Spec) -> Vec<&str>;
+
+    /// Resolves the spec for this pass; `Err` is why it cannot be (nothing to act on yet).
+    fn desired(
+        key: &ResourceKey,
+        spec: &Self::Spec,
+        snap: &Snapshot,
+        bound: &Bound,
+    ) -> Result<Self::Desired, String>;
+
+    /// The typed status inside a record's [`Status`], if it is this kind's.
+    fn status(status: &Status) -> Option<&Self::Status>;
+    fn wrap(status: Self::Status) -> Status;
+    /// What dependents bind to (a namespace id), once this resource is ready.
+    fn published(status: &Self::Status) -> Option<String>;
+
+    /// Reads what the provider has. Never writes.
+    #[allow(async_fn_in_trait)]
+    async fn observe(
+        cx: &Ctx<'_>,
+        desired: &Self::Desired,
+        status: &Self::Status,
+    ) -> Result<Self::Observation, ApiError>;
+
+    /// The pure decision table. `pending`: a create-pending marker is set.
+    fn decide(
+        key: &ResourceKey,
+        desired: &Self::Desired,
+        status: &Self::Status,
+        seen: &Self::Observation,
+        pending: bool,
+        mode: DriftMode,
+    ) -> Decision;
+
+    /// The status after the remote was found as desired (no write).
+    fn up_to_date(desired: &Self::Desired, status: Self::Status) -> Self::Status;
+    /// The status after adopting the object `id` found by its natural key.
+    fn adopt(desired: &Self::Desired, id: &str) -> Self::Status;
+
+    /// Creates the object (also after it was deleted out of band).
+    #[allow(async_fn_in_trait)]
+    async fn create(cx: &Ctx<'_>, desired: &Self::Desired) -> Result<Self::Status, ApiError>;
+    /// Puts the object back as desired (idempotent).
+    #[allow(async_fn_in_trait)]
+    async fn update(
+        cx: &Ctx<'_>,
+        desired: &Self::Desired,
+        status: &Self::Status,
+    ) -> Result<Self::Status, ApiError>;
+    /// Deletes the object; already gone is success. Called only for a recorded object.
+    #[allow(async_fn_in_trait)]
+    async fn delete(cx: &Ctx<'_>, status: &Self::Status) -> Result<(), ApiError>;
+
+    /// The status `output` object (CONTRACT.md), when there is something to show.
+    fn output(key: &ResourceKey, status: &Self::Status) -> Option<serde_json::Value>;
+}
+
+/// Runs `$body` with `$K` the [`Reconciler`] of a `manifest::ResourceSpec` and `$spec` its
+/// spec: the one list of kinds by spec.
+#[macro_export]
+macro_rules! with_kind {
+    ($resource_spec:expr, |$K:ident, $spec:ident| $body:expr) => {
+        match $resource_spec {
+            $crate::manifest::ResourceSpec::Kv => {
+                type $K = $crate::resources::kv_namespace::KvNamespace;
+                let $spec = &();
+                $body
+            }
+            $crate::manifest::ResourceSpec::KvExisting { id } => {
+                type $K = $crate::resources::kv_existing::KvExisting;
+                let $spec: &str = id.as_str();
+                $body
+            }
+            $crate::manifest::ResourceSpec::Worker(w) => {
+                type $K = $crate::resources::worker_script::WorkerScript;
+                let $spec = w;
+                $body
+            }
+        }
+    };
+}
+
+/// Runs `$body` with `$K` the [`Reconciler`] of a recorded [`Kind`]: the one list of kinds
+/// by record (for what is no longer declared).
+#[macro_export]
+macro_rules! with_record_kind {
+    ($kind:expr, |$K:ident| $body:expr) => {
+        match $kind {
+            $crate::resources::Kind::KvNamespace => {
+                type $K = $crate::resources::kv_namespace::KvNamespace;
+                $body
+            }
+            $crate::resources::Kind::KvExisting => {
+                type $K = $crate::resources::kv_existing::KvExisting;
+                $body
+            }
+            $crate::resources::Kind::WorkerScript => {
+                type $K = $crate::resources::worker_script::WorkerScript;
+                $body
+            }
+        }
+    };
+}
+
+/// The kind of a declared spec.
+pub fn kind_of(spec: &crate::manifest::ResourceSpec) -> Kind {
+    with_kind!(spec, |K, _spec| <K as Reconciler>::KIND)
+}
+
+/// The `output` object of a recorded resource.
+pub fn output(kind: Kind, key: &ResourceKey, status: &Status) -> Option<serde_json::Value> {
+    with_record_kind!(kind, |K| K::status(status).and_then(|s| K::output(key, s)))
 }

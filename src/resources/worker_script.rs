@@ -1,13 +1,48 @@
 //! A Worker script (`Worker("name", { entry, bindings })`), named `{app}-{stage}-{name}` and
 //! tagged `lumierd:{app}:{stage}:{name}` so lumierd can tell its own scripts from others'.
 
-use super::RemoteIndex;
-use crate::cloudflare::types::{Binding, Module, Script, ScriptMetadata, ScriptSettings};
-use crate::cloudflare::{ApiError, Client, ErrorKind, ScriptUpload};
-use crate::manifest::ResourceKey;
-use crate::runtime::plan::{ScriptSeen, WorkerFacts};
-use crate::store::Observed;
+use super::decision::drifted;
+use super::{Bound, Ctx, Decision, Kind, Reconciler, Status};
+use crate::cloudflare::types::{Binding, Module, ScriptMetadata, ScriptSettings};
+use crate::cloudflare::{ApiError, ErrorKind, ScriptUpload};
+use crate::manifest::{BindingSpec, DriftMode, ResourceKey, WorkerSpec};
+use crate::source::Snapshot;
 use crate::worker::WorkerBundle;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// The kind.
+pub struct WorkerScript;
+
+/// What a worker's record keeps.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerStatus {
+    #[serde(default)]
+    pub observed: ScriptObserved,
+    /// What lumierd last uploaded (None: never uploaded, or state lost).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applied: Option<WorkerFacts>,
+}
+
+/// The script as the list showed it after lumierd's last upload.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScriptObserved {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etag: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub modified_on: Option<String>,
+}
+
+/// A worker resolved for one pass.
+pub struct WorkerDesired {
+    /// The provider name.
+    pub script: String,
+    pub tag: String,
+    pub facts: WorkerFacts,
+    pub bindings: Vec<Binding>,
+    pub bundle: Arc<WorkerBundle>,
+}
 
 /// The ownership tag of the script for `key`.
 pub fn ownership_tag(key: &ResourceKey) -> String {
@@ -39,70 +74,437 @@ fn facts_of(settings: &ScriptSettings, content_hash: String) -> WorkerFacts {
     }
 }
 
-/// What the remote script looks like relative to what lumierd recorded. Reads settings and
-/// content only when the list shows the script changed since lumierd last saw it.
-pub async fn observe(
-    client: &Client,
-    index: &RemoteIndex,
-    key: &ResourceKey,
-    observed: &Observed,
-    applied: Option<&WorkerFacts>,
-) -> Result<ScriptSeen, ApiError> {
-    let name = key.provider_name();
-    let Some(script) = index.script(&name) else {
-        return Ok(ScriptSeen::Absent);
-    };
-    let Some(applied) = applied else {
-        let tag = ownership_tag(key);
-        let owned = script.tags.as_ref().is_some_and(|t| t.contains(&tag));
-        return Ok(ScriptSeen::Unrecorded { owned });
-    };
-    let same_etag = observed.etag.as_deref() == Some(script.etag.as_str());
-    if same_etag && observed.modified_on.as_deref() == Some(script.modified_on.as_str()) {
-        return Ok(ScriptSeen::Unchanged);
+impl Reconciler for WorkerScript {
+    type Spec = WorkerSpec;
+    type Desired = WorkerDesired;
+    type Status = WorkerStatus;
+    type Observation = ScriptSeen;
+
+    const KIND: Kind = Kind::WorkerScript;
+    const DELETE_RANK: u8 = 0;
+
+    fn dependencies(spec: &WorkerSpec) -> Vec<&str> {
+        spec.kv_dependencies()
     }
-    let settings = client.get_settings(&name).await?;
-    let content_hash = if same_etag {
-        applied.content_hash.clone()
-    } else {
-        let content = client.get_content(&name).await?;
-        let main = content.main_module.unwrap_or_default();
-        let mut modules = content.modules;
-        modules.sort_by(|a, b| a.name.cmp(&b.name));
-        crate::worker::content_hash(&main, &modules)
-    };
-    Ok(ScriptSeen::Changed {
-        facts: facts_of(&settings, content_hash),
-    })
+
+    fn desired(
+        key: &ResourceKey,
+        spec: &WorkerSpec,
+        snap: &Snapshot,
+        bound: &Bound,
+    ) -> Result<WorkerDesired, String> {
+        let bundle = snap
+            .worker_bundle(spec)
+            .ok_or_else(|| "the worker's modules were not built".to_owned())?;
+        let mut bindings = Vec::with_capacity(spec.bindings.len());
+        let mut facts = BTreeMap::new();
+        for (name, b) in spec.bindings.iter() {
+            match b {
+                BindingSpec::Kv(target) => {
+                    let id = bound.get(target).cloned().unwrap_or_default();
+                    facts.insert(name.clone(), format!("kv:{id}"));
+                    bindings.push(Binding::KvNamespace {
+                        name: name.clone(),
+                        namespace_id: id,
+                    });
+                }
+                BindingSpec::Text(text) => {
+                    facts.insert(name.clone(), format!("text:{text}"));
+                    bindings.push(Binding::PlainText {
+                        name: name.clone(),
+                        text: text.clone(),
+                    });
+                }
+            }
+        }
+        Ok(WorkerDesired {
+            script: key.provider_name(),
+            tag: ownership_tag(key),
+            facts: WorkerFacts {
+                content_hash: bundle.content_hash.clone(),
+                bindings: facts,
+                compatibility_date: spec.compatibility_date.clone(),
+                compatibility_flags: spec.compatibility_flags.clone(),
+            },
+            bindings,
+            bundle: Arc::clone(bundle),
+        })
+    }
+
+    fn status(status: &Status) -> Option<&WorkerStatus> {
+        match status {
+            Status::Worker(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    fn wrap(status: WorkerStatus) -> Status {
+        Status::Worker(status)
+    }
+
+    fn published(_: &WorkerStatus) -> Option<String> {
+        None
+    }
+
+    /// Reads settings and content only when the list shows the script changed since lumierd
+    /// last saw it.
+    async fn observe(
+        cx: &Ctx<'_>,
+        desired: &WorkerDesired,
+        status: &WorkerStatus,
+    ) -> Result<ScriptSeen, ApiError> {
+        let name = &desired.script;
+        let Some(script) = cx.index.script(name) else {
+            return Ok(ScriptSeen::Absent);
+        };
+        let Some(applied) = &status.applied else {
+            let owned = script
+                .tags
+                .as_ref()
+                .is_some_and(|t| t.contains(&desired.tag));
+            return Ok(ScriptSeen::Unrecorded { owned });
+        };
+        let observed = &status.observed;
+        let same_etag = observed.etag.as_deref() == Some(script.etag.as_str());
+        if same_etag && observed.modified_on.as_deref() == Some(script.modified_on.as_str()) {
+            return Ok(ScriptSeen::Unchanged);
+        }
+        let settings = cx.client.get_settings(name).await?;
+        let content_hash = if same_etag {
+            applied.content_hash.clone()
+        } else {
+            let content = cx.client.get_content(name).await?;
+            let main = content.main_module.unwrap_or_default();
+            let mut modules = content.modules;
+            modules.sort_by(|a, b| a.name.cmp(&b.name));
+            crate::worker::content_hash(&main, &modules)
+        };
+        Ok(ScriptSeen::Changed {
+            facts: facts_of(&settings, content_hash),
+        })
+    }
+
+    fn decide(
+        _: &ResourceKey,
+        desired: &WorkerDesired,
+        status: &WorkerStatus,
+        seen: &ScriptSeen,
+        _: bool,
+        mode: DriftMode,
+    ) -> Decision {
+        decide_script(
+            &desired.script,
+            status.applied.as_ref(),
+            &desired.facts,
+            seen,
+            mode,
+        )
+    }
+
+    fn up_to_date(_: &WorkerDesired, status: WorkerStatus) -> WorkerStatus {
+        status
+    }
+
+    fn adopt(_: &WorkerDesired, _: &str) -> WorkerStatus {
+        WorkerStatus::default()
+    }
+
+    async fn create(cx: &Ctx<'_>, desired: &WorkerDesired) -> Result<WorkerStatus, ApiError> {
+        upload(cx, desired).await
+    }
+
+    async fn update(
+        cx: &Ctx<'_>,
+        desired: &WorkerDesired,
+        _: &WorkerStatus,
+    ) -> Result<WorkerStatus, ApiError> {
+        upload(cx, desired).await
+    }
+
+    async fn delete(cx: &Ctx<'_>, _: &WorkerStatus) -> Result<(), ApiError> {
+        let name = cx.key.provider_name();
+        if cx.index.script(&name).is_none() {
+            return Ok(());
+        }
+        match cx.client.delete_script(&name, false).await {
+            Err(e) if e.kind == ErrorKind::NotFound => Ok(()),
+            other => other,
+        }
+    }
+
+    fn output(key: &ResourceKey, status: &WorkerStatus) -> Option<serde_json::Value> {
+        status.observed.etag.as_ref().map(|etag| {
+            serde_json::json!({
+                "type": "worker",
+                "name": key.name,
+                "scriptName": key.provider_name(),
+                "etag": etag,
+            })
+        })
+    }
 }
 
 /// Uploads the whole script (idempotent: PUT by name).
-pub async fn upload(
-    client: &Client,
-    key: &ResourceKey,
-    bundle: &WorkerBundle,
-    bindings: Vec<Binding>,
-    compatibility_date: &str,
-    compatibility_flags: &[String],
-) -> Result<Script, ApiError> {
+async fn upload(cx: &Ctx<'_>, desired: &WorkerDesired) -> Result<WorkerStatus, ApiError> {
     let upload = ScriptUpload {
         metadata: ScriptMetadata {
-            main_module: Some(bundle.main_module.clone()),
-            bindings,
-            compatibility_date: Some(compatibility_date.to_owned()),
-            compatibility_flags: compatibility_flags.to_vec(),
-            tags: vec![ownership_tag(key)],
+            main_module: Some(desired.bundle.main_module.clone()),
+            bindings: desired.bindings.clone(),
+            compatibility_date: Some(desired.facts.compatibility_date.clone()),
+            compatibility_flags: desired.facts.compatibility_flags.clone(),
+            tags: vec![desired.tag.clone()],
             ..ScriptMetadata::default()
         },
-        modules: bundle.modules.iter().map(Module::clone).collect(),
+        modules: desired.bundle.modules.iter().map(Module::clone).collect(),
     };
-    client.upload_script(&key.provider_name(), &upload).await
+    let script = cx.client.upload_script(&desired.script, &upload).await?;
+    Ok(WorkerStatus {
+        observed: ScriptObserved {
+            etag: Some(script.etag),
+            modified_on: Some(script.modified_on),
+        },
+        applied: Some(desired.facts.clone()),
+    })
 }
 
-/// Deletes the script; already gone is success.
-pub async fn delete(client: &Client, name: &str) -> Result<(), ApiError> {
-    match client.delete_script(name, false).await {
-        Err(e) if e.kind == ErrorKind::NotFound => Ok(()),
-        other => other,
+/// A worker's spec in comparable form: what is applied (kept in its record), and what is
+/// desired. Stored as v1 stored `applied` (its `spec_hash` is no longer read).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct WorkerFacts {
+    #[serde(default)]
+    pub content_hash: String,
+    /// binding name → `kv:<namespace id>` | `text:<value>` | `<type>` for other kinds.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub bindings: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub compatibility_date: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub compatibility_flags: Vec<String>,
+}
+
+/// Field-level differences from `from` to `to`, one readable line each
+/// (`bindings.CACHE: kv:a → kv:b`). Plain-text values are shown; lumierd manages no secrets.
+pub fn worker_diff(from: &WorkerFacts, to: &WorkerFacts) -> Vec<String> {
+    let mut out = Vec::new();
+    if from.content_hash != to.content_hash {
+        out.push(format!(
+            "content: {} → {}",
+            short(&from.content_hash),
+            short(&to.content_hash)
+        ));
+    }
+    for (name, value) in &from.bindings {
+        match to.bindings.get(name) {
+            None => out.push(format!("bindings.{name}: {value} → (removed)")),
+            Some(v) if v != value => out.push(format!("bindings.{name}: {value} → {v}")),
+            Some(_) => {}
+        }
+    }
+    for (name, value) in &to.bindings {
+        if !from.bindings.contains_key(name) {
+            out.push(format!("bindings.{name}: (none) → {value}"));
+        }
+    }
+    if from.compatibility_date != to.compatibility_date {
+        out.push(format!(
+            "compatibility_date: {} → {}",
+            from.compatibility_date, to.compatibility_date
+        ));
+    }
+    if from.compatibility_flags != to.compatibility_flags {
+        out.push(format!(
+            "compatibility_flags: [{}] → [{}]",
+            from.compatibility_flags.join(", "),
+            to.compatibility_flags.join(", ")
+        ));
+    }
+    out
+}
+
+fn short(hash: &str) -> &str {
+    hash.get(..12).unwrap_or(hash)
+}
+
+/// What lumierd knows of a worker's remote script for this decision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ScriptSeen {
+    /// Not in the script list.
+    Absent,
+    /// In the list with the same etag and modified_on as recorded: unchanged since applied.
+    Unchanged,
+    /// In the list, changed since applied; `facts` were read from settings and content.
+    Changed { facts: WorkerFacts },
+    /// In the list, and lumierd has no record of applying it: `owned` says whether it carries
+    /// lumierd's tag for this resource.
+    Unrecorded { owned: bool },
+}
+
+/// A worker script.
+pub fn decide_script(
+    script: &str,
+    applied: Option<&WorkerFacts>,
+    desired: &WorkerFacts,
+    seen: &ScriptSeen,
+    mode: DriftMode,
+) -> Decision {
+    match (applied, seen) {
+        (None, ScriptSeen::Absent) => Decision::Create,
+        (None, ScriptSeen::Unrecorded { owned: true }) => Decision::Update {
+            changes: vec!["adopt: script carries lumierd's tag (state was lost or a run crashed); re-upload".into()],
+        },
+        (None, ScriptSeen::Unrecorded { owned: false }) | (None, _) => Decision::Refuse {
+            reason: format!(
+                "a Worker script named `{script}` already exists without lumierd's tag, so lumierd did not create it: \
+                 delete it, or rename the resource"
+            ),
+        },
+        (Some(_), ScriptSeen::Absent) => {
+            drifted(mode, vec![format!("script {script}: deleted out of band")], true)
+        }
+        (Some(applied), ScriptSeen::Unchanged) | (Some(applied), ScriptSeen::Unrecorded { .. }) => {
+            let changes = worker_diff(applied, desired);
+            if changes.is_empty() {
+                Decision::UpToDate
+            } else {
+                Decision::Update { changes }
+            }
+        }
+        (Some(applied), ScriptSeen::Changed { facts }) => {
+            let drift = worker_diff(applied, facts);
+            if drift.is_empty() {
+                let changes = worker_diff(applied, desired);
+                if changes.is_empty() {
+                    Decision::UpToDate
+                } else {
+                    Decision::Update { changes }
+                }
+            } else {
+                drifted(mode, drift, false)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use DriftMode::{Correct, Report};
+
+    fn facts(hash: &str, cache: &str) -> WorkerFacts {
+        WorkerFacts {
+            content_hash: hash.into(),
+            bindings: [
+                ("CACHE".to_string(), format!("kv:{cache}")),
+                ("STAGE".to_string(), "text:prod".to_string()),
+            ]
+            .into_iter()
+            .collect(),
+            compatibility_date: "2025-01-01".into(),
+            compatibility_flags: vec![],
+        }
+    }
+
+    #[test]
+    fn worker_table() {
+        let a = facts("aaaaaaaaaaaaaaaa", "ns1");
+        let edited = facts("bbbbbbbbbbbbbbbb", "ns1");
+        let rebound = facts("aaaaaaaaaaaaaaaa", "ns2");
+        let s = "app-prod-api";
+        assert_eq!(
+            decide_script(s, None, &a, &ScriptSeen::Absent, Correct),
+            Decision::Create
+        );
+        assert_eq!(
+            decide_script(s, Some(&a), &a, &ScriptSeen::Unchanged, Correct),
+            Decision::UpToDate
+        );
+        assert_eq!(
+            decide_script(s, Some(&a), &edited, &ScriptSeen::Unchanged, Correct),
+            Decision::Update {
+                changes: vec!["content: aaaaaaaaaaaa → bbbbbbbbbbbb".into()]
+            }
+        );
+        assert_eq!(
+            decide_script(
+                s,
+                Some(&a),
+                &a,
+                &ScriptSeen::Changed {
+                    facts: rebound.clone()
+                },
+                Correct
+            ),
+            Decision::Correct {
+                drift: vec!["bindings.CACHE: kv:ns1 → kv:ns2".into()],
+                recreate: false
+            }
+        );
+        assert_eq!(
+            decide_script(
+                s,
+                Some(&a),
+                &a,
+                &ScriptSeen::Changed { facts: rebound },
+                Report
+            ),
+            Decision::Report {
+                drift: vec!["bindings.CACHE: kv:ns1 → kv:ns2".into()]
+            }
+        );
+        // Re-uploaded with identical content and settings: nothing drifted.
+        assert_eq!(
+            decide_script(
+                s,
+                Some(&a),
+                &a,
+                &ScriptSeen::Changed { facts: a.clone() },
+                Correct
+            ),
+            Decision::UpToDate
+        );
+        assert_eq!(
+            decide_script(s, Some(&a), &a, &ScriptSeen::Absent, Correct),
+            Decision::Correct {
+                drift: vec![format!("script {s}: deleted out of band")],
+                recreate: true
+            }
+        );
+        assert!(matches!(
+            decide_script(
+                s,
+                None,
+                &a,
+                &ScriptSeen::Unrecorded { owned: false },
+                Correct
+            ),
+            Decision::Refuse { .. }
+        ));
+        assert!(matches!(
+            decide_script(
+                s,
+                None,
+                &a,
+                &ScriptSeen::Unrecorded { owned: true },
+                Correct
+            ),
+            Decision::Update { .. }
+        ));
+    }
+
+    #[test]
+    fn diff_lines() {
+        let mut from = facts("a", "ns1");
+        from.bindings.insert("OLD".into(), "text:x".into());
+        let mut to = facts("a", "ns1");
+        to.bindings.insert("NEW".into(), "text:y".into());
+        to.compatibility_flags = vec!["nodejs_compat".into()];
+        assert_eq!(
+            worker_diff(&from, &to),
+            vec![
+                "bindings.OLD: text:x → (removed)".to_string(),
+                "bindings.NEW: (none) → text:y".to_string(),
+                "compatibility_flags: [] → [nodejs_compat]".to_string(),
+            ]
+        );
     }
 }

@@ -6,7 +6,8 @@
 //! exits 0 within [`STOP_GRACE`]); SIGHUP reloads: rescan the manifests, make failing resources
 //! due now, and run a full pass.
 
-use super::controller::{Change, Controller, ControllerError, PassReport, Policy};
+use super::change::{Action, Change, PassReport};
+use super::controller::{Controller, ControllerError, Policy};
 use crate::admin::{self, AdminState};
 use crate::cloudflare::{Client, ClientConfig, RateLimit};
 use crate::local_api::{LocalApi, LocalApiConfig, LocalApiError};
@@ -628,10 +629,7 @@ async fn run_forever(
                     log_pass(&report, start.elapsed());
                     ops.first_pass_done();
                     if let Some(t) = report.next_retry {
-                        let wait = t
-                            .duration_since(std::time::SystemTime::now())
-                            .unwrap_or_default();
-                        retry_at = Some(Instant::now() + wait);
+                        retry_at = Some(Instant::now() + t.until());
                     }
                 }
                 Err(e) => {
@@ -687,11 +685,7 @@ async fn run_forever(
 
 fn print_changes(changes: &[Change]) {
     for c in changes {
-        if c.details.is_empty() {
-            println!("{} {}", c.action, c.key);
-        } else {
-            println!("{} {}: {}", c.action, c.key, c.details.join("; "));
-        }
+        println!("{c}");
     }
 }
 
@@ -735,7 +729,7 @@ pub async fn plan(cfg: RunConfig) -> Result<Vec<Change>, DaemonError> {
     for (key, bundle) in snap.bundles() {
         if let Some(c) = changes
             .iter_mut()
-            .find(|c| &c.key == key && (c.action == "create" || c.action == "update"))
+            .find(|c| &c.key == key && matches!(c.action, Action::Create | Action::Update))
         {
             c.details.extend(
                 crate::worker::describe(bundle)

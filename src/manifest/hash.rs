@@ -1,0 +1,42 @@
+//! The desired spec's fingerprint: a hash of what would be applied, for change detection.
+
+use super::{BindingSpec, ResourceSpec};
+use sha2::{Digest, Sha256};
+
+/// A hash of a resource's desired spec; `content_hash` is a worker's built modules' hash.
+/// Lowercase hex SHA-256; equal exactly when the spec (and the worker's modules) are equal.
+pub fn spec_hash(spec: &ResourceSpec, content_hash: Option<&str>) -> String {
+    let mut h = Sha256::new();
+    match spec {
+        ResourceSpec::Kv => h.update(b"kv"),
+        ResourceSpec::KvExisting { id } => {
+            h.update(b"kv-existing\0");
+            h.update(id.as_bytes());
+        }
+        ResourceSpec::Worker(w) => {
+            h.update(b"worker\0");
+            h.update(content_hash.unwrap_or("").as_bytes());
+            for (name, b) in &w.bindings {
+                h.update(b"\0");
+                h.update(name.as_bytes());
+                match b {
+                    BindingSpec::Kv(t) => {
+                        h.update(b"\0kv\0");
+                        h.update(t.as_bytes());
+                    }
+                    BindingSpec::Text(t) => {
+                        h.update(b"\0text\0");
+                        h.update(t.as_bytes());
+                    }
+                }
+            }
+            h.update(b"\0");
+            h.update(w.compatibility_date.as_bytes());
+            for f in &w.compatibility_flags {
+                h.update(b"\0");
+                h.update(f.as_bytes());
+            }
+        }
+    }
+    hex::encode(h.finalize())
+}

@@ -5,7 +5,8 @@ use crate::cloudflare::ClientConfig;
 use crate::manifest::{self, DriftMode, LoadError};
 use crate::runtime::change::{Action, Change};
 use crate::runtime::controller::Policy;
-use crate::runtime::daemon::{self, DaemonError, ProviderConfig, RunConfig};
+use crate::runtime::daemon::{self, DaemonError, RunConfig};
+use crate::runtime::provider::ProviderConfig;
 use crate::status;
 use crate::store::Store;
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -475,7 +476,7 @@ fn cmd_plan(args: PlanArgs) -> i32 {
             Duration::from_secs(300),
             Duration::ZERO,
         )?;
-        Ok(runtime()?.block_on(daemon::plan(cfg)))
+        Ok(runtime()?.block_on(crate::runtime::plan::plan(cfg)))
     })();
     match outcome {
         Ok(Ok(changes)) if changes.is_empty() => {

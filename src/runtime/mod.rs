@@ -1,6 +1,7 @@
 //! The reconcile runtime: the generic loop that owns policy (`controller`, with `order`,
-//! `board`, `prune` and `backoff`), what a pass reports (`change`), and the daemon wiring for
-//! `run` and `plan` (`daemon`).
+//! `board`, `prune` and `backoff`), what a pass reports (`change`), when a pass runs
+//! (`scheduler`), and the commands: `run` (`daemon`: the boot list and the loop, with
+//! `provider`, `ops` and `signals`) and `plan`.
 //!
 //! Contracts: a reconcile is not told why it runs (change, retry or resync), so it is
 //! idempotent; observing never writes; only the controller turns errors into backoff.
@@ -10,5 +11,10 @@ mod board;
 pub mod change;
 pub mod controller;
 pub mod daemon;
+mod ops;
 pub mod order;
+pub mod plan;
+pub mod provider;
 mod prune;
+pub mod scheduler;
+mod signals;

@@ -482,7 +482,7 @@ async fn rate_limit_429_retry_after_is_honoured_without_hammering() {
         let i429 = statuses.iter().position(|s| *s == 429).expect("a 429");
         let gap = log[i429 + 1].start - log[i429].start;
         assert!(
-            gap >= 0.9,
+            gap >= 0.99,
             "retried {gap:.3}s after the 429 (Retry-After ≥ 1 s)"
         );
         // Budget: 5 per 2 s window; 17 successes need at least 3 window changes.
@@ -504,6 +504,68 @@ async fn rate_limit_429_retry_after_is_honoured_without_hammering() {
         }
         let throttled = h.log().iter().filter(|r| r.status == 429).count();
         assert!(throttled <= 10, "{throttled} 429s for 10 calls");
+        h.stop().await;
+    })
+    .await;
+}
+
+/// With retries off, a 429 surfaces as `RateLimited` with its `Retry-After`, and every clone
+/// of the client waits out the block before sending again.
+#[tokio::test]
+async fn a_429_blocks_every_clone_until_retry_after() {
+    bounded(30, async {
+        let h = Api::start(Faults {
+            rate_limit: Some(RateLimitModel {
+                requests: 1,
+                window: Duration::from_secs(1),
+            }),
+            ..Faults::default()
+        })
+        .await;
+        h.client().list_scripts().await.expect("spend the budget");
+        let mut config = h.client_config();
+        config.max_retries = 0;
+        let c = Client::new(config).expect("client");
+        let err = c
+            .get_namespace(UNKNOWN_NS)
+            .await
+            .expect_err("429, no retries");
+        assert_eq!(err.kind, ErrorKind::RateLimited);
+        assert_eq!(err.retry_after(), Some(Duration::from_secs(1)));
+        let blocked_at = std::time::Instant::now();
+        c.clone().list_scripts().await.expect("after the block");
+        assert!(blocked_at.elapsed() >= Duration::from_millis(900));
+        let log = h.timed_log();
+        let statuses: Vec<u16> = log.iter().map(|r| r.status).collect();
+        assert_eq!(statuses, vec![200, 429, 200]);
+        let gap = log[2].start - log[1].start;
+        assert!(gap >= 0.99, "sent {gap:.3}s after the 429");
+        h.stop().await;
+    })
+    .await;
+}
+
+/// A `Ratelimit` header saying no request is left pauses the next call until the window is
+/// over, so the client does not run into a 429.
+#[tokio::test]
+async fn a_ratelimit_header_with_no_quota_left_pauses_the_next_call() {
+    bounded(30, async {
+        let h = Api::start(Faults {
+            rate_limit: Some(RateLimitModel {
+                requests: 1,
+                window: Duration::from_secs(1),
+            }),
+            ..Faults::default()
+        })
+        .await;
+        let c = h.client();
+        c.list_scripts().await.expect("first");
+        c.list_scripts().await.expect("second");
+        let log = h.timed_log();
+        let statuses: Vec<u16> = log.iter().map(|r| r.status).collect();
+        assert_eq!(statuses, vec![200, 200]);
+        let gap = log[1].start - log[0].start;
+        assert!(gap >= 0.99, "sent {gap:.3}s after `r=0;t=1`");
         h.stop().await;
     })
     .await;
@@ -540,9 +602,11 @@ async fn a_long_block_fails_fast_with_retry_after() {
             .await
             .expect_err("refused");
         assert_eq!(e.kind, ErrorKind::RateLimited);
+        assert_eq!(e.status, None, "refused without an answer");
         assert_eq!(h.log().len(), before);
         assert!(started.elapsed() < Duration::from_secs(5));
         assert!(c.blocked_for().is_some());
+        assert_eq!(c.stats().refused_while_blocked, 1);
         h.stop().await;
     })
     .await;
@@ -624,10 +688,15 @@ async fn connection_resets_are_retried() {
         let mut config = h.client_config();
         config.max_retries = 2;
         let strict = Client::new(config).expect("client");
+        h.clear_log();
         let e = strict.list_scripts().await.expect_err("always dropped");
         assert_eq!(e.kind, ErrorKind::Retryable);
         assert_eq!(e.status, None);
+        assert!(!e.to_string().contains(DEFAULT_TOKEN), "token leaked: {e}");
         assert_eq!(strict.stats().requests, 3);
+        assert_eq!(strict.stats().count("list_scripts", 0), 3);
+        let dropped: Vec<u16> = h.log().iter().map(|r| r.status).collect();
+        assert_eq!(dropped, vec![0, 0, 0], "three connections, each dropped");
         h.stop().await;
     })
     .await;
@@ -645,10 +714,13 @@ async fn slow_answers_time_out_as_retryable() {
         config.timeout = Duration::from_millis(150);
         config.max_retries = 1;
         let c = Client::new(config).expect("client");
+        let started = std::time::Instant::now();
         let e = c.list_scripts().await.expect_err("timeout");
         assert_eq!(e.kind, ErrorKind::Retryable);
         assert_eq!(e.status, None);
+        assert!(e.to_string().contains("timed out"), "{e}");
         assert_eq!(c.stats().requests, 2);
+        assert!(started.elapsed() < Duration::from_secs(2));
         h.stop().await;
     })
     .await;

@@ -343,10 +343,13 @@ async fn edits_converge_prune_and_protected_stages_retain() {
     );
     // A full pass on the last good state (SIGHUP: rescan, then resync everything), waited
     // for by its log line, writes nothing either.
+    // (Blocking waits: off the runtime's worker, which serves the local API.)
     let mark = d.mark();
     d.signal("HUP");
-    let (hup, _) = d.wait_for_line_since(mark, "SIGHUP: reloading", Duration::from_secs(30));
-    d.wait_for_line_since(hup, "pass done", Duration::from_secs(30));
+    tokio::task::block_in_place(|| {
+        let (hup, _) = d.wait_for_line_since(mark, "SIGHUP: reloading", Duration::from_secs(30));
+        d.wait_for_line_since(hup, "pass done", Duration::from_secs(30));
+    });
     assert_eq!(
         api.writes().len(),
         before,
@@ -555,8 +558,10 @@ async fn report_mode_records_drift_and_writes_nothing() {
     .await;
     assert_eq!(resource(&s, "dev", "cache").unwrap()["drift"]["count"], 1);
     // Two more passes (resyncs, 1 s apart) after the drift was recorded, seen in the log.
-    let (first, _) = d.wait_for_line_since(d.mark(), "pass done", Duration::from_secs(30));
-    d.wait_for_line_since(first + 1, "pass done", Duration::from_secs(30));
+    tokio::task::block_in_place(|| {
+        let (first, _) = d.wait_for_line_since(d.mark(), "pass done", Duration::from_secs(30));
+        d.wait_for_line_since(first + 1, "pass done", Duration::from_secs(30));
+    });
     let s = status(dir.path());
     assert_eq!(
         resource(&s, "dev", "cache").unwrap()["drift"]["count"],
@@ -611,7 +616,7 @@ async fn a_crash_mid_converge_never_duplicates() {
         },
     )
     .await;
-    daemon.kill();
+    tokio::task::block_in_place(|| daemon.kill());
     assert!(
         api.namespaces().await.len() < 30,
         "killed too late to test anything"

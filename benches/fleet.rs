@@ -20,6 +20,9 @@
 //! tool (with BENCH_TIMEOUT_SCALE=20 for slow tools); BENCH_LUMIERD_BIN=PATH measures another
 //! build of lumierd.
 
+// A measuring tool, not the product: a failed set-up panics with its reason.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 #[path = "harness/mod.rs"]
 mod harness;
 

@@ -9,6 +9,7 @@
 /// the default and 37.9 MiB with one arena, for no measurable CPU cost (the daemon is I/O bound;
 /// a resync pass took 240 ms of CPU with the default, 210 ms with one arena). `cargo bench
 /// --bench fleet -- --scenarios 5` shows the figures; BENCH.md has them.
+#[allow(unsafe_code)] // mallopt: see SAFETY below
 pub fn limit_malloc_arenas() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
@@ -23,6 +24,7 @@ pub fn limit_malloc_arenas() {
 /// Hands the free pages inside the heap back to the kernel (glibc's `malloc_trim`), after a
 /// pass or a reload has freed its transient data (list bodies, parsed manifests). Without it
 /// those pages stay resident, and the next pass's peak stacks on top of them.
+#[allow(unsafe_code)] // malloc_trim: see SAFETY below
 pub fn release_free_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only returns free memory to the kernel; it takes malloc's own lock.

@@ -5,123 +5,18 @@
 //! Every test runs inside `tokio::time::timeout` and stops the server it started.
 
 use std::future::Future;
-use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use futures_util::StreamExt as _;
 use lumierd::cloudflare::types::{Binding, Module, ScriptMetadata};
-use lumierd::cloudflare::{
-    ApiError, Client, ClientConfig, ErrorKind, RateLimit, ScriptUpload, ValueWrite,
-};
-use lumierd::local_api::{Faults, LocalApi, LocalApiConfig, LoggedRequest, RateLimitModel};
+use lumierd::cloudflare::{ApiError, Client, ErrorKind, ScriptUpload, ValueWrite};
+use lumierd::local_api::{Faults, LoggedRequest, RateLimitModel, DEFAULT_TOKEN};
 use serde_json::json;
-use tokio::net::TcpListener;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
-const TOKEN: &str = "it-client-token-0123456789";
-const ACCOUNT: &str = "0123456789abcdef0123456789abcdef";
+use crate::support::Api;
+
 /// A well-formed namespace id that does not exist.
 const UNKNOWN_NS: &str = "ffffffffffffffffffffffffffffffff";
-
-/// A running local API plus a client pointed at it.
-struct Harness {
-    api: LocalApi,
-    base_url: String,
-    log_file: PathBuf,
-    shutdown: Option<oneshot::Sender<()>>,
-    server: JoinHandle<()>,
-    _dir: tempfile::TempDir,
-}
-
-impl Harness {
-    async fn start(faults: Faults) -> Harness {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let log_file = dir.path().join("requests.jsonl");
-        let api = LocalApi::open(LocalApiConfig {
-            token: TOKEN.to_owned(),
-            account_id: ACCOUNT.to_owned(),
-            data_dir: None,
-            faults,
-            request_log: Some(log_file.clone()),
-        })
-        .expect("open local api");
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let (tx, rx) = oneshot::channel::<()>();
-        let served = api.clone();
-        let server = tokio::spawn(async move {
-            let shutdown = async move {
-                let _ = rx.await;
-            };
-            if let Err(e) = served.serve(listener, shutdown).await {
-                panic!("local api failed: {e}");
-            }
-        });
-        Harness {
-            api,
-            base_url: format!("http://{addr}/client/v4"),
-            log_file,
-            shutdown: Some(tx),
-            server,
-            _dir: dir,
-        }
-    }
-
-    /// A config for this server: no client-side throttling, fast backoff.
-    fn config(&self) -> ClientConfig {
-        let mut config = ClientConfig::new(self.base_url.clone(), ACCOUNT, TOKEN);
-        config.rate = RateLimit::unlimited();
-        config.backoff_base = Duration::from_millis(20);
-        config.timeout = Duration::from_secs(10);
-        config
-    }
-
-    fn client(&self) -> Client {
-        Client::new(self.config()).expect("client")
-    }
-
-    fn log(&self) -> Vec<LoggedRequest> {
-        self.api.request_log()
-    }
-
-    /// The request log file with completion times: `(start, status, method, path)` where
-    /// `start = ts - duration`, in seconds since the epoch.
-    fn timed_log(&self) -> Vec<(f64, u16, String, String)> {
-        let text = std::fs::read_to_string(&self.log_file).expect("request log file");
-        text.lines()
-            .map(|line| {
-                let v: serde_json::Value = serde_json::from_str(line).expect("log line json");
-                let ts = v["ts"].as_str().expect("ts");
-                let at = humantime::parse_rfc3339_weak(ts).expect("rfc3339");
-                let end = at
-                    .duration_since(SystemTime::UNIX_EPOCH)
-                    .expect("after epoch")
-                    .as_secs_f64();
-                let took = v["duration_ms"].as_f64().unwrap_or(0.0) / 1000.0;
-                (
-                    end - took,
-                    v["status"].as_u64().unwrap_or(0) as u16,
-                    v["method"].as_str().unwrap_or("").to_owned(),
-                    v["path"].as_str().unwrap_or("").to_owned(),
-                )
-            })
-            .collect()
-    }
-
-    async fn stop(mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        match tokio::time::timeout(Duration::from_secs(10), &mut self.server).await {
-            Ok(joined) => joined.expect("server task"),
-            Err(_) => {
-                self.server.abort();
-                panic!("local api did not stop within 10 s");
-            }
-        }
-    }
-}
 
 /// Runs a test body with a hard time bound.
 async fn bounded<F: Future<Output = ()>>(secs: u64, body: F) {
@@ -132,7 +27,7 @@ async fn bounded<F: Future<Output = ()>>(secs: u64, body: F) {
 
 fn kind(r: Result<impl std::fmt::Debug, ApiError>) -> (ErrorKind, Vec<u32>) {
     let e = r.expect_err("expected an error");
-    assert!(!e.to_string().contains(TOKEN), "token leaked: {e}");
+    assert!(!e.to_string().contains(DEFAULT_TOKEN), "token leaked: {e}");
     (e.kind, e.errors.iter().map(|m| m.code).collect())
 }
 
@@ -153,7 +48,7 @@ fn module(name: &str, text: &str) -> Module {
 #[tokio::test]
 async fn namespace_crud_and_errors() {
     bounded(30, async {
-        let h = Harness::start(Faults::default()).await;
+        let h = Api::start(Faults::default()).await;
         let c = h.client();
         let ns = c.create_namespace("app-prod-cache").await.expect("create");
         assert_eq!(ns.title, "app-prod-cache");
@@ -219,14 +114,14 @@ async fn namespace_crud_and_errors() {
 #[tokio::test]
 async fn namespace_listing_follows_pages_until_a_short_or_empty_page() {
     bounded(60, async {
-        let h = Harness::start(Faults::default()).await;
+        let h = Api::start(Faults::default()).await;
         let c = h.client();
         for i in 0..25 {
             c.create_namespace(&format!("ns-{i:02}"))
                 .await
                 .expect("create");
         }
-        h.api.clear_request_log();
+        h.clear_log();
 
         // The production call: one page of 1000, short → one request.
         let all = c.list_namespaces().await.expect("list");
@@ -240,7 +135,7 @@ async fn namespace_listing_follows_pages_until_a_short_or_empty_page() {
         assert!(log[0].query.contains("per_page=1000"), "{}", log[0].query);
 
         // Pages of 10: 10, 10, 5 (short) → three requests.
-        h.api.clear_request_log();
+        h.clear_log();
         let paged = c.list_namespaces_paged(10).await.expect("paged");
         assert_eq!(paged, all);
         let queries: Vec<String> = h.log().into_iter().map(|r| r.query).collect();
@@ -253,7 +148,7 @@ async fn namespace_listing_follows_pages_until_a_short_or_empty_page() {
         }
 
         // Pages of 5: five full pages, then an empty sixth page ends the loop.
-        h.api.clear_request_log();
+        h.clear_log();
         assert_eq!(c.list_namespaces_paged(5).await.expect("paged").len(), 25);
         assert_eq!(h.log().len(), 6);
         h.stop().await;
@@ -264,7 +159,7 @@ async fn namespace_listing_follows_pages_until_a_short_or_empty_page() {
 #[tokio::test]
 async fn keys_follow_the_cursor() {
     bounded(90, async {
-        let h = Harness::start(Faults::default()).await;
+        let h = Api::start(Faults::default()).await;
         let c = h.client();
         let ns = c.create_namespace("keys").await.expect("create").id;
 
@@ -273,7 +168,7 @@ async fn keys_follow_the_cursor() {
                 .await
                 .expect("put");
         }
-        h.api.clear_request_log();
+        h.clear_log();
         let keys = c
             .list_keys_paged(&ns, Some("small/"), 10)
             .await
@@ -299,7 +194,7 @@ async fn keys_follow_the_cursor() {
         while let Some(r) = pending.next().await {
             r.expect("bulk put");
         }
-        h.api.clear_request_log();
+        h.clear_log();
         let big = c.list_keys(&ns, Some("big/")).await.expect("list");
         assert_eq!(big.len(), 1010);
         assert_eq!(h.log().len(), 2);
@@ -321,7 +216,7 @@ async fn keys_follow_the_cursor() {
 #[tokio::test]
 async fn values_ttl_metadata_and_encoded_names() {
     bounded(30, async {
-        let h = Harness::start(Faults::default()).await;
+        let h = Api::start(Faults::default()).await;
         let c = h.client();
         let ns = c.create_namespace("values").await.expect("create").id;
 
@@ -432,7 +327,7 @@ async fn values_ttl_metadata_and_encoded_names() {
 #[tokio::test]
 async fn scripts_upload_list_settings_content_delete() {
     bounded(30, async {
-        let h = Harness::start(Faults::default()).await;
+        let h = Api::start(Faults::default()).await;
         let c = h.client();
         let ns = c.create_namespace("app-prod-cache").await.expect("ns").id;
         let upload = ScriptUpload {
@@ -524,14 +419,14 @@ async fn scripts_upload_list_settings_content_delete() {
 #[tokio::test]
 async fn token_verify_and_auth_errors() {
     bounded(30, async {
-        let h = Harness::start(Faults::default()).await;
+        let h = Api::start(Faults::default()).await;
         let c = h.client();
         let status = c.verify_token().await.expect("verify");
         assert_eq!(status.status, "active");
         // The local token is account-owned: only the account endpoint was needed.
         assert_eq!(count(&h.log(), "GET", "/user/tokens/verify"), 0);
 
-        let mut config = h.config();
+        let mut config = h.client_config();
         config.token = "wrong-token".into();
         let bad = Client::new(config).expect("client");
         assert_eq!(kind(bad.verify_token().await).0, ErrorKind::Auth);
@@ -542,7 +437,7 @@ async fn token_verify_and_auth_errors() {
         assert_eq!(kind(bad.list_scripts().await).0, ErrorKind::Auth);
 
         // Another account's id → Auth too.
-        let mut config = h.config();
+        let mut config = h.client_config();
         config.account_id = "abcdefabcdefabcdefabcdefabcdefab".into();
         let other = Client::new(config).expect("client");
         assert_eq!(kind(other.list_scripts().await).0, ErrorKind::Auth);
@@ -555,7 +450,7 @@ async fn token_verify_and_auth_errors() {
 #[tokio::test]
 async fn rate_limit_429_retry_after_is_honoured_without_hammering() {
     bounded(60, async {
-        let h = Harness::start(Faults {
+        let h = Api::start(Faults {
             rate_limit: Some(RateLimitModel {
                 requests: 5,
                 window: Duration::from_secs(2),
@@ -575,7 +470,7 @@ async fn rate_limit_429_retry_after_is_honoured_without_hammering() {
         }
         let elapsed = started.elapsed();
         let log = h.timed_log();
-        let statuses: Vec<u16> = log.iter().map(|r| r.1).collect();
+        let statuses: Vec<u16> = log.iter().map(|r| r.status).collect();
         // Exactly one 429: after it the client paused for Retry-After, and afterwards it
         // followed the `Ratelimit: r=0;t=T` hints instead of running into the limit again.
         assert_eq!(
@@ -585,9 +480,9 @@ async fn rate_limit_429_retry_after_is_honoured_without_hammering() {
         );
         assert_eq!(statuses.len(), 5 + 1 + 12, "{statuses:?}");
         let i429 = statuses.iter().position(|s| *s == 429).expect("a 429");
-        let gap = log[i429 + 1].0 - log[i429].0;
+        let gap = log[i429 + 1].start - log[i429].start;
         assert!(
-            gap >= 0.9,
+            gap >= 0.99,
             "retried {gap:.3}s after the 429 (Retry-After ≥ 1 s)"
         );
         // Budget: 5 per 2 s window; 17 successes need at least 3 window changes.
@@ -599,7 +494,7 @@ async fn rate_limit_429_retry_after_is_honoured_without_hammering() {
 
         // Concurrent callers on one client share the block: a burst of 10 at an exhausted
         // budget gets at most one round of 429s per window, never a retry storm.
-        h.api.clear_request_log();
+        h.clear_log();
         let burst = (0..10).map(|_| {
             let c = c.clone();
             async move { c.list_scripts().await }
@@ -614,10 +509,72 @@ async fn rate_limit_429_retry_after_is_honoured_without_hammering() {
     .await;
 }
 
+/// With retries off, a 429 surfaces as `RateLimited` with its `Retry-After`, and every clone
+/// of the client waits out the block before sending again.
+#[tokio::test]
+async fn a_429_blocks_every_clone_until_retry_after() {
+    bounded(30, async {
+        let h = Api::start(Faults {
+            rate_limit: Some(RateLimitModel {
+                requests: 1,
+                window: Duration::from_secs(1),
+            }),
+            ..Faults::default()
+        })
+        .await;
+        h.client().list_scripts().await.expect("spend the budget");
+        let mut config = h.client_config();
+        config.max_retries = 0;
+        let c = Client::new(config).expect("client");
+        let err = c
+            .get_namespace(UNKNOWN_NS)
+            .await
+            .expect_err("429, no retries");
+        assert_eq!(err.kind, ErrorKind::RateLimited);
+        assert_eq!(err.retry_after(), Some(Duration::from_secs(1)));
+        let blocked_at = std::time::Instant::now();
+        c.clone().list_scripts().await.expect("after the block");
+        assert!(blocked_at.elapsed() >= Duration::from_millis(900));
+        let log = h.timed_log();
+        let statuses: Vec<u16> = log.iter().map(|r| r.status).collect();
+        assert_eq!(statuses, vec![200, 429, 200]);
+        let gap = log[2].start - log[1].start;
+        assert!(gap >= 0.99, "sent {gap:.3}s after the 429");
+        h.stop().await;
+    })
+    .await;
+}
+
+/// A `Ratelimit` header saying no request is left pauses the next call until the window is
+/// over, so the client does not run into a 429.
+#[tokio::test]
+async fn a_ratelimit_header_with_no_quota_left_pauses_the_next_call() {
+    bounded(30, async {
+        let h = Api::start(Faults {
+            rate_limit: Some(RateLimitModel {
+                requests: 1,
+                window: Duration::from_secs(1),
+            }),
+            ..Faults::default()
+        })
+        .await;
+        let c = h.client();
+        c.list_scripts().await.expect("first");
+        c.list_scripts().await.expect("second");
+        let log = h.timed_log();
+        let statuses: Vec<u16> = log.iter().map(|r| r.status).collect();
+        assert_eq!(statuses, vec![200, 200]);
+        let gap = log[1].start - log[0].start;
+        assert!(gap >= 0.99, "sent {gap:.3}s after `r=0;t=1`");
+        h.stop().await;
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn a_long_block_fails_fast_with_retry_after() {
     bounded(30, async {
-        let h = Harness::start(Faults {
+        let h = Api::start(Faults {
             rate_limit: Some(RateLimitModel {
                 requests: 1,
                 window: Duration::from_secs(300),
@@ -645,9 +602,11 @@ async fn a_long_block_fails_fast_with_retry_after() {
             .await
             .expect_err("refused");
         assert_eq!(e.kind, ErrorKind::RateLimited);
+        assert_eq!(e.status, None, "refused without an answer");
         assert_eq!(h.log().len(), before);
         assert!(started.elapsed() < Duration::from_secs(5));
         assert!(c.blocked_for().is_some());
+        assert_eq!(c.stats().refused_while_blocked, 1);
         h.stop().await;
     })
     .await;
@@ -656,13 +615,13 @@ async fn a_long_block_fails_fast_with_retry_after() {
 #[tokio::test]
 async fn injected_500s_converge_with_retries() {
     bounded(60, async {
-        let h = Harness::start(Faults::default()).await;
-        let mut config = h.config();
+        let h = Api::start(Faults::default()).await;
+        let mut config = h.client_config();
         config.max_retries = 10;
         config.backoff_base = Duration::from_millis(5);
         let c = Client::new(config).expect("client");
         let ns = c.create_namespace("flaky").await.expect("create").id;
-        h.api.set_faults(Faults {
+        h.set_faults(Faults {
             error_rate: 0.3,
             ..Faults::default()
         });
@@ -680,11 +639,11 @@ async fn injected_500s_converge_with_retries() {
         assert_eq!(stats.requests as usize, log.len());
 
         // With retries disabled the 500 surfaces as Retryable.
-        h.api.set_faults(Faults {
+        h.set_faults(Faults {
             error_rate: 1.0,
             ..Faults::default()
         });
-        let mut config = h.config();
+        let mut config = h.client_config();
         config.max_retries = 2;
         let strict = Client::new(config).expect("client");
         let e = strict.list_scripts().await.expect_err("always 500");
@@ -699,13 +658,13 @@ async fn injected_500s_converge_with_retries() {
 #[tokio::test]
 async fn connection_resets_are_retried() {
     bounded(60, async {
-        let h = Harness::start(Faults::default()).await;
-        let mut config = h.config();
+        let h = Api::start(Faults::default()).await;
+        let mut config = h.client_config();
         config.max_retries = 10;
         config.backoff_base = Duration::from_millis(5);
         let c = Client::new(config).expect("client");
         let ns = c.create_namespace("resets").await.expect("create").id;
-        h.api.set_faults(Faults {
+        h.set_faults(Faults {
             reset_rate: 0.3,
             ..Faults::default()
         });
@@ -714,7 +673,7 @@ async fn connection_resets_are_retried() {
                 .await
                 .expect("put converges");
         }
-        h.api.set_faults(Faults::default());
+        h.set_faults(Faults::default());
         assert_eq!(c.list_keys(&ns, None).await.expect("list").len(), 30);
         let dropped = h.log().iter().filter(|r| r.status == 0).count();
         assert!(dropped > 0, "the fault injection did fire");
@@ -722,17 +681,22 @@ async fn connection_resets_are_retried() {
         assert!(c.stats().retries > 0);
 
         // Every connection dropped → Retryable, no HTTP status, bounded attempts.
-        h.api.set_faults(Faults {
+        h.set_faults(Faults {
             reset_rate: 1.0,
             ..Faults::default()
         });
-        let mut config = h.config();
+        let mut config = h.client_config();
         config.max_retries = 2;
         let strict = Client::new(config).expect("client");
+        h.clear_log();
         let e = strict.list_scripts().await.expect_err("always dropped");
         assert_eq!(e.kind, ErrorKind::Retryable);
         assert_eq!(e.status, None);
+        assert!(!e.to_string().contains(DEFAULT_TOKEN), "token leaked: {e}");
         assert_eq!(strict.stats().requests, 3);
+        assert_eq!(strict.stats().count("list_scripts", 0), 3);
+        let dropped: Vec<u16> = h.log().iter().map(|r| r.status).collect();
+        assert_eq!(dropped, vec![0, 0, 0], "three connections, each dropped");
         h.stop().await;
     })
     .await;
@@ -741,19 +705,22 @@ async fn connection_resets_are_retried() {
 #[tokio::test]
 async fn slow_answers_time_out_as_retryable() {
     bounded(30, async {
-        let h = Harness::start(Faults {
+        let h = Api::start(Faults {
             latency: Duration::from_millis(600),
             ..Faults::default()
         })
         .await;
-        let mut config = h.config();
+        let mut config = h.client_config();
         config.timeout = Duration::from_millis(150);
         config.max_retries = 1;
         let c = Client::new(config).expect("client");
+        let started = std::time::Instant::now();
         let e = c.list_scripts().await.expect_err("timeout");
         assert_eq!(e.kind, ErrorKind::Retryable);
         assert_eq!(e.status, None);
+        assert!(e.to_string().contains("timed out"), "{e}");
         assert_eq!(c.stats().requests, 2);
+        assert!(started.elapsed() < Duration::from_secs(2));
         h.stop().await;
     })
     .await;

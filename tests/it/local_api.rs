@@ -13,22 +13,21 @@ use lumierd::local_api::{
 use reqwest::multipart::{Form, Part};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 use tokio::time::timeout;
+
+use crate::support::{eventually, Api};
 
 /// Upper bound for any single await in these tests.
 const STEP: Duration = Duration::from_secs(20);
 
-/// A local API served on an ephemeral loopback port; stopped by [`Server::stop`] (or, if a test
-/// fails first, when dropped: the shutdown sender is dropped, which ends `serve`).
+/// The kit's [`Api`] with this file's request helpers; stopped by [`Server::stop`] (or, if a
+/// test fails first, when dropped).
 struct Server {
     api: LocalApi,
     /// `http://127.0.0.1:PORT/client/v4`
     root: String,
     http: reqwest::Client,
-    shutdown: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<Result<(), LocalApiError>>>,
+    kit: Api,
 }
 
 fn config() -> LocalApiConfig {
@@ -43,40 +42,17 @@ fn config() -> LocalApiConfig {
 
 impl Server {
     async fn start(config: LocalApiConfig) -> Server {
-        let api = LocalApi::open(config).expect("open local API");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind loopback");
-        let addr = listener.local_addr().expect("local addr");
-        let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(api.clone().serve(listener, async move {
-            let _ = rx.await;
-        }));
-        let http = reqwest::Client::builder()
-            .no_proxy()
-            .timeout(Duration::from_secs(15))
-            .build()
-            .expect("http client");
+        let kit = Api::start_with(config).await;
         Server {
-            api,
-            root: format!("http://{addr}/client/v4"),
-            http,
-            shutdown: Some(tx),
-            task: Some(task),
+            api: kit.local.clone(),
+            root: kit.base.clone(),
+            http: kit.http.clone(),
+            kit,
         }
     }
 
-    async fn stop(mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if let Some(task) = self.task.take() {
-            let result = timeout(STEP, task)
-                .await
-                .expect("serve stops in time")
-                .expect("serve task");
-            result.expect("serve returns Ok");
-        }
+    async fn stop(self) {
+        self.kit.stop().await;
     }
 
     /// URL of `path` under `/accounts/{DEFAULT_ACCOUNT_ID}`.
@@ -152,14 +128,6 @@ impl Server {
             .expect("body in time")
             .expect("body");
         (status, headers, body.to_vec())
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
     }
 }
 
@@ -1400,8 +1368,18 @@ async fn rate_limit_model_answers_429_with_retry_after() {
     let blocked = s.send(s.req(Method::GET, &url)).await;
     assert_eq!(blocked.status(), 429);
     assert_eq!(blocked.headers()["retry-after"], "1");
-    tokio::time::sleep(Duration::from_millis(350)).await;
-    assert_eq!(s.send(s.req(Method::GET, &url)).await.status(), 200);
+    // A refused request does not count against the budget: poll until the window is over.
+    eventually(
+        Duration::from_secs(2),
+        "the 300 ms window to reopen",
+        || async {
+            match s.send(s.req(Method::GET, &url)).await.status() {
+                StatusCode::OK => Ok(()),
+                other => Err(other),
+            }
+        },
+    )
+    .await;
 
     // Turning the model off lifts the limit and the headers.
     s.api.set_faults(Faults::default());

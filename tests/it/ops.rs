@@ -1,117 +1,13 @@
 //! Operations, end to end against the real binary: the admin API (`/healthz`, `/readyz`,
 //! `/metrics`, `/status`), signals (SIGHUP reload, SIGTERM graceful stop), sd_notify, logs.
 
-use crate::support::{bin, repo, run_in, wait_with_deadline};
+use crate::support::{eventually, eventually_blocking, repo, run_in, Daemon};
 use lumierd::local_api::{DEFAULT_ACCOUNT_ID, DEFAULT_TOKEN};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
-use std::io::{BufRead, BufReader};
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-/// A spawned `lumierd`: stdout lines on a channel, stderr collected; killed when dropped.
-struct Proc {
-    child: Child,
-    stdout: mpsc::Receiver<String>,
-    /// The stdout lines received so far.
-    seen: Mutex<Vec<String>>,
-    stderr: Arc<Mutex<String>>,
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Proc {
-    fn spawn(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Proc {
-        let mut cmd = Command::new(bin());
-        cmd.args(args)
-            .current_dir(dir)
-            .env_remove("NOTIFY_SOCKET")
-            .env_remove("WATCHDOG_USEC")
-            .env_remove("WATCHDOG_PID")
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn().expect("spawn lumierd");
-        let (tx, stdout) = mpsc::channel();
-        let out = child.stdout.take().expect("stdout");
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let sink = Arc::clone(&stderr);
-        let err = child.stderr.take().expect("stderr");
-        std::thread::spawn(move || {
-            for line in BufReader::new(err).lines().map_while(Result::ok) {
-                let mut s = sink.lock().unwrap();
-                s.push_str(&line);
-                s.push('\n');
-            }
-        });
-        Proc {
-            child,
-            stdout,
-            seen: Mutex::new(Vec::new()),
-            stderr,
-        }
-    }
-
-    /// The rest of the first stdout line starting with `prefix`.
-    fn line(&self, prefix: &str, within: Duration) -> String {
-        let deadline = Instant::now() + within;
-        let mut seen = self.seen.lock().unwrap();
-        if let Some(rest) = seen.iter().find_map(|l| l.strip_prefix(prefix)) {
-            return rest.trim().to_owned();
-        }
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.stdout.recv_timeout(left) {
-                Ok(line) => {
-                    seen.push(line.clone());
-                    if let Some(rest) = line.strip_prefix(prefix) {
-                        return rest.trim().to_owned();
-                    }
-                }
-                Err(_) => panic!(
-                    "no stdout line `{prefix}` within {within:?}; stderr:\n{}",
-                    self.stderr()
-                ),
-            }
-        }
-    }
-
-    fn stderr(&self) -> String {
-        self.stderr.lock().unwrap().clone()
-    }
-
-    fn signal(&self, name: &str) {
-        let ok = Command::new("kill")
-            .args([&format!("-{name}"), &self.child.id().to_string()])
-            .status()
-            .expect("run kill")
-            .success();
-        assert!(ok, "kill -{name} failed");
-    }
-
-    /// Waits for the exit code, failing past `deadline`.
-    fn exit(&mut self, deadline: Duration) -> i32 {
-        wait_with_deadline(&mut self.child, deadline)
-    }
-}
 
 fn http() -> reqwest::Client {
     reqwest::Client::builder()
@@ -129,18 +25,14 @@ async fn get(url: &str) -> (u16, String) {
 
 /// Polls `url` until it answers `code`, for at most `secs`.
 async fn wait_code(url: &str, code: u16, secs: u64) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        let (got, body) = get(url).await;
-        if got == code {
-            return;
+    let what = format!("{url} to answer {code}");
+    eventually(Duration::from_secs(secs), &what, || async {
+        match get(url).await {
+            (got, _) if got == code => Ok(()),
+            other => Err(other),
         }
-        assert!(
-            Instant::now() < deadline,
-            "{url} still answers {got} ({body}) after {secs} s"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await
 }
 
 /// A parsed scrape: `name{labels}` → value, checked against the exposition format's rules.
@@ -270,18 +162,15 @@ async fn scrape(admin: &str) -> Scrape {
 
 /// Scrapes until `pred` holds, for at most `secs`.
 async fn wait_scrape(admin: &str, secs: u64, what: &str, pred: impl Fn(&Scrape) -> bool) -> Scrape {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
+    eventually(Duration::from_secs(secs), what, || async {
         let s = scrape(admin).await;
         if pred(&s) {
-            return s;
+            Ok(s)
+        } else {
+            Err(s)
         }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}: {s:#?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await
 }
 
 const WORKER: &str = "export default { fetch() { return new Response(\"hi\") } }\n";
@@ -301,7 +190,7 @@ fn fleet(dir: &Path, app: &str, stage_var: &str) {
 }
 
 /// `lumierd run` on `m/` with the embedded API and the admin API on an ephemeral port.
-fn spawn_run(dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> (Proc, String) {
+fn spawn_run(dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> (Daemon, String) {
     let mut args = vec![
         "run",
         "--manifests",
@@ -314,17 +203,17 @@ fn spawn_run(dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> (Proc, String)
         "127.0.0.1:0",
     ];
     args.extend_from_slice(extra);
-    let p = Proc::spawn(dir, &args, env);
-    let admin = p.line("admin API: ", Duration::from_secs(30));
+    let p = Daemon::spawn_env(dir, &args, env);
+    let admin = p.stdout_line("admin API: ", Duration::from_secs(30));
     (p, admin)
 }
 
 /// A separate `lumierd emulator` on an ephemeral port; returns it and its base URL.
-fn spawn_emulator(dir: &Path, extra: &[&str]) -> (Proc, String) {
+fn spawn_emulator(dir: &Path, extra: &[&str]) -> (Daemon, String) {
     let mut args = vec!["emulator", "--listen", "127.0.0.1:0"];
     args.extend_from_slice(extra);
-    let p = Proc::spawn(dir, &args, &[]);
-    let base = p.line("base URL: ", Duration::from_secs(30));
+    let p = Daemon::spawn(dir, &args);
+    let base = p.stdout_line("base URL: ", Duration::from_secs(30));
     (p, base)
 }
 
@@ -333,7 +222,7 @@ async fn metrics_scrape_parses_and_moves_with_reconciles_and_drift() {
     let dir = tempfile::tempdir().unwrap();
     fleet(dir.path(), "ops", "dev");
     let (p, admin) = spawn_run(dir.path(), &["--resync", "1s"], &[]);
-    let local_api = p.line("local API: ", Duration::from_secs(30));
+    let local_api = p.stdout_line("local API: ", Duration::from_secs(30));
     let local_api = local_api.split(' ').next().unwrap().to_owned();
 
     let (code, body) = get(&format!("{admin}/healthz")).await;
@@ -533,11 +422,9 @@ async fn sighup_rescans_the_manifests_and_resyncs() {
         after.value("lumierd_manifest_last_load_success_timestamp_seconds", &[]) > loaded,
         "the manifests were not rescanned"
     );
-    assert!(
-        p.stderr()
-            .contains("SIGHUP: reloading manifests and resyncing"),
-        "{}",
-        p.stderr()
+    p.wait_for_line(
+        "SIGHUP: reloading manifests and resyncing",
+        Duration::from_secs(10),
     );
     // Still alive and ready.
     wait_code(&format!("{admin}/readyz"), 200, 5).await;
@@ -562,23 +449,19 @@ async fn sd_notify_ready_after_the_first_pass_watchdog_reload_and_stopping() {
     );
     // Datagrams, in order, until one carries `want`; the messages seen before it.
     let recv_until = |want: &str, secs: u64| -> Vec<String> {
-        let deadline = Instant::now() + Duration::from_secs(secs);
         let mut seen = Vec::new();
         let mut buf = [0u8; 4096];
-        loop {
-            assert!(
-                Instant::now() < deadline,
-                "no {want} within {secs} s; got {seen:?}"
-            );
+        eventually_blocking(Duration::from_secs(secs), want, || {
             if let Ok(n) = socket.recv(&mut buf) {
                 let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
                 let hit = msg.lines().any(|l| l == want);
                 seen.push(msg);
                 if hit {
-                    return seen;
+                    return Ok(std::mem::take(&mut seen));
                 }
             }
-        }
+            Err(seen.clone())
+        })
     };
 
     let before_ready = tokio::task::block_in_place(|| recv_until("READY=1", 60));
@@ -616,7 +499,7 @@ async fn json_logs_carry_app_stage_resource_action_and_no_secret() {
     const TOKEN: &str = "ops-test-secret-token-0123456789abcdef";
     let (_emu, base) = spawn_emulator(dir.path(), &["--token", TOKEN]);
     fleet(dir.path(), "logs", "dev");
-    let mut p = Proc::spawn(
+    let mut p = Daemon::spawn_env(
         dir.path(),
         &[
             "run",
@@ -634,14 +517,10 @@ async fn json_logs_carry_app_stage_resource_action_and_no_secret() {
         ],
         &[("CLOUDFLARE_API_TOKEN", TOKEN)],
     );
+    // `exit` returns once the output is read to the end.
     assert_eq!(p.exit(Duration::from_secs(60)), 0, "{}", p.stderr());
-    // The reader thread may still be draining: wait for the final line.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !p.stderr().contains("pass done") {
-        assert!(Instant::now() < deadline, "{}", p.stderr());
-        std::thread::sleep(Duration::from_millis(20));
-    }
     let logs = p.stderr();
+    assert!(logs.contains("pass done"), "{logs}");
     assert!(!logs.contains(TOKEN), "the API token was logged");
     let mut reconciled = 0;
     for line in logs.lines() {

@@ -2,11 +2,10 @@
 //! (types stripped in-process, relative imports followed) and uploads them; the test reads them
 //! back through the local API's content download, as another client would.
 
-use crate::support::run_in;
-use lumierd::local_api::{Faults, LocalApi, LocalApiConfig, DEFAULT_ACCOUNT_ID, DEFAULT_TOKEN};
+use crate::support::{run_in, Api};
+use lumierd::local_api::Faults;
 use std::path::Path;
 use std::time::Duration;
-use tokio::sync::oneshot;
 
 const INDEX: &str = r#"import { greet, Shape, area } from "./lib";
 import data from "./data.json";
@@ -48,39 +47,16 @@ fn write_worker(root: &Path) {
     .unwrap();
 }
 
-async fn serve() -> (LocalApi, String, oneshot::Sender<()>) {
-    let api = LocalApi::open(LocalApiConfig {
-        token: DEFAULT_TOKEN.into(),
-        account_id: DEFAULT_ACCOUNT_ID.into(),
-        data_dir: None,
-        faults: Faults::default(),
-        request_log: None,
-    })
-    .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}/client/v4", listener.local_addr().unwrap());
-    let (tx, rx) = oneshot::channel::<()>();
-    tokio::spawn(api.clone().serve(listener, async move {
-        let _ = rx.await;
-    }));
-    (api, base, tx)
-}
-
-fn uploads(api: &LocalApi) -> usize {
-    api.request_log()
+fn uploads(api: &Api) -> usize {
+    api.log()
         .iter()
         .filter(|r| r.method == "PUT" && r.path.ends_with("/workers/scripts/shop-dev-api"))
         .count()
 }
 
 /// The modules of the uploaded script, read back with the real client: name → (type, text).
-async fn download(base: &str) -> (Option<String>, Vec<(String, String, String)>) {
-    let client = lumierd::cloudflare::Client::new(lumierd::cloudflare::ClientConfig::new(
-        base,
-        DEFAULT_ACCOUNT_ID,
-        DEFAULT_TOKEN,
-    ))
-    .unwrap();
+async fn download(api: &Api) -> (Option<String>, Vec<(String, String, String)>) {
+    let client = api.client();
     let content = client.get_content("shop-dev-api").await.unwrap();
     let mut modules: Vec<(String, String, String)> = content
         .modules
@@ -99,7 +75,8 @@ async fn download(base: &str) -> (Option<String>, Vec<(String, String, String)>)
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn typescript_worker_uploads_its_modules_and_only_real_changes_reupload() {
-    let (api, base, stop) = serve().await;
+    let api = Api::start(Faults::default()).await;
+    let base = api.base.clone();
     let dir = tempfile::tempdir().unwrap();
     write_worker(dir.path());
     let once = |dir: &Path| {
@@ -119,7 +96,7 @@ async fn typescript_worker_uploads_its_modules_and_only_real_changes_reupload() 
     let out = once(dir.path());
     assert_eq!(out.code, 0, "{out:?}");
     assert_eq!(uploads(&api), 1);
-    let (main, modules) = download(&base).await;
+    let (main, modules) = download(&api).await;
     assert_eq!(main.as_deref(), Some("index.js"));
     let names: Vec<(&str, &str)> = modules
         .iter()
@@ -167,9 +144,9 @@ async fn typescript_worker_uploads_its_modules_and_only_real_changes_reupload() 
     let out = once(dir.path());
     assert_eq!(out.code, 0, "{out:?}");
     assert_eq!(uploads(&api), 2, "a lib.ts edit did not re-upload");
-    let (_, modules) = download(&base).await;
+    let (_, modules) = download(&api).await;
     assert!(modules[2].2.contains("\"hey \""), "{}", modules[2].2);
-    let _ = stop.send(());
+    api.stop().await;
 }
 
 #[test]

@@ -109,6 +109,11 @@ pub struct RunArgs {
     /// Most resources one pass may delete; a larger prune is held until approved.
     #[arg(long, default_value_t = 10)]
     pub max_prune: usize,
+    /// Approve the held deletions of APP or APP/STAGE for this run: an app no manifest
+    /// declares any more, or a stage whose protection was lifted in the same change that
+    /// removed its resources. Repeatable.
+    #[arg(long, value_name = "APP[/STAGE]")]
+    pub approve_delete: Vec<String>,
     /// Most resources reconciled at once.
     #[arg(long, default_value_t = 8)]
     pub concurrency: usize,
@@ -407,6 +412,7 @@ fn cmd_run(args: RunArgs) -> i32 {
         max_prune: args.max_prune,
         concurrency: args.concurrency,
         act: true,
+        approve_delete: args.approve_delete.clone(),
     };
     let outcome = (|| -> anyhow::Result<Result<bool, DaemonError>> {
         let mut cfg = run_config(&args.common, args.once, policy, args.resync, args.debounce)?;
@@ -467,6 +473,7 @@ fn cmd_plan(args: PlanArgs) -> i32 {
         max_prune: usize::MAX,
         concurrency: 8,
         act: false,
+        approve_delete: Vec::new(),
     };
     let outcome = (|| -> anyhow::Result<Result<Vec<Change>, DaemonError>> {
         let cfg = run_config(

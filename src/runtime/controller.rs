@@ -32,6 +32,18 @@ pub struct Policy {
     pub concurrency: usize,
     /// When false, decide but do not act (`plan`).
     pub act: bool,
+    /// Scopes (`app` or `app/stage`) whose held deletions this run approves
+    /// (`--approve-delete`): a whole app's removal, protection lifted with the removal.
+    pub approve_delete: Vec<String>,
+}
+
+impl Policy {
+    /// Whether deleting `key` is approved by `--approve-delete`.
+    pub fn approves(&self, key: &ResourceKey) -> bool {
+        self.approve_delete
+            .iter()
+            .any(|s| *s == key.app || *s == key.stage_key().to_string())
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -174,7 +186,12 @@ impl Controller {
             created_at: Some(pass.now),
             ..Record::default()
         });
-        rec.protected = stage.protected;
+        // Protection once recorded holds until a document of the app says otherwise.
+        rec.protected = pass
+            .snap
+            .desired
+            .is_protected(&stage.key)
+            .unwrap_or(rec.protected);
 
         // Backoff: a failing resource whose spec did not change waits for its retry time.
         let waiting = rec.failures > 0

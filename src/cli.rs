@@ -417,7 +417,11 @@ fn cmd_run(args: RunArgs) -> i32 {
     let outcome = (|| -> anyhow::Result<Result<bool, DaemonError>> {
         let mut cfg = run_config(&args.common, args.once, policy, args.resync, args.debounce)?;
         cfg.admin_listen = args.admin_listen;
-        Ok(runtime()?.block_on(daemon::run(cfg)))
+        let rt = runtime()?;
+        let result = rt.block_on(daemon::run(cfg));
+        // A flush stuck on a frozen disk runs on a blocking thread: don't wait for it.
+        rt.shutdown_timeout(Duration::from_secs(1));
+        Ok(result)
     })();
     match outcome {
         Ok(Ok(true)) => EXIT_OK,

@@ -240,7 +240,16 @@ pub async fn run(cfg: RunConfig) -> Result<bool, DaemonError> {
         None => run_once(initial, &controller, &store, &ops).await,
         Some(signals) => run_forever(&cfg, initial, &controller, &store, &ops, signals).await,
     };
-    let flushed = store.flush();
+    // Bounded: a frozen disk must not keep the process from stopping.
+    let flushed = match tokio::time::timeout(STOP_SERVER, store.flush_durable()).await {
+        Ok(flushed) => flushed,
+        Err(_) => {
+            tracing::error!(
+                "the state store did not flush within {STOP_SERVER:?}; stopping anyway"
+            );
+            Ok(())
+        }
+    };
     if let Some(admin) = admin {
         admin.stop().await;
     }
@@ -367,6 +376,8 @@ async fn run_forever(
         let outcome = tokio::select! {
             r = &mut pass => r,
             _ = stop_signal(&mut term, &mut int) => {
+                // Nothing new goes to the provider from here on; calls in flight finish.
+                controller.client.stop_sending();
                 tracing::info!("stopping: finishing in-flight calls");
                 ops.notify("STOPPING=1\nSTATUS=stopping: finishing in-flight calls");
                 let _ = tokio::time::timeout(STOP_INFLIGHT, &mut pass).await;

@@ -142,6 +142,14 @@ pub(super) async fn prune(
         if !act {
             continue;
         }
+        if ctl.client.is_stopping() {
+            report.converged = false;
+            break;
+        }
+        // Recorded before the call: no provider write whose outcome cannot be recorded.
+        rec.state = State::Deleting;
+        rec.message = "deleting".into();
+        ctl.store.put_durable(&key, &rec).await?;
         let started = Instant::now();
         let kind = rec.kind().type_name();
         let cx = Ctx {

@@ -400,6 +400,7 @@ fn cmd_run(args: RunArgs) -> i32 {
         }
     }
     init_logs(args.log_format, args.log_level.as_deref());
+    crate::fdlimit::raise_nofile_logged();
     let policy = Policy {
         drift: args.drift.into(),
         max_prune: args.max_prune,
@@ -534,7 +535,20 @@ fn cmd_status(args: StatusArgs) -> i32 {
                         return Ok(v);
                     }
                 }
-                Err(e.into())
+                // The store is held but the socket gives no answer: say which of the two.
+                match rt.block_on(crate::runtime::status_socket::query(
+                    &state,
+                    &format!("status {}", args.stage.as_deref().unwrap_or("")),
+                )) {
+                    Ok(v) => Ok(v),
+                    Err(why @ crate::runtime::status_socket::AskError::NotAnswering { .. }) => {
+                        anyhow::bail!(
+                            "{why}, and the state store is locked ({e}); the daemon may be stuck: \
+                             see its log, or restart it"
+                        )
+                    }
+                    Err(_) => Err(e.into()),
+                }
             }
         }
     })();

@@ -16,7 +16,7 @@ pub const DRIFT_HISTORY: usize = 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("state store at {path}: {source}; if another lumierd runs on this state folder, stop it or use `lumierd status`, which asks it")]
+    #[error("state store at {path}: {source}; only one lumierd process can open a state folder at a time: is another one using it?")]
     Open {
         path: String,
         #[source]

@@ -7,6 +7,8 @@
 //! due now, and run a full pass.
 
 use super::controller::{Change, Controller, ControllerError, PassReport, Policy};
+use super::status_socket::{self, ask};
+pub use super::status_socket::{ask_daemon, SOCKET};
 use crate::admin::{self, AdminState};
 use crate::cloudflare::{Client, ClientConfig, RateLimit};
 use crate::local_api::{LocalApi, LocalApiConfig, LocalApiError};
@@ -19,12 +21,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::oneshot;
-
-/// The status socket's file name in the state folder.
-pub const SOCKET: &str = "lumierd.sock";
 
 /// How long a stop (SIGTERM, SIGINT) may take, in-flight calls included.
 pub const STOP_GRACE: Duration = Duration::from_secs(10);
@@ -326,85 +324,6 @@ impl AdminServer {
     }
 }
 
-/// Serves the status socket: a client writes `status` (or `status STAGE`) and a newline, and
-/// reads the status JSON.
-fn serve_status_socket(state: &Path, store: Store) -> Result<PathBuf, DaemonError> {
-    let path = state.join(SOCKET);
-    let _ = std::fs::remove_file(&path);
-    let listener = tokio::net::UnixListener::bind(&path)
-        .map_err(|e| DaemonError::Io(format!("status socket {}: {e}", path.display())))?;
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
-            .map_err(|e| DaemonError::Io(format!("status socket {}: {e}", path.display())))?;
-    }
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let store = store.clone();
-            tokio::spawn(async move {
-                let (read, mut write) = stream.into_split();
-                let mut line = String::new();
-                let mut reader = BufReader::new(read);
-                if tokio::time::timeout(Duration::from_secs(5), reader.read_line(&mut line))
-                    .await
-                    .is_err()
-                {
-                    return;
-                }
-                let body = if line.trim() == "records" {
-                    // For `plan` while the daemon holds the store.
-                    match store.all() {
-                        Ok(records) => serde_json::to_string(&records).unwrap_or_else(|e| {
-                            serde_json::json!({ "error": e.to_string() }).to_string()
-                        }),
-                        Err(e) => serde_json::json!({ "error": e.to_string() }).to_string(),
-                    }
-                } else {
-                    let stage = line
-                        .trim()
-                        .strip_prefix("status")
-                        .map(str::trim)
-                        .filter(|s| !s.is_empty());
-                    match crate::status::status_json(&store, stage) {
-                        Ok(v) => v.to_string(),
-                        Err(e) => serde_json::json!({ "error": e.to_string() }).to_string(),
-                    }
-                };
-                let _ = write.write_all(body.as_bytes()).await;
-                let _ = write.shutdown().await;
-            });
-        }
-    });
-    Ok(path)
-}
-
-/// Sends one request line to a running daemon and parses its JSON answer; `None` when no
-/// daemon answers (within 10 s).
-async fn ask(state: &Path, request: &str) -> Option<serde_json::Value> {
-    let path = state.join(SOCKET);
-    let ask = async {
-        let mut stream = tokio::net::UnixStream::connect(&path).await.ok()?;
-        stream
-            .write_all(format!("{request}\n").as_bytes())
-            .await
-            .ok()?;
-        let mut body = String::new();
-        tokio::io::AsyncReadExt::read_to_string(&mut stream, &mut body)
-            .await
-            .ok()?;
-        serde_json::from_str(&body).ok()
-    };
-    tokio::time::timeout(Duration::from_secs(10), ask)
-        .await
-        .ok()
-        .flatten()
-}
-
-/// Asks a running daemon for its status; `None` when no daemon answers.
-pub async fn ask_daemon(state: &Path, stage: Option<&str>) -> Option<serde_json::Value> {
-    ask(state, &format!("status {}", stage.unwrap_or(""))).await
-}
-
 /// The daemon's signal handlers, installed before anything else so that a signal sent
 /// during start-up is handled, not fatal: SIGTERM and SIGINT stop, SIGHUP reloads.
 struct Signals {
@@ -572,7 +491,8 @@ async fn run_forever(
         mut int,
         mut hup,
     } = signals;
-    let socket = serve_status_socket(&cfg.state, store.clone())?;
+    let socket = status_socket::serve(&cfg.state, store.clone())
+        .map_err(|e| DaemonError::Io(e.to_string()))?;
     let (_watch, mut changes) = crate::watch::watch(&cfg.manifests)?;
     let mut snapshot = match initial {
         Ok(snap) => {
@@ -681,7 +601,7 @@ async fn run_forever(
         }
     }
     tracing::info!("shutting down");
-    let _ = std::fs::remove_file(socket);
+    drop(socket);
     Ok(true)
 }
 

@@ -7,3 +7,4 @@
 pub mod controller;
 pub mod daemon;
 pub mod plan;
+pub mod status_socket;

@@ -32,18 +32,22 @@ impl Drop for Proc {
 impl Proc {
     fn spawn(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Proc {
         let mut cmd = Command::new(bin());
-        cmd.args(args)
-            .current_dir(dir)
-            .env_remove("NOTIFY_SOCKET")
+        cmd.args(args).current_dir(dir).stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        Proc::start(cmd)
+    }
+
+    /// Spawns `cmd` (its program, arguments, folder and stderr set by the caller) with stdout
+    /// piped and no systemd or log-level variables; stderr is collected when piped.
+    fn start(mut cmd: Command) -> Proc {
+        cmd.env_remove("NOTIFY_SOCKET")
             .env_remove("WATCHDOG_USEC")
             .env_remove("WATCHDOG_PID")
             .env_remove("RUST_LOG")
             .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
+            .stdout(Stdio::piped());
         let mut child = cmd.spawn().expect("spawn lumierd");
         let (tx, stdout) = mpsc::channel();
         let out = child.stdout.take().expect("stdout");
@@ -54,14 +58,15 @@ impl Proc {
         });
         let stderr = Arc::new(Mutex::new(String::new()));
         let sink = Arc::clone(&stderr);
-        let err = child.stderr.take().expect("stderr");
-        std::thread::spawn(move || {
-            for line in BufReader::new(err).lines().map_while(Result::ok) {
-                let mut s = sink.lock().unwrap();
-                s.push_str(&line);
-                s.push('\n');
-            }
-        });
+        if let Some(err) = child.stderr.take() {
+            std::thread::spawn(move || {
+                for line in BufReader::new(err).lines().map_while(Result::ok) {
+                    let mut s = sink.lock().unwrap();
+                    s.push_str(&line);
+                    s.push('\n');
+                }
+            });
+        }
         Proc {
             child,
             stdout,
@@ -702,4 +707,206 @@ fn admin_listen_is_loopback_unless_allowed_and_bad_log_levels_are_usage_errors()
     );
     assert_eq!(out.code, 2, "{out:?}");
     assert!(out.stderr.contains("--log-level"), "{out:?}");
+}
+
+/// Open descriptors of process `pid` (`/proc/PID/fd`).
+fn fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+/// `host:port` of an `http://host:port` URL.
+fn host_port(url: &str) -> String {
+    url.trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned()
+}
+
+/// Calls `probe` every 50 ms until it gives `Some`, failing after `within`.
+async fn eventually<T>(within: Duration, what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(v) = probe() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "not within {within:?}: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Rewrites `m/dev.yaml` of [`fleet`] with another `STAGE` value (a worker update).
+fn edit_stage(dir: &Path, app: &str, stage_var: &str) {
+    let tmp = dir.join("fleet-edit");
+    fleet(&tmp, app, stage_var);
+    std::fs::copy(tmp.join("m/dev.yaml"), dir.join("m/dev.yaml")).unwrap();
+}
+
+/// Worker updates counted so far.
+async fn worker_updates(admin: &str) -> f64 {
+    scrape(admin).await.value(
+        "lumierd_reconciles_total",
+        &[("kind", "worker"), ("result", "update")],
+    )
+}
+
+/// Waits until the daemon has counted more than `before` worker updates.
+async fn wait_worker_update(admin: &str, before: f64, secs: u64, what: &str) {
+    wait_scrape(admin, secs, what, |s| {
+        s.value(
+            "lumierd_reconciles_total",
+            &[("kind", "worker"), ("result", "update")],
+        ) > before
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_connections_are_bounded_and_idle_ones_closed() {
+    use std::io::{Read, Write};
+    // This test holds 1,100 sockets itself.
+    lumierd::fdlimit::raise_nofile().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    fleet(dir.path(), "fds", "dev");
+    let (p, admin) = spawn_run(dir.path(), &["--resync", "1h"], &[]);
+    wait_code(&format!("{admin}/readyz"), 200, 60).await;
+    let pid = p.child.id();
+    let base = fds(pid);
+    let addr = host_port(&admin);
+
+    // 1,100 connections that never finish their request headers.
+    let started = Instant::now();
+    let held: Vec<std::net::TcpStream> = (0..1100)
+        .map(|_| {
+            let mut s = std::net::TcpStream::connect(&addr).unwrap();
+            s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+                .unwrap();
+            s
+        })
+        .collect();
+    let connect_ms = started.elapsed().as_millis();
+    // Liveness still answers at once, and the edit is still applied.
+    let started = Instant::now();
+    let (code, _) = get(&format!("{admin}/healthz")).await;
+    assert_eq!(code, 200);
+    let flooded = fds(pid);
+    let healthz_ms = started.elapsed().as_millis();
+    let bound = base + lumierd::admin::Limits::default().max_connections + 8;
+    assert!(
+        flooded <= bound,
+        "{flooded} descriptors with 1,100 half-open admin connections (base {base}, bound {bound})"
+    );
+    let before = worker_updates(&admin).await;
+    edit_stage(dir.path(), "fds", "edited");
+    wait_worker_update(&admin, before, 30, "the edit applied under the flood").await;
+    let peak = fds(pid);
+    drop(held);
+
+    // Idle keep-alive connections (fewer than the cap: none is evicted) are closed.
+    let idle: Vec<std::net::TcpStream> = (0..40)
+        .map(|_| {
+            let mut s = std::net::TcpStream::connect(&addr).unwrap();
+            s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+                .unwrap();
+            let mut got = Vec::new();
+            let mut buf = [0u8; 512];
+            while !got.ends_with(b"ok\n") {
+                let n = s.read(&mut buf).unwrap();
+                assert!(n > 0, "closed before the answer");
+                got.extend_from_slice(&buf[..n]);
+            }
+            s
+        })
+        .collect();
+    let opened = Instant::now();
+    let with_idle = fds(pid);
+    let limit = lumierd::admin::Limits::default().header_timeout + Duration::from_secs(5);
+    eventually(limit, "idle keep-alive connections closed", || {
+        (fds(pid) <= base).then_some(())
+    })
+    .await;
+    let closed_ms = opened.elapsed().as_millis();
+    eprintln!(
+        "figures: base {base} fds; 1,100 half-open (opened in {connect_ms} ms): {flooded} fds \
+         (peak {peak}), /healthz after {healthz_ms} ms; 40 idle keep-alive: {with_idle} fds, closed after {closed_ms} ms"
+    );
+    drop(idle);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_socket_survives_descriptor_exhaustion_and_bounds_requests() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    fleet(dir.path(), "sock", "dev");
+    // 48 descriptors in all (it uses about 22 when idle), so admin clients can exhaust them.
+    let mut cmd = Command::new("prlimit");
+    cmd.arg("--nofile=48:48")
+        .arg(bin())
+        .args([
+            "run",
+            "--manifests",
+            "m",
+            "--state",
+            "state",
+            "--resync",
+            "1h",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ])
+        .current_dir(dir.path())
+        .stderr(Stdio::piped());
+    let p = Proc::start(cmd);
+    let admin = p.line("admin API: ", Duration::from_secs(30));
+    wait_code(&format!("{admin}/readyz"), 200, 60).await;
+    let pid = p.child.id();
+    let addr = host_port(&admin);
+    let held: Vec<std::net::TcpStream> = (0..60)
+        .map(|_| {
+            let mut s = std::net::TcpStream::connect(&addr).unwrap();
+            s.write_all(b"GET /healthz HTTP/1.1\r\n").unwrap();
+            s
+        })
+        .collect();
+    eventually(
+        Duration::from_secs(10),
+        "the daemon out of descriptors",
+        || (fds(pid) >= 47).then_some(()),
+    )
+    .await;
+    // A status client while no descriptor is left: its accept fails (EMFILE).
+    let socket = dir
+        .path()
+        .join("state")
+        .join(lumierd::runtime::status_socket::SOCKET);
+    let mut waiting = std::os::unix::net::UnixStream::connect(&socket).unwrap();
+    waiting.write_all(b"status\n").unwrap();
+    eventually(Duration::from_secs(10), "the accept error logged", || {
+        p.stderr()
+            .contains("status socket: accept failed; going on")
+            .then_some(())
+    })
+    .await;
+    drop(held);
+    // The socket lives on: the waiting client is answered, and so is a new `status`.
+    waiting
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut answer = String::new();
+    waiting.read_to_string(&mut answer).unwrap();
+    assert!(answer.contains("\"resources\""), "{answer}");
+    let out = run_in(
+        dir.path(),
+        &["status", "--state", "state", "--json"],
+        Duration::from_secs(30),
+    );
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stdout.contains("\"resources\""), "{out:?}");
+
+    // A request line past 4 KiB is refused at once, not read for ever.
+    let mut long = std::os::unix::net::UnixStream::connect(&socket).unwrap();
+    long.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    long.write_all(&[b'x'; 8192]).unwrap();
+    let mut answer = String::new();
+    let _ = long.read_to_string(&mut answer);
+    assert!(answer.contains("longer than 4096 bytes"), "{answer:?}");
 }

@@ -910,3 +910,105 @@ async fn status_socket_survives_descriptor_exhaustion_and_bounds_requests() {
     let _ = long.read_to_string(&mut answer);
     assert!(answer.contains("longer than 4096 bytes"), "{answer:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_watch_follows_the_manifests_folder_when_renamed_back_or_recreated() {
+    let dir = tempfile::tempdir().unwrap();
+    fleet(dir.path(), "follow", "dev");
+    // A long resync: only the watch can bring the edits in.
+    let (_p, admin) = spawn_run(dir.path(), &["--resync", "1h"], &[]);
+    wait_code(&format!("{admin}/readyz"), 200, 60).await;
+    let m = dir.path().join("m");
+    let away = dir.path().join("m.away");
+
+    std::fs::rename(&m, &away).unwrap();
+    std::fs::rename(&away, &m).unwrap();
+    let before = worker_updates(&admin).await;
+    edit_stage(dir.path(), "follow", "after-rename");
+    wait_worker_update(&admin, before, 20, "an edit after a rename back").await;
+
+    std::fs::remove_dir_all(&m).unwrap();
+    let before = worker_updates(&admin).await;
+    fleet(dir.path(), "follow", "after-recreate");
+    wait_worker_update(&admin, before, 20, "the recreated folder's manifests").await;
+    let before = worker_updates(&admin).await;
+    edit_stage(dir.path(), "follow", "edited-again");
+    wait_worker_update(&admin, before, 20, "an edit in the recreated folder").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_manifests_folder_is_waited_for_by_run_but_not_by_once_or_validate() {
+    let dir = tempfile::tempdir().unwrap();
+    let once = run_in(
+        dir.path(),
+        &["run", "--once", "--manifests", "m", "--state", "once"],
+        Duration::from_secs(30),
+    );
+    assert_ne!(once.code, 0, "{once:?}");
+    let validate = run_in(
+        dir.path(),
+        &["validate", "--manifests", "m"],
+        Duration::from_secs(30),
+    );
+    assert_ne!(validate.code, 0, "{validate:?}");
+
+    let (p, admin) = spawn_run(dir.path(), &["--resync", "1h"], &[]);
+    let (code, _) = get(&format!("{admin}/readyz")).await;
+    assert_eq!(code, 503, "ready without manifests");
+    eventually(
+        Duration::from_secs(10),
+        "a log line saying it waits",
+        || {
+            p.stderr()
+                .contains("waiting for it to appear")
+                .then_some(())
+        },
+    )
+    .await;
+    // git-sync clones after the pod starts.
+    fleet(dir.path(), "late", "dev");
+    wait_code(&format!("{admin}/readyz"), 200, 30).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn its_own_log_file_and_state_inside_the_manifests_folder_do_not_wake_the_daemon() {
+    let dir = tempfile::tempdir().unwrap();
+    fleet(dir.path(), "quiet", "dev");
+    let here = dir.path().join("m");
+    // `cd man && lumierd run 2> lumierd.log`, with the default state `./.lumierd` inside too.
+    let log = std::fs::File::create(here.join("lumierd.log")).unwrap();
+    let mut cmd = Command::new(bin());
+    cmd.args([
+        "run",
+        "--manifests",
+        ".",
+        "--debounce",
+        "100ms",
+        "--log-level",
+        "debug",
+        "--admin-listen",
+        "127.0.0.1:0",
+    ])
+    .current_dir(&here)
+    .stderr(Stdio::from(log));
+    let p = Proc::start(cmd);
+    let admin = p.line("admin API: ", Duration::from_secs(30));
+    wait_code(&format!("{admin}/readyz"), 200, 60).await;
+    assert!(here.join(".lumierd").is_dir(), "the state is not inside");
+    let passes = |s: &Scrape| s.value("lumierd_passes_total", &[]);
+    let initial = passes(&scrape(&admin).await);
+    // Over a bounded window, every scrape still counts the initial pass(es) only.
+    let window = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < window {
+        let now = passes(&scrape(&admin).await);
+        assert!(
+            now <= initial + 1.0,
+            "{now} passes after {initial}: the daemon wakes on its own writes"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // A manifest edit still wakes it.
+    let before = worker_updates(&admin).await;
+    edit_stage(dir.path(), "quiet", "edited");
+    wait_worker_update(&admin, before, 20, "the edit applied").await;
+}

@@ -21,7 +21,7 @@
 //! | with a hidden component (`.git/…`, `.lumierd/…`) or under `node_modules/` | no (the loader skips them), except `.lumierdignore` |
 //! | the root itself, a folder, or a name without extension (a folder renamed or removed) | yes |
 //! | `*.yaml`, `*.yml`, `*.json`, `.lumierdignore` | yes |
-//! | `*.js`, `*.ts`, … (module types) while no [`ModulePaths`] is given | yes (no graph known: be safe) |
+//! | `*.js`, `*.ts`, … (module types) while the graph is unknown (no [`ModulePaths`], or not set yet) | yes (be safe) |
 //! | anything else (`*.log`, `*.swp`, …) | no |
 //!
 //! Reads never wake it (lumierd's own rescans open every file).
@@ -48,15 +48,17 @@ const IGNORE_FILE: &str = ".lumierdignore";
 /// Extensions of the files a worker's module graph can hold (`worker::resolve::ModuleKind`).
 const MODULE_EXTENSIONS: [&str; 8] = ["js", "mjs", "ts", "mts", "json", "txt", "html", "wasm"];
 
-/// The files of the current worker module graphs, shared with the watch and replaced by the
-/// daemon after each load (`set_sources`). Cheap to clone.
+/// The files of the current worker module graphs, shared with the watch and updated by the
+/// daemon after each load. Cheap to clone. It starts unknown: while it is (before the first
+/// successful load, and after a failed one, whose graph may reach files the last good one
+/// did not), every module-type file wakes the watch, so fixing a broken import is seen.
 #[derive(Debug, Clone, Default)]
-pub struct ModulePaths(Arc<RwLock<HashSet<PathBuf>>>);
+pub struct ModulePaths(Arc<RwLock<Option<HashSet<PathBuf>>>>);
 
 impl ModulePaths {
-    /// Replaces the set with `sources` (canonical paths of every module of every worker
-    /// bundle) and their folders: a new module-type file in such a folder may now win an
-    /// import's resolution (`./lib` → a new `lib.ts`).
+    /// After a successful load: the set becomes `sources` (canonical paths of every module of
+    /// every worker bundle) and their folders, since a new module-type file in such a folder
+    /// may now win an import's resolution (`./lib` → a new `lib.ts`).
     pub fn set_sources<'a>(&self, sources: impl IntoIterator<Item = &'a Path>) {
         let mut set = HashSet::new();
         for path in sources {
@@ -65,14 +67,23 @@ impl ModulePaths {
             }
             set.insert(path.to_path_buf());
         }
-        *self.0.write().unwrap_or_else(|e| e.into_inner()) = set;
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = Some(set);
     }
 
-    fn contains(&self, path: &Path) -> bool {
-        self.0
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains(path)
+    /// After a failed load: the graph is unknown again.
+    pub fn set_unknown(&self) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    /// Whether a module-type file at `path` may belong to a graph: `None` when unknown.
+    fn covers(&self, path: &Path) -> Option<bool> {
+        let set = self.0.read().unwrap_or_else(|e| e.into_inner());
+        let set = set.as_ref()?;
+        Some(
+            set.contains(path)
+                || (path.parent().is_some_and(|p| set.contains(p))
+                    && has_extension(path, &MODULE_EXTENSIONS)),
+        )
     }
 }
 
@@ -108,11 +119,9 @@ impl Filter {
         if self.ignored.iter().any(|i| path.starts_with(i)) {
             return false;
         }
-        if let Some(modules) = &self.modules {
-            let beside = path.parent().is_some_and(|p| modules.contains(p));
-            if modules.contains(path) || (beside && has_extension(path, &MODULE_EXTENSIONS)) {
-                return true;
-            }
+        let graph = self.modules.as_ref().and_then(|m| m.covers(path));
+        if graph == Some(true) {
+            return true;
         }
         let Ok(rel) = path.strip_prefix(base) else {
             return false;
@@ -139,7 +148,7 @@ impl Filter {
         {
             return true;
         }
-        if self.modules.is_none() && has_extension(path, &MODULE_EXTENSIONS) {
+        if graph.is_none() && has_extension(path, &MODULE_EXTENSIONS) {
             return true;
         }
         // A folder whose name has a dot (`v1.2/`), renamed into place.
@@ -306,6 +315,7 @@ mod tests {
         let plain = Filter::default().ignore(Path::new("/m/state"));
         let modules = ModulePaths::default();
         modules.set_sources([Path::new("/m/w/index.ts"), Path::new("/m/w/lib/a.wasm")]);
+        let unknown = plain.clone().modules(ModulePaths::default());
         let graph = plain.clone().modules(modules);
         let cases: &[(&Filter, &str, &EventKind, bool)] = &[
             (&plain, "/m/dev.yaml", &modify, true),
@@ -339,6 +349,9 @@ mod tests {
             (&graph, "/m/other/x.js", &modify, false),
             (&graph, "/m/w/notes.md", &modify, false),
             (&graph, "/m/dev.yaml", &modify, true),
+            // Not loaded yet (or the last load failed): every module-type file wakes.
+            (&unknown, "/m/other/x.js", &modify, true),
+            (&unknown, "/m/w/notes.md", &modify, false),
         ];
         for (filter, path, kind, want) in cases {
             assert_eq!(

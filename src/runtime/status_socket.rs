@@ -40,6 +40,9 @@ pub const ASK_TIMEOUT: Duration = Duration::from_secs(10);
 /// not spin while the process is out of them; other accept errors pause [`ERROR_PAUSE`].
 const EXHAUSTED_PAUSE: Duration = Duration::from_millis(100);
 const ERROR_PAUSE: Duration = Duration::from_millis(10);
+/// After answering, how long and how much unread input is discarded before closing.
+const LINGER: Duration = Duration::from_secs(1);
+const LINGER_BYTES: u64 = 64 * 1024;
 /// At most one accept-error log line per this period (the count of the others is logged).
 const ERROR_LOG_EVERY: Duration = Duration::from_secs(10);
 
@@ -163,6 +166,10 @@ async fn answer(stream: UnixStream, store: Store) {
     };
     let _ = write.write_all(body.as_bytes()).await;
     let _ = write.shutdown().await;
+    // Closing with unread input would reset the connection and lose the answer (an over-long
+    // request): read on, discarding, until the client closes, within a bound.
+    let mut rest = reader.into_inner().into_inner().take(LINGER_BYTES);
+    let _ = tokio::time::timeout(LINGER, tokio::io::copy(&mut rest, &mut tokio::io::sink())).await;
 }
 
 /// The answer to one request line (see the module's table).

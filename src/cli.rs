@@ -514,8 +514,19 @@ fn cmd_plan(args: PlanArgs) -> i32 {
 fn cmd_status(args: StatusArgs) -> i32 {
     let state = state_dir(args.state);
     let outcome = (|| -> anyhow::Result<serde_json::Value> {
+        use crate::runtime::status_socket::{self, AskError};
         let rt = runtime()?;
-        if let Some(v) = rt.block_on(daemon::ask_daemon(&state, args.stage.as_deref())) {
+        let request = format!("status {}", args.stage.as_deref().unwrap_or(""));
+        // `None`: no daemon listens (none runs, or one is starting); an error: one is stuck.
+        let ask = || match rt.block_on(status_socket::query(&state, &request)) {
+            Ok(v) => Ok(Some(v)),
+            Err(AskError::NoDaemon(_)) => Ok(None),
+            Err(why @ AskError::NotAnswering { .. }) => Err(anyhow::anyhow!(
+                "{why}; a lumierd daemon runs on this state folder but does not answer (it may \
+                 be stuck): see its log, or restart it"
+            )),
+        };
+        if let Some(v) = ask()? {
             return Ok(v);
         }
         if !state.join("db").exists() {
@@ -530,25 +541,11 @@ fn cmd_status(args: StatusArgs) -> i32 {
                 // A daemon that is starting holds the store before its socket is up.
                 for _ in 0..50 {
                     std::thread::sleep(Duration::from_millis(100));
-                    if let Some(v) = rt.block_on(daemon::ask_daemon(&state, args.stage.as_deref()))
-                    {
+                    if let Some(v) = ask()? {
                         return Ok(v);
                     }
                 }
-                // The store is held but the socket gives no answer: say which of the two.
-                match rt.block_on(crate::runtime::status_socket::query(
-                    &state,
-                    &format!("status {}", args.stage.as_deref().unwrap_or("")),
-                )) {
-                    Ok(v) => Ok(v),
-                    Err(why @ crate::runtime::status_socket::AskError::NotAnswering { .. }) => {
-                        anyhow::bail!(
-                            "{why}, and the state store is locked ({e}); the daemon may be stuck: \
-                             see its log, or restart it"
-                        )
-                    }
-                    Err(_) => Err(e.into()),
-                }
+                Err(e.into())
             }
         }
     })();

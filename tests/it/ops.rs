@@ -1017,3 +1017,53 @@ async fn its_own_log_file_and_state_inside_the_manifests_folder_do_not_wake_the_
     edit_stage(dir.path(), "quiet", "edited");
     wait_worker_update(&admin, before, 20, "the edit applied").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_says_a_daemon_is_stuck_when_its_socket_does_not_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    fleet(dir.path(), "mute", "dev");
+    let (_p, admin) = spawn_run(dir.path(), &["--resync", "1h"], &[]);
+    wait_code(&format!("{admin}/readyz"), 200, 60).await;
+    // The daemon holds the store; its socket is replaced by one that never answers.
+    let socket = dir.path().join("state").join("lumierd.sock");
+    std::fs::remove_file(&socket).unwrap();
+    let _mute = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    let start = Instant::now();
+    let out = run_in(
+        dir.path(),
+        &["status", "--state", "state"],
+        Duration::from_secs(30),
+    );
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.stderr.contains("does not answer (it may be stuck)"),
+        "{out:?}"
+    );
+    assert!(!out.stderr.contains("use `lumierd status`"), "{out:?}");
+    assert!(
+        start.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
+#[test]
+fn run_raises_its_soft_open_files_limit_to_the_hard_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    fleet(dir.path(), "nofile", "dev");
+    let mut cmd = Command::new("prlimit");
+    cmd.arg("--nofile=512:2048")
+        .arg(bin())
+        .args(["run", "--manifests", "m", "--state", "state"])
+        .current_dir(dir.path())
+        .stderr(Stdio::piped());
+    let p = Proc::start(cmd);
+    p.line("local API: ", Duration::from_secs(30));
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", p.child.id())).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(&fields[3..5], ["2048", "2048"], "{line}");
+}

@@ -870,7 +870,7 @@ async fn status_socket_survives_descriptor_exhaustion_and_bounds_requests() {
     eventually(
         Duration::from_secs(10),
         "the daemon out of descriptors",
-        || (fds(pid) >= 47).then_some(()),
+        || (fds(pid) >= 48).then_some(()),
     )
     .await;
     // A status client while no descriptor is left: its accept fails (EMFILE).

@@ -194,11 +194,13 @@ struct Tracker {
 impl Tracker {
     /// Brings the watches in line with the file system; `force` re-adds the recursive watch
     /// even when the target's path is unchanged (the folder itself was removed or replaced).
-    fn ensure(&mut self, watcher: &mut impl Watcher, force: bool) {
+    /// Returns whether the target changed (then what a load gives may have changed too).
+    fn ensure(&mut self, watcher: &mut impl Watcher, force: bool) -> bool {
         let now = std::fs::canonicalize(&self.root)
             .ok()
             .filter(|p| p.is_dir());
-        if force || now != self.target {
+        let moved = now != self.target;
+        if force || moved {
             if let Some(old) = self.target.take() {
                 let _ = watcher.unwatch(&old);
             }
@@ -229,6 +231,7 @@ impl Tracker {
                 }
             }
         }
+        moved
     }
 
     /// Whether `path` is the root itself (as given or as its target was).
@@ -272,7 +275,7 @@ pub fn watch_filtered(
         target: None,
         anchor: None,
     };
-    tracker.ensure(&mut watcher, false);
+    let _ = tracker.ensure(&mut watcher, false);
     if tracker.target.is_none() {
         tracing::warn!(root = %tracker.root.display(), "the manifests folder does not exist; waiting for it to appear");
     }
@@ -288,8 +291,10 @@ pub fn watch_filtered(
             // The root itself came, went or was replaced: move the watches; a rescan follows.
             let touches_root = event.paths.iter().any(|p| tracker.is_root(p))
                 || (event.paths.is_empty() && event.need_rescan());
-            tracker.ensure(&mut watcher, touches_root);
+            // (`mkdir -p a/m` seen as `a` appearing: the root came with it.)
+            let moved = tracker.ensure(&mut watcher, touches_root);
             let relevant = touches_root
+                || moved
                 || event.need_rescan()
                 || event
                     .paths

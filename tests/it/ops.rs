@@ -957,7 +957,23 @@ async fn a_missing_manifests_folder_is_waited_for_by_run_but_not_by_once_or_vali
     );
     assert_ne!(validate.code, 0, "{validate:?}");
 
-    let (p, admin) = spawn_run(dir.path(), &["--resync", "1h"], &[]);
+    // Neither the folder nor its parent exists yet.
+    let p = Proc::spawn(
+        dir.path(),
+        &[
+            "run",
+            "--manifests",
+            "clone/m",
+            "--state",
+            "state",
+            "--resync",
+            "1h",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ],
+        &[],
+    );
+    let admin = p.line("admin API: ", Duration::from_secs(30));
     let (code, _) = get(&format!("{admin}/readyz")).await;
     assert_eq!(code, 503, "ready without manifests");
     eventually(
@@ -971,7 +987,7 @@ async fn a_missing_manifests_folder_is_waited_for_by_run_but_not_by_once_or_vali
     )
     .await;
     // git-sync clones after the pod starts.
-    fleet(dir.path(), "late", "dev");
+    fleet(&dir.path().join("clone"), "late", "dev");
     wait_code(&format!("{admin}/readyz"), 200, 30).await;
 }
 

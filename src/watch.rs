@@ -196,6 +196,25 @@ impl Tracker {
     /// even when the target's path is unchanged (the folder itself was removed or replaced).
     /// Returns whether the target changed (then what a load gives may have changed too).
     fn ensure(&mut self, watcher: &mut impl Watcher, force: bool) -> bool {
+        // The anchor first, then the root: a folder that appears in between is seen either
+        // way (by the check, or as an event in the anchor). Repeated while a deeper ancestor
+        // appeared meanwhile (`mkdir -p`).
+        for _ in self.root.ancestors() {
+            let anchor = self.root.ancestors().skip(1).find(|a| a.is_dir());
+            if anchor == self.anchor.as_deref() {
+                break;
+            }
+            let old = self.anchor.take();
+            // Best effort: the folder may be unreadable; the periodic resync still rescans.
+            if let Some(anchor) = anchor {
+                if watcher.watch(anchor, RecursiveMode::NonRecursive).is_ok() {
+                    self.anchor = Some(anchor.to_path_buf());
+                }
+            }
+            if let Some(old) = old.filter(|o| Some(o.as_path()) != anchor) {
+                let _ = watcher.unwatch(&old);
+            }
+        }
         let now = std::fs::canonicalize(&self.root)
             .ok()
             .filter(|p| p.is_dir());
@@ -216,18 +235,6 @@ impl Tracker {
                 },
                 None => {
                     tracing::warn!(root = %self.root.display(), "the manifests folder does not exist; waiting for it to appear")
-                }
-            }
-        }
-        let anchor = self.root.ancestors().skip(1).find(|a| a.is_dir());
-        if anchor != self.anchor.as_deref() {
-            if let Some(old) = self.anchor.take() {
-                let _ = watcher.unwatch(&old);
-            }
-            // Best effort: the folder may be unreadable; the periodic resync still rescans.
-            if let Some(anchor) = anchor {
-                if watcher.watch(anchor, RecursiveMode::NonRecursive).is_ok() {
-                    self.anchor = Some(anchor.to_path_buf());
                 }
             }
         }

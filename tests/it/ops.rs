@@ -31,7 +31,7 @@ impl Drop for Proc {
 
 impl Proc {
     fn spawn(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Proc {
-        let mut cmd = Command::new(bin());
+        let mut cmd = command(bin());
         cmd.args(args).current_dir(dir).stderr(Stdio::piped());
         for (k, v) in env {
             cmd.env(k, v);
@@ -39,15 +39,10 @@ impl Proc {
         Proc::start(cmd)
     }
 
-    /// Spawns `cmd` (its program, arguments, folder and stderr set by the caller) with stdout
-    /// piped and no systemd or log-level variables; stderr is collected when piped.
+    /// Spawns `cmd` (made by [`command`]; its arguments, folder, environment and stderr set by
+    /// the caller) with stdout piped; stderr is collected when piped.
     fn start(mut cmd: Command) -> Proc {
-        cmd.env_remove("NOTIFY_SOCKET")
-            .env_remove("WATCHDOG_USEC")
-            .env_remove("WATCHDOG_PID")
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped());
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped());
         let mut child = cmd.spawn().expect("spawn lumierd");
         let (tx, stdout) = mpsc::channel();
         let out = child.stdout.take().expect("stdout");
@@ -116,6 +111,16 @@ impl Proc {
     fn exit(&mut self, deadline: Duration) -> i32 {
         wait_with_deadline(&mut self.child, deadline)
     }
+}
+
+/// A command running `program` without the systemd and log-level variables of this process.
+fn command(program: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut cmd = Command::new(program);
+    cmd.env_remove("NOTIFY_SOCKET")
+        .env_remove("WATCHDOG_USEC")
+        .env_remove("WATCHDOG_PID")
+        .env_remove("RUST_LOG");
+    cmd
 }
 
 fn http() -> reqwest::Client {
@@ -839,7 +844,7 @@ async fn status_socket_survives_descriptor_exhaustion_and_bounds_requests() {
     let dir = tempfile::tempdir().unwrap();
     fleet(dir.path(), "sock", "dev");
     // 48 descriptors in all (it uses about 22 when idle), so admin clients can exhaust them.
-    let mut cmd = Command::new("prlimit");
+    let mut cmd = command("prlimit");
     cmd.arg("--nofile=48:48")
         .arg(bin())
         .args([
@@ -998,7 +1003,7 @@ async fn its_own_log_file_and_state_inside_the_manifests_folder_do_not_wake_the_
     let here = dir.path().join("m");
     // `cd man && lumierd run 2> lumierd.log`, with the default state `./.lumierd` inside too.
     let log = std::fs::File::create(here.join("lumierd.log")).unwrap();
-    let mut cmd = Command::new(bin());
+    let mut cmd = command(bin());
     cmd.args([
         "run",
         "--manifests",
@@ -1067,7 +1072,7 @@ async fn status_says_a_daemon_is_stuck_when_its_socket_does_not_answer() {
 fn run_raises_its_soft_open_files_limit_to_the_hard_limit() {
     let dir = tempfile::tempdir().unwrap();
     fleet(dir.path(), "nofile", "dev");
-    let mut cmd = Command::new("prlimit");
+    let mut cmd = command("prlimit");
     cmd.arg("--nofile=512:2048")
         .arg(bin())
         .args(["run", "--manifests", "m", "--state", "state"])

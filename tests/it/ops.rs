@@ -721,6 +721,18 @@ fn fds(pid: u32) -> usize {
         .unwrap_or(0)
 }
 
+/// Resident memory of process `pid`, in KiB (`VmRSS`).
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
 /// `host:port` of an `http://host:port` URL.
 fn host_port(url: &str) -> String {
     url.trim_start_matches("http://")
@@ -777,6 +789,7 @@ async fn admin_connections_are_bounded_and_idle_ones_closed() {
     wait_code(&format!("{admin}/readyz"), 200, 60).await;
     let pid = p.child.id();
     let base = fds(pid);
+    let base_rss = rss_kib(pid);
     let addr = host_port(&admin);
 
     // 1,100 connections that never finish their request headers.
@@ -795,6 +808,7 @@ async fn admin_connections_are_bounded_and_idle_ones_closed() {
     let (code, _) = get(&format!("{admin}/healthz")).await;
     assert_eq!(code, 200);
     let flooded = fds(pid);
+    let flooded_rss = rss_kib(pid);
     let healthz_ms = started.elapsed().as_millis();
     let bound = base + lumierd::admin::Limits::default().max_connections + 8;
     assert!(
@@ -832,8 +846,9 @@ async fn admin_connections_are_bounded_and_idle_ones_closed() {
     .await;
     let closed_ms = opened.elapsed().as_millis();
     eprintln!(
-        "figures: base {base} fds; 1,100 half-open (opened in {connect_ms} ms): {flooded} fds \
-         (peak {peak}), /healthz after {healthz_ms} ms; 40 idle keep-alive: {with_idle} fds, closed after {closed_ms} ms"
+        "figures: base {base} fds, {base_rss} KiB; 1,100 half-open (opened in {connect_ms} ms): \
+         {flooded} fds (peak {peak}), {flooded_rss} KiB, /healthz after {healthz_ms} ms; 40 idle \
+         keep-alive: {with_idle} fds, closed after {closed_ms} ms"
     );
     drop(idle);
 }

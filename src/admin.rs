@@ -8,7 +8,10 @@
 //! | `GET /status[?stage=S]` | the JSON of `lumierd status --json` |
 //!
 //! It has no authentication and exposes no secret; it binds loopback unless
-//! `--admin-allow-remote` is given. The server takes its listener and a shutdown future.
+//! `--admin-allow-remote` is given. The server takes its listener and a shutdown future, and
+//! bounds what clients can cost ([`listener`]: connections, header and idle timeouts).
+
+pub mod listener;
 
 use crate::cloudflare::Client;
 use crate::metrics::{Metrics, CONTENT_TYPE};
@@ -18,6 +21,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
+pub use listener::Limits;
 use std::future::Future;
 use std::sync::Arc;
 
@@ -46,15 +50,14 @@ pub fn router(state: AdminState) -> Router {
         .with_state(state)
 }
 
-/// Serves the admin API on `listener` until `shutdown` completes.
+/// Serves the admin API on `listener` until `shutdown` completes, within the default
+/// [`Limits`] (bounded connections, header and idle timeouts: see [`listener`]).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AdminState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), AdminError> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    listener::serve(listener, router(state), Limits::default(), shutdown).await;
     Ok(())
 }
 

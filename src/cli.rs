@@ -407,6 +407,7 @@ fn cmd_run(args: RunArgs) -> i32 {
         }
     }
     init_logs(args.log_format, args.log_level.as_deref());
+    crate::fdlimit::raise_nofile_logged();
     let policy = Policy {
         drift: args.drift.into(),
         max_prune: args.max_prune,
@@ -526,8 +527,19 @@ fn cmd_plan(args: PlanArgs) -> i32 {
 fn cmd_status(args: StatusArgs) -> i32 {
     let state = state_dir(args.state);
     let outcome = (|| -> anyhow::Result<serde_json::Value> {
+        use crate::runtime::status_socket::{self, AskError};
         let rt = runtime()?;
-        if let Some(v) = rt.block_on(daemon::ask_daemon(&state, args.stage.as_deref())) {
+        let request = format!("status {}", args.stage.as_deref().unwrap_or(""));
+        // `None`: no daemon listens (none runs, or one is starting); an error: one is stuck.
+        let ask = || match rt.block_on(status_socket::query(&state, &request)) {
+            Ok(v) => Ok(Some(v)),
+            Err(AskError::NoDaemon(_)) => Ok(None),
+            Err(why @ AskError::NotAnswering { .. }) => Err(anyhow::anyhow!(
+                "{why}; a lumierd daemon runs on this state folder but does not answer (it may \
+                 be stuck): see its log, or restart it"
+            )),
+        };
+        if let Some(v) = ask()? {
             return Ok(v);
         }
         if !state.join("db").exists() {
@@ -542,8 +554,7 @@ fn cmd_status(args: StatusArgs) -> i32 {
                 // A daemon that is starting holds the store before its socket is up.
                 for _ in 0..50 {
                     std::thread::sleep(Duration::from_millis(100));
-                    if let Some(v) = rt.block_on(daemon::ask_daemon(&state, args.stage.as_deref()))
-                    {
+                    if let Some(v) = ask()? {
                         return Ok(v);
                     }
                 }

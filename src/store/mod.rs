@@ -29,7 +29,7 @@ pub const SCHEMA_VERSION: u32 = 1;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("state store at {path}: {source}; if another lumierd runs on this state folder, stop it or use `lumierd status`, which asks it")]
+    #[error("state store at {path}: {source}; only one lumierd process can open a state folder at a time: is another one using it?")]
     Open {
         path: String,
         #[source]

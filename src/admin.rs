@@ -2,8 +2,8 @@
 //!
 //! | path | answer |
 //! | --- | --- |
-//! | `GET /healthz` | `200 ok` while the process serves at all (liveness) |
-//! | `GET /readyz` | `200 ready` once the manifests are loaded and the first pass is done, else `503` |
+//! | `GET /healthz` | `200 ok` while the process serves and its state store can write (liveness), else `503` |
+//! | `GET /readyz` | `200 ready` once the manifests are loaded and the first pass is done and the store can write, else `503` |
 //! | `GET /metrics` | Prometheus text format 0.0.4 ([`crate::metrics`]) |
 //! | `GET /status[?stage=S]` | the JSON of `lumierd status --json` |
 //!
@@ -61,12 +61,28 @@ pub async fn serve(
     Ok(())
 }
 
-async fn healthz() -> &'static str {
-    "ok\n"
+/// Liveness: the process serves, and its store can write (a store that cannot record what
+/// lumierd does stops all provider writes; a restart reopens it).
+async fn healthz(State(state): State<AdminState>) -> Response {
+    if state.store.can_write() {
+        (StatusCode::OK, "ok\n").into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unhealthy: the state store cannot write (disk full or failing?)\n",
+        )
+            .into_response()
+    }
 }
 
 async fn readyz(State(state): State<AdminState>) -> Response {
-    if state.metrics.is_ready() {
+    if !state.store.can_write() {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: the state store cannot write (disk full or failing?)\n",
+        )
+            .into_response()
+    } else if state.metrics.is_ready() {
         (StatusCode::OK, "ready\n").into_response()
     } else {
         (

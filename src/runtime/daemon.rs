@@ -141,7 +141,7 @@ pub async fn run(cfg: RunConfig) -> Result<bool, DaemonError> {
             crate::local_api::DEFAULT_ACCOUNT_ID
         );
     }
-    let ops = Ops::start();
+    let ops = Ops::start(&store);
     ops.count_resources(&store);
     let admin = match cfg.admin_listen {
         Some(addr) => {

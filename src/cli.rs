@@ -114,6 +114,11 @@ pub struct RunArgs {
     /// removed its resources. Repeatable.
     #[arg(long, value_name = "APP[/STAGE]")]
     pub approve_delete: Vec<String>,
+    /// Take over objects lumierd has no record of but finds by their names: a KV namespace
+    /// with a managed title, a Worker script of another installation (e.g. after the state
+    /// folder was lost). Each adoption is logged.
+    #[arg(long)]
+    pub adopt: bool,
     /// Most resources reconciled at once.
     #[arg(long, default_value_t = 8)]
     pub concurrency: usize,
@@ -414,6 +419,7 @@ fn cmd_run(args: RunArgs) -> i32 {
         concurrency: args.concurrency,
         act: true,
         approve_delete: args.approve_delete.clone(),
+        adopt: args.adopt,
     };
     let outcome = (|| -> anyhow::Result<Result<bool, DaemonError>> {
         let mut cfg = run_config(&args.common, args.once, policy, args.resync, args.debounce)?;
@@ -479,6 +485,7 @@ fn cmd_plan(args: PlanArgs) -> i32 {
         concurrency: 8,
         act: false,
         approve_delete: Vec::new(),
+        adopt: false,
     };
     let outcome = (|| -> anyhow::Result<Result<Vec<Change>, DaemonError>> {
         let cfg = run_config(

@@ -18,6 +18,7 @@ use crate::local_api::LocalApiError;
 use crate::manifest::LoadError;
 use crate::metrics::Metrics;
 use crate::source::{self, Snapshot};
+use crate::store::installation::installation_id;
 use crate::store::{Store, StoreError};
 use crate::time::Timestamp;
 use std::net::SocketAddr;
@@ -152,6 +153,9 @@ pub async fn run(cfg: RunConfig) -> Result<bool, DaemonError> {
     let controller = Controller {
         client: provider.client.clone(),
         store: store.clone(),
+        installation: installation_id(&cfg.state, true)
+            .map_err(|e| DaemonError::Io(format!("installation id: {e}")))?
+            .unwrap_or_default(),
         policy: cfg.policy.clone(),
         metrics: Arc::clone(&ops.metrics),
     };
@@ -209,6 +213,9 @@ async fn run_once(
     let Some(snap) = loaded(initial, store, ops)? else {
         return Ok(false);
     };
+    // One run is an explicit request to try everything now (as SIGHUP is for the daemon):
+    // the backoff of an earlier run does not hold it back.
+    retry_now(store)?;
     // Later passes only matter when a resource waits on another or on a short retry.
     let mut converged = false;
     for _ in 0..3 {

@@ -37,6 +37,11 @@
 //!
 //! Request pipeline, in order: latency → connection drop → injected 500 → rate limit → auth →
 //! route. Every request, whatever its fate, is recorded in the request log.
+//!
+//! **Bounded memory.** Nothing kept across requests grows with them: the in-memory request
+//! log is a ring (see `reqlog`), the rate limiter has one window for the served account and
+//! one for `/user/…` and counts nothing else (requests naming another account are refused by
+//! auth and leave no trace but their log entry).
 
 mod auth;
 mod envelope;
@@ -61,7 +66,10 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tower::ServiceExt;
 
 pub use faults::{Faults, RateLimitModel};
-pub use reqlog::LoggedRequest;
+pub use reqlog::{
+    LoggedRequest, MEMORY_BYTES as REQUEST_LOG_MEMORY_BYTES,
+    MEMORY_ENTRIES as REQUEST_LOG_MEMORY_ENTRIES,
+};
 
 use faults::{RateLimiter, Verdict};
 use reqlog::RequestLog;
@@ -237,7 +245,9 @@ impl LocalApi {
         &self.inner.account_id
     }
 
-    /// A copy of every request logged since start (or the last [`clear_request_log`]).
+    /// A copy of the requests logged since start (or the last [`clear_request_log`]), oldest
+    /// first: the newest [`REQUEST_LOG_MEMORY_ENTRIES`] at most, within
+    /// [`REQUEST_LOG_MEMORY_BYTES`] of path and query text (the `request_log` file keeps all).
     ///
     /// [`clear_request_log`]: LocalApi::clear_request_log
     pub fn request_log(&self) -> Vec<LoggedRequest> {
@@ -318,7 +328,7 @@ impl Inner {
         if !faults.latency.is_zero() {
             tokio::time::sleep(faults.latency).await;
         }
-        let bucket = auth::rate_limit_bucket(&path);
+        let bucket = auth::rate_limit_bucket(&path, &self.account_id);
         let response = match faults::decide(&faults, &self.limiter, bucket) {
             Verdict::Drop => {
                 self.log.record(method, path, query, 0, started.elapsed());

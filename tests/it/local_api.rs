@@ -8,7 +8,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use lumierd::local_api::{
     served_routes, Faults, LocalApi, LocalApiConfig, LocalApiError, RateLimitModel,
-    DEFAULT_ACCOUNT_ID, DEFAULT_TOKEN,
+    DEFAULT_ACCOUNT_ID, DEFAULT_TOKEN, REQUEST_LOG_MEMORY_BYTES, REQUEST_LOG_MEMORY_ENTRIES,
 };
 use reqwest::multipart::{Form, Part};
 use reqwest::{Method, StatusCode};
@@ -1664,6 +1664,58 @@ async fn request_log_records_every_request() {
     }
     s.api.clear_request_log();
     assert!(s.api.request_log().is_empty());
+    s.stop().await;
+}
+
+/// Issue #12.9: the in-memory log is a ring bounded in entries and bytes, and requests naming
+/// unknown accounts with unknown tokens leave nothing else behind; the file keeps everything.
+#[tokio::test]
+async fn request_log_memory_is_bounded_and_the_file_keeps_all() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log_path = dir.path().join("requests.jsonl");
+    let mut cfg = config();
+    cfg.request_log = Some(log_path.clone());
+    cfg.faults.rate_limit = Some(RateLimitModel {
+        requests: 1_000_000,
+        window: Duration::from_secs(300),
+    });
+    let s = Server::start(cfg).await;
+    let long = "k".repeat(16 * 1024);
+    let sent = 2 * REQUEST_LOG_MEMORY_BYTES / long.len() + 10;
+    for i in 0..sent {
+        let account = format!("{i:032x}");
+        let url = format!("{}/accounts/{account}/storage/kv/namespaces/{long}", s.root);
+        let (status, _) = s.json(s.http.get(&url).bearer_auth(format!("t{i}"))).await;
+        assert_eq!(status.as_u16(), 403);
+    }
+    let log = s.api.request_log();
+    let bytes: usize = log
+        .iter()
+        .map(|r| r.method.len() + r.path.len() + r.query.len())
+        .sum();
+    assert!(bytes <= REQUEST_LOG_MEMORY_BYTES, "{bytes} bytes in memory");
+    assert!(
+        log.len() < sent && !log.is_empty(),
+        "{} of {sent}",
+        log.len()
+    );
+    assert!(log.len() <= REQUEST_LOG_MEMORY_ENTRIES);
+    let last = format!("{:032x}", sent - 1);
+    assert!(
+        log[log.len() - 1].path.contains(&last),
+        "the newest entry is kept"
+    );
+    let text = std::fs::read_to_string(&log_path).expect("log file");
+    assert_eq!(text.lines().count(), sent, "the file keeps every request");
+    // The budget of the served account is untouched by all those requests.
+    let resp = s
+        .send(s.req(Method::GET, &s.acct("/storage/kv/namespaces")))
+        .await;
+    let rl = resp.headers()["ratelimit"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    assert!(rl.starts_with("\"default\";r=999999;"), "{rl}");
     s.stop().await;
 }
 

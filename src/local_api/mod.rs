@@ -24,6 +24,9 @@
 //! * **Wrong method** on a served path: 405 with code 10000 "<METHOD> method not allowed for
 //!   the api_token authentication scheme" (the real gateway's wording).
 //! * **Dropped connections** (`reset_rate`) are logged with status 0.
+//! * **A client that goes away** does not cancel its request: each request is handled in a
+//!   task of its own that runs to its end, applies what it applies and is logged with the
+//!   status it would have answered (as a server that received a whole request does).
 //! * **Request bodies are read to the end before answering**, also when the answer does not
 //!   need them (auth failure, 404, validation error): hyper closes a connection whose request
 //!   body is unread, and a client still sending it (undici's `fetch` in wrangler and the
@@ -57,7 +60,7 @@ mod state;
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
@@ -292,7 +295,19 @@ impl LocalApi {
                     let inner = Arc::clone(&self.inner);
                     let service = hyper::service::service_fn(move |req| {
                         let inner = Arc::clone(&inner);
-                        async move { inner.handle(req).await }
+                        // Each request runs in a task of its own, so that it runs to its end
+                        // (applied and logged) also when its client goes away: hyper drops
+                        // this future when the connection closes, not the task.
+                        let task = tokio::spawn(async move { inner.handle(req).await });
+                        async move {
+                            match task.await {
+                                Ok(answer) => answer,
+                                Err(_) => Ok(envelope::ApiError::internal(
+                                    "Internal server error (the request handler failed)",
+                                )
+                                .into_response()),
+                            }
+                        }
                     });
                     let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
                     tokio::spawn(async move {
@@ -315,11 +330,15 @@ impl LocalApi {
 struct ConnectionDropped;
 
 impl Inner {
+    /// Handles one request and logs it: with its answer's status, or with status 0 when the
+    /// connection is dropped by fault injection or the handling ends without an answer.
     async fn handle(&self, req: hyper::Request<Incoming>) -> Result<Response, ConnectionDropped> {
-        let started = Instant::now();
-        let method = req.method().to_string();
         let path = req.uri().path().to_owned();
-        let query = req.uri().query().unwrap_or("").to_owned();
+        let entry = self.log.start(
+            req.method().to_string(),
+            path.clone(),
+            req.uri().query().unwrap_or("").to_owned(),
+        );
         let faults = self
             .faults
             .read()
@@ -331,7 +350,7 @@ impl Inner {
         let bucket = auth::rate_limit_bucket(&path, &self.account_id);
         let response = match faults::decide(&faults, &self.limiter, bucket) {
             Verdict::Drop => {
-                self.log.record(method, path, query, 0, started.elapsed());
+                entry.finish(0);
                 return Err(ConnectionDropped);
             }
             Verdict::Reject(err) => {
@@ -353,13 +372,7 @@ impl Inner {
                 response
             }
         };
-        self.log.record(
-            method,
-            path,
-            query,
-            response.status().as_u16(),
-            started.elapsed(),
-        );
+        entry.finish(response.status().as_u16());
         Ok(response)
     }
 

@@ -168,6 +168,17 @@ impl RequestLog {
             .push(entry);
     }
 
+    /// Starts the entry of a request that is being handled: it is recorded by
+    /// [`PendingEntry::finish`], or, if the handling ends without an answer (a panic, or a
+    /// future dropped), with status 0 when the entry is dropped.
+    pub fn start(&self, method: String, path: String, query: String) -> PendingEntry<'_> {
+        PendingEntry {
+            log: self,
+            request: Some((method, path, query)),
+            started: std::time::Instant::now(),
+        }
+    }
+
     /// The entries in memory, oldest first.
     pub fn snapshot(&self) -> Vec<LoggedRequest> {
         let ring = self.ring.lock().unwrap_or_else(|p| p.into_inner());
@@ -176,6 +187,34 @@ impl RequestLog {
 
     pub fn clear(&self) {
         self.ring.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+}
+
+/// A request being handled; see [`RequestLog::start`].
+#[derive(Debug)]
+pub struct PendingEntry<'a> {
+    log: &'a RequestLog,
+    request: Option<(String, String, String)>,
+    started: std::time::Instant,
+}
+
+impl PendingEntry<'_> {
+    /// Records the request with its answer's `status` (0: dropped without an answer).
+    pub fn finish(mut self, status: u16) {
+        self.record(status);
+    }
+
+    fn record(&mut self, status: u16) {
+        if let Some((method, path, query)) = self.request.take() {
+            self.log
+                .record(method, path, query, status, self.started.elapsed());
+        }
+    }
+}
+
+impl Drop for PendingEntry<'_> {
+    fn drop(&mut self) {
+        self.record(0);
     }
 }
 
@@ -212,5 +251,19 @@ mod tests {
         assert!(log.snapshot().is_empty());
         record(&log, "/after");
         assert_eq!(log.snapshot().len(), 1);
+    }
+
+    #[test]
+    fn an_unfinished_entry_is_recorded_with_status_0() {
+        let log = RequestLog::open(None).expect("memory log");
+        log.start("GET".into(), "/a".into(), String::new())
+            .finish(200);
+        drop(log.start("PUT".into(), "/b".into(), "x=1".into()));
+        let got: Vec<(String, u16)> = log
+            .snapshot()
+            .into_iter()
+            .map(|e| (e.path, e.status))
+            .collect();
+        assert_eq!(got, [("/a".to_owned(), 200), ("/b".to_owned(), 0)]);
     }
 }

@@ -1719,6 +1719,64 @@ async fn request_log_memory_is_bounded_and_the_file_keeps_all() {
     s.stop().await;
 }
 
+/// Issue #12.11: a client that sends a whole request and closes the connection before the
+/// answer (here during injected latency) still has its request applied and logged, with the
+/// status it would have been answered.
+#[tokio::test]
+async fn requests_of_clients_that_went_away_are_applied_and_logged() {
+    use tokio::io::AsyncWriteExt;
+    let mut cfg = config();
+    cfg.faults.latency = Duration::from_millis(300);
+    let s = Server::start(cfg).await;
+    let addr = s.root["http://".len()..]
+        .split('/')
+        .next()
+        .expect("host")
+        .to_owned();
+    let path = format!("/client/v4/accounts/{DEFAULT_ACCOUNT_ID}/storage/kv/namespaces");
+    for i in 0..3 {
+        let body = json!({ "title": format!("gone-{i}") }).to_string();
+        let mut tcp = tokio::net::TcpStream::connect(&addr)
+            .await
+            .expect("connect");
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {DEFAULT_TOKEN}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        tcp.write_all(head.as_bytes()).await.expect("send");
+        drop(tcp);
+    }
+    let deadline = Instant::now() + STEP;
+    loop {
+        let posts: Vec<u16> = s
+            .api
+            .request_log()
+            .iter()
+            .filter(|r| r.method == "POST")
+            .map(|r| r.status)
+            .collect();
+        if posts == [200, 200, 200] {
+            break;
+        }
+        assert!(Instant::now() < deadline, "logged POSTs: {posts:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    s.api.set_faults(Faults::default());
+    let list = s
+        .ok(s.req(Method::GET, &s.acct("/storage/kv/namespaces")))
+        .await;
+    let mut titles: Vec<&str> = list
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|n| n["title"].as_str())
+        .collect();
+    titles.sort_unstable();
+    assert_eq!(titles, ["gone-0", "gone-1", "gone-2"]);
+    s.stop().await;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Real clients' request shapes, as captured from wrangler 4.86/4.164, the Python SDK 4.3.1 and
 // 5.9.0 and the TypeScript SDK 7.3.0 (scripts/compat/ reproduces the capture)

@@ -3,7 +3,8 @@
 //!
 //! Limits enforced (from the real service): title 1..=512 characters and unique per account
 //! (10014); key 1..=512 bytes, not `.` or `..`; metadata ≤ 1024 bytes serialized; value
-//! ≤ 25 MiB (413); `expiration_ttl` ≥ 60 and `expiration` ≥ now + 60 (`expiration_ttl` wins);
+//! ≤ 25 MiB (413); `expiration_ttl` ≥ 60 and `expiration` ≥ now + 60 (`expiration_ttl` wins),
+//! both ending no later than 9999-12-31T23:59:59Z (our bound, see [`MAX_EXPIRATION_SECS`]);
 //! key list `limit` 10..=1000 (default 1000); namespace list `per_page` 1..=1000 (default 20,
 //! the newer documented bounds), `page` ≥ 1, a page past the end is `[]`. Validation failures
 //! without a documented code answer 400/10021.
@@ -27,6 +28,11 @@ const MAX_KEY_BYTES: usize = 512;
 const MAX_METADATA_BYTES: usize = 1024;
 const MAX_VALUE_BYTES: usize = 25 * 1024 * 1024;
 const MIN_TTL_SECS: u64 = 60;
+/// Latest expiration accepted: 9999-12-31T23:59:59Z, the last instant RFC 3339 can write.
+/// The real API documents no upper bound but refuses `expiration_ttl = u64::MAX`; its code
+/// and message for that case are not documented, so the emulator answers with the closest
+/// documented validation error (400/10021, worded like the documented lower-bound errors).
+const MAX_EXPIRATION_SECS: u64 = 253_402_300_799;
 const MAX_BULK_ITEMS: usize = 10_000;
 
 fn to_api(ns: &NamespaceRec) -> Namespace {
@@ -420,10 +426,21 @@ fn validate_write(
                 "Invalid expiration_ttl of {ttl}. Expiration TTL must be at least {MIN_TTL_SECS}."
             )))
         }
+        (Some(ttl), _) if ttl > MAX_EXPIRATION_SECS.saturating_sub(now) => {
+            return Err(ApiError::validation(format!(
+                "Invalid expiration_ttl of {ttl}. Expiration TTL must be at most {}.",
+                MAX_EXPIRATION_SECS.saturating_sub(now)
+            )))
+        }
         (Some(ttl), _) => Some(now.saturating_add(ttl)),
         (None, Some(exp)) if exp < now.saturating_add(MIN_TTL_SECS) => {
             return Err(ApiError::validation(format!(
                 "Invalid expiration of {exp}. Expiration times must be at least {MIN_TTL_SECS} seconds in the future."
+            )))
+        }
+        (None, Some(exp)) if exp > MAX_EXPIRATION_SECS => {
+            return Err(ApiError::validation(format!(
+                "Invalid expiration of {exp}. Expiration times must be at most {MAX_EXPIRATION_SECS}."
             )))
         }
         (None, exp) => exp,

@@ -9,6 +9,8 @@
 //!   module (400/10021); modules must use a content type the real API accepts;
 //! * name must match `^[a-z0-9_][a-z0-9-_]*$`, ≤ 63 characters (400/10016); total size
 //!   ≤ 10 MiB (400/10027); `kv_namespace` bindings must name existing namespaces (400/10041);
+//! * bindings need string `type` and `name`, and the typed ones (`kv_namespace`, `plain_text`,
+//!   `secret_text`) their fields (400/10021);
 //! * bindings: `inherit` keeps the previous binding of that name (`old_name` supported; with
 //!   `?bindings_inherit=strict` an unresolvable one is 400/10057, else it is dropped);
 //!   `secret_text` without `text` keeps the previous secret; `keep_bindings` keeps previous
@@ -169,6 +171,33 @@ fn renamed(b: &Binding, name: &str) -> Result<Binding, ApiError> {
     serde_json::from_value(v).map_err(|e| ApiError::internal(e.to_string()))
 }
 
+/// Binding types whose fields the emulator reads ([`Binding`]'s typed variants): one of these
+/// that did not parse into its variant lacks a required field or has one of the wrong type.
+const TYPED_BINDINGS: &[&str] = &["kv_namespace", "plain_text", "secret_text"];
+
+/// Refuses a binding the real API refuses: `type` and `name` must be non-empty strings, and a
+/// binding of a type in [`TYPED_BINDINGS`] must have that type's fields (e.g. `{"type": 5}`,
+/// `{"name": "X"}` or `{"type": "kv_namespace", "name": "X"}`). Other type names are kept as
+/// sent (the real API knows dozens). The real answer's code and message are not documented;
+/// this is the documented generic validation error, 400/10021, naming the binding.
+fn check_binding(index: usize, b: &Binding) -> Result<(), ApiError> {
+    let Binding::Other(v) = b else {
+        return Ok(());
+    };
+    let field = |f: &str| v.get(f).and_then(Value::as_str).filter(|s| !s.is_empty());
+    let problem = match (field("type"), field("name")) {
+        (None, _) => "`type` must be a string naming a binding type".to_owned(),
+        (Some(_), None) => "`name` must be a non-empty string".to_owned(),
+        (Some(t), Some(_)) if TYPED_BINDINGS.contains(&t) => {
+            format!("a {t} binding lacks a required field or has one of the wrong type")
+        }
+        _ => return Ok(()),
+    };
+    Err(ApiError::validation(format!(
+        "Invalid binding at index {index} of metadata.bindings: {problem}"
+    )))
+}
+
 /// Resolves `inherit` bindings and text-less secrets against `old`, appends kept bindings,
 /// and checks that bound KV namespaces exist.
 fn resolve_bindings(
@@ -180,6 +209,9 @@ fn resolve_bindings(
 ) -> Result<Vec<Binding>, ApiError> {
     let find_old = |name: &str| old.iter().find(|b| b.name() == Some(name));
     let mut out = Vec::with_capacity(new.len());
+    for (i, b) in new.iter().enumerate() {
+        check_binding(i, b)?;
+    }
     for b in new {
         match &b {
             Binding::Other(v) if v.get("type").and_then(Value::as_str) == Some("inherit") => {

@@ -1777,6 +1777,81 @@ async fn requests_of_clients_that_went_away_are_applied_and_logged() {
     s.stop().await;
 }
 
+/// Issue #12.13: what the real API refuses, the emulator refuses: malformed bindings (on upload
+/// and on a settings PATCH) and expirations no calendar can hold.
+#[tokio::test]
+async fn malformed_bindings_and_endless_expirations_are_refused() {
+    let s = Server::start(config()).await;
+    let module = [("index.js", "application/javascript+module", INDEX_JS)];
+    let url = s.acct("/workers/scripts/w");
+    for binding in [
+        json!({"type": 5}),
+        json!({"type": 5, "name": "X"}),
+        json!({"name": "X"}),
+        json!({"type": "plain_text"}),
+        json!({"type": "kv_namespace", "name": "KV"}),
+        json!({"type": "plain_text", "name": "X", "text": 7}),
+    ] {
+        let meta = json!({"main_module": "index.js", "bindings": [binding]});
+        let msg = s
+            .err(
+                s.req(Method::PUT, &url)
+                    .multipart(wrangler_form(&meta, &module)),
+                400,
+                10021,
+            )
+            .await;
+        assert!(msg.contains("binding at index 0"), "{binding}: {msg}");
+    }
+    // Nothing was created; a good upload still works and a bad PATCH is refused too.
+    s.err(s.req(Method::GET, &url), 404, 10007).await;
+    let good = json!({"main_module": "index.js", "bindings": [{"type": "service", "name": "S", "service": "x"}]});
+    s.ok(s
+        .req(Method::PUT, &url)
+        .multipart(wrangler_form(&good, &module)))
+        .await;
+    let patch = Form::new().text("settings", json!({"bindings": [{"type": 5}]}).to_string());
+    let msg = s
+        .err(
+            s.req(Method::PATCH, &format!("{url}/settings"))
+                .multipart(patch),
+            400,
+            10021,
+        )
+        .await;
+    assert!(msg.contains("binding at index 0"), "{msg}");
+
+    let ns = s.create_ns("ttl").await;
+    let value = |q: &str| s.acct(&format!("/storage/kv/namespaces/{ns}/values/k?{q}"));
+    for q in [
+        format!("expiration_ttl={}", u64::MAX),
+        format!("expiration={}", u64::MAX),
+        "expiration_ttl=253402300800".to_owned(),
+    ] {
+        let msg = s
+            .err(s.req(Method::PUT, &value(&q)).body("v"), 400, 10021)
+            .await;
+        assert!(msg.starts_with("Invalid expiration"), "{q}: {msg}");
+    }
+    let bulk = json!([{"key": "k", "value": "v", "expiration_ttl": u64::MAX}]);
+    s.err(
+        s.req(
+            Method::PUT,
+            &s.acct(&format!("/storage/kv/namespaces/{ns}/bulk")),
+        )
+        .json(&bulk),
+        400,
+        10021,
+    )
+    .await;
+    // A year is fine.
+    s.ok(s
+        .req(Method::PUT, &value("expiration_ttl=31536000"))
+        .body("v"))
+        .await;
+    s.stop().await;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Real clients' request shapes, as captured from wrangler 4.86/4.164, the Python SDK 4.3.1 and
 // 5.9.0 and the TypeScript SDK 7.3.0 (scripts/compat/ reproduces the capture)

@@ -50,12 +50,14 @@ mod auth;
 mod envelope;
 mod faults;
 mod multipart;
+mod private_fs;
 mod reqlog;
 mod routes;
 mod routes_kv;
 mod routes_tokens;
 mod routes_workers;
 mod state;
+mod token_file;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -73,6 +75,7 @@ pub use reqlog::{
     LoggedRequest, MEMORY_BYTES as REQUEST_LOG_MEMORY_BYTES,
     MEMORY_ENTRIES as REQUEST_LOG_MEMORY_ENTRIES,
 };
+pub use token_file::{load_or_create as load_or_create_token, token_path, TOKEN_FILE};
 
 use faults::{RateLimiter, Verdict};
 use reqlog::RequestLog;
@@ -80,7 +83,9 @@ use state::Store;
 
 /// The account id of the embedded default configuration (32 lowercase hex).
 pub const DEFAULT_ACCOUNT_ID: &str = "1ae1d0c0ffee00000000000000000001";
-/// The bearer token of the embedded default configuration (local development only).
+/// The bearer token of the in-memory default configuration and of `lumierd emulator` without
+/// `--token` on a loopback address (local development only). A persisted API embedded in
+/// `lumierd run` uses the random token of its data folder instead ([`load_or_create_token`]).
 pub const DEFAULT_TOKEN: &str = "lumierd-local-token";
 
 /// `(method, path)` of every route the local API serves. Paths are relative to `/client/v4`

@@ -122,14 +122,8 @@ impl RequestLog {
                         source,
                     })?;
                 }
-                let file = std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(path)
-                    .map_err(|source| LocalApiError::Io {
-                        path: path.to_path_buf(),
-                        source,
-                    })?;
+                // Private: it names every key and script the clients touched.
+                let file = super::private_fs::append_file(path)?;
                 Some(Mutex::new(file))
             }
         };

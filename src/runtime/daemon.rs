@@ -135,10 +135,13 @@ impl Provider {
                 })
             }
             ProviderConfig::Embedded { listen } => {
+                // The data folder's own random token (0600 file), not a well-known one.
+                let data_dir = state.join("local-api");
+                let token = crate::local_api::load_or_create_token(&data_dir)?;
                 let api = LocalApi::open(LocalApiConfig {
-                    token: crate::local_api::DEFAULT_TOKEN.to_owned(),
+                    token: token.clone(),
                     account_id: crate::local_api::DEFAULT_ACCOUNT_ID.to_owned(),
-                    data_dir: Some(state.join("local-api")),
+                    data_dir: Some(data_dir),
                     faults: Default::default(),
                     request_log: None,
                 })?;
@@ -169,7 +172,7 @@ impl Provider {
                 let mut cfg = ClientConfig::new(
                     base_url.clone(),
                     crate::local_api::DEFAULT_ACCOUNT_ID,
-                    crate::local_api::DEFAULT_TOKEN,
+                    token,
                 );
                 cfg.rate = RateLimit::unlimited();
                 let client = Client::new(cfg)?;
@@ -459,9 +462,10 @@ pub async fn run(cfg: RunConfig) -> Result<bool, DaemonError> {
     let provider = Provider::start(&cfg.provider, &cfg.state, &seed).await?;
     if matches!(cfg.provider, ProviderConfig::Embedded { .. }) {
         println!(
-            "local API: {} (account {})",
+            "local API: {} (account {}, token in {})",
             provider.base_url,
-            crate::local_api::DEFAULT_ACCOUNT_ID
+            crate::local_api::DEFAULT_ACCOUNT_ID,
+            crate::local_api::token_path(&cfg.state.join("local-api")).display()
         );
     }
     let metrics = Arc::new(Metrics::new());

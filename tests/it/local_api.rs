@@ -1852,6 +1852,115 @@ async fn malformed_bindings_and_endless_expirations_are_refused() {
     s.stop().await;
 }
 
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .permissions()
+        .mode()
+        & 0o777
+}
+
+/// Issue #11.7: the API embedded in `run` answers only to the random token of its state, kept
+/// 0600 in a 0700 folder (an older, open state is tightened) and never printed; the path is.
+#[tokio::test]
+async fn the_embedded_api_has_a_private_random_token_and_private_state() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("state/local-api");
+    // A state left open by an older build.
+    std::fs::create_dir_all(&data).expect("mkdir");
+    std::fs::write(data.join("state.json"), "{}").expect("write");
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    std::fs::set_permissions(
+        data.join("state.json"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .expect("chmod");
+    let examples = crate::support::repo().join("examples");
+    let args = [
+        "run",
+        "--once",
+        "--manifests",
+        examples.to_str().expect("utf-8"),
+        "--state",
+        "state",
+    ];
+    let out = crate::support::run_in(dir.path(), &args, Duration::from_secs(120));
+    assert_eq!(out.code, 0, "{out:?}");
+    let token = std::fs::read_to_string(data.join("token")).expect("token file");
+    let token = token.trim();
+    assert_eq!(token.len(), 64, "a 256-bit random token");
+    assert_ne!(token, DEFAULT_TOKEN);
+    assert!(
+        out.stdout.contains("token in state/local-api/token"),
+        "{}",
+        out.stdout
+    );
+    assert!(!out.stdout.contains(token) && !out.stderr.contains(token));
+    assert_eq!(mode(&data), 0o700);
+    for file in ["token", "state.json"] {
+        assert_eq!(mode(&data.join(file)), 0o600, "{file}");
+    }
+
+    // The same state keeps its token; the default token is refused.
+    let out = crate::support::run_in(dir.path(), &args, Duration::from_secs(120));
+    assert_eq!(out.code, 0, "{out:?}");
+    let again = std::fs::read_to_string(data.join("token")).expect("token file");
+    assert_eq!(again.trim(), token);
+    let mut cfg = config();
+    cfg.token = token.to_owned();
+    cfg.data_dir = Some(data.clone());
+    let s = Server::start(cfg).await;
+    s.err(
+        s.req(Method::GET, &s.acct("/storage/kv/namespaces")),
+        403,
+        10000,
+    )
+    .await;
+    let list = s
+        .ok(s
+            .http
+            .get(s.acct("/storage/kv/namespaces"))
+            .bearer_auth(token))
+        .await;
+    assert!(!list.as_array().expect("list").is_empty(), "{list}");
+    s.stop().await;
+}
+
+/// Issue #11.7: a non-loopback listen address is refused unless explicitly allowed, naming
+/// the flag; a remote emulator also needs a token of its own.
+#[test]
+fn non_loopback_listen_addresses_need_an_explicit_flag() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = dir.path().join("state");
+    let state = state.to_str().expect("utf-8");
+    for cmd in ["run", "plan"] {
+        let out = crate::support::run(&[
+            cmd,
+            "--manifests",
+            "examples",
+            "--state",
+            state,
+            "--local-api-listen",
+            "0.0.0.0:0",
+        ]);
+        assert_eq!(out.code, 2, "{cmd}: {out:?}");
+        assert!(out.stderr.contains("--local-api-allow-remote"), "{out:?}");
+    }
+    let out = crate::support::run(&["emulator", "--listen", "0.0.0.0:0"]);
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(out.stderr.contains("--allow-remote"), "{out:?}");
+    let out = crate::support::run(&["emulator", "--listen", "[::]:0", "--allow-remote"]);
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(out.stderr.contains("--token"), "{out:?}");
+    assert!(!state_exists(dir.path()), "nothing was started");
+}
+
+fn state_exists(dir: &Path) -> bool {
+    dir.join("state/local-api").exists()
+}
+
 // ---------------------------------------------------------------------------------------------
 // Real clients' request shapes, as captured from wrangler 4.86/4.164, the Python SDK 4.3.1 and
 // 5.9.0 and the TypeScript SDK 7.3.0 (scripts/compat/ reproduces the capture)

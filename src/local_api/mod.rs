@@ -46,8 +46,10 @@
 //! one for `/user/…` and counts nothing else (requests naming another account are refused by
 //! auth and leave no trace but their log entry).
 
+mod app_state;
 mod auth;
 mod envelope;
+mod extract;
 mod faults;
 mod multipart;
 mod private_fs;
@@ -207,7 +209,7 @@ impl LocalApi {
         }
         let store = Store::open(config.data_dir.as_deref())?;
         let log = RequestLog::open(config.request_log.as_deref())?;
-        let router = routes::router(routes::AppState {
+        let router = routes::router(app_state::AppState {
             store: store.clone(),
             token_id: auth::token_id(&config.token),
         })

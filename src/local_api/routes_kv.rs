@@ -17,9 +17,10 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
+use super::app_state::AppState;
 use super::envelope::{ok, ok_list, ok_null, parse_json, ApiError, ApiResult};
+use super::extract::{BodyBytes, PathParams, QueryParams};
 use super::multipart;
-use super::routes::{check_namespace_id, AppState, B, P, Q};
 use super::state::{now_secs, Data, NamespaceRec, ValueRec};
 use crate::cloudflare::types::{codes, KvKey, Namespace, ResultInfo};
 
@@ -85,8 +86,8 @@ fn duplicate_title(action: &str) -> ApiError {
 /// `GET …/namespaces?page&per_page&order&direction`. Default order: `id` ascending.
 pub async fn list_namespaces(
     State(state): State<AppState>,
-    P((_account,)): P<(String,)>,
-    q: Q,
+    PathParams((_account,)): PathParams<(String,)>,
+    q: QueryParams,
 ) -> ApiResult {
     let page = q.number("page", 1, 1, u32::MAX)?;
     let per_page = q.number("per_page", 20, 1, 1000)?;
@@ -137,8 +138,8 @@ pub async fn list_namespaces(
 /// `POST …/namespaces` with `{title}` → the new namespace.
 pub async fn create_namespace(
     State(state): State<AppState>,
-    P((_account,)): P<(String,)>,
-    B(body): B,
+    PathParams((_account,)): PathParams<(String,)>,
+    BodyBytes(body): BodyBytes,
 ) -> ApiResult {
     let title = validate_title(&body)?;
     let created = state
@@ -175,7 +176,7 @@ fn random_id() -> String {
 /// `GET …/namespaces/{id}`.
 pub async fn get_namespace(
     State(state): State<AppState>,
-    P((account, id)): P<(String, String)>,
+    PathParams((account, id)): PathParams<(String, String)>,
 ) -> ApiResult {
     check_namespace_id(&account, &id)?;
     let ns = state.store.read(|d| find(d, &id).map(to_api))?;
@@ -186,8 +187,8 @@ pub async fn get_namespace(
 /// `result.title`; the 2024 spec's empty result is not what clients need).
 pub async fn rename_namespace(
     State(state): State<AppState>,
-    P((account, id)): P<(String, String)>,
-    B(body): B,
+    PathParams((account, id)): PathParams<(String, String)>,
+    BodyBytes(body): BodyBytes,
 ) -> ApiResult {
     check_namespace_id(&account, &id)?;
     let title = validate_title(&body)?;
@@ -212,7 +213,7 @@ pub async fn rename_namespace(
 /// `DELETE …/namespaces/{id}` → `null`; 400/10052 while a script binds it.
 pub async fn delete_namespace(
     State(state): State<AppState>,
-    P((account, id)): P<(String, String)>,
+    PathParams((account, id)): PathParams<(String, String)>,
 ) -> ApiResult {
     check_namespace_id(&account, &id)?;
     state
@@ -238,8 +239,8 @@ pub async fn delete_namespace(
 /// last page. The cursor is opaque to clients (hex of the last key returned).
 pub async fn list_keys(
     State(state): State<AppState>,
-    P((account, id)): P<(String, String)>,
-    q: Q,
+    PathParams((account, id)): PathParams<(String, String)>,
+    q: QueryParams,
 ) -> ApiResult {
     check_namespace_id(&account, &id)?;
     let limit = q.number("limit", 1000, 10, 1000)? as usize;
@@ -291,7 +292,7 @@ pub async fn list_keys(
 /// header (unix seconds) when the value expires; 404/10009 when missing or expired.
 pub async fn get_value(
     State(state): State<AppState>,
-    P((account, id, key)): P<(String, String, String)>,
+    PathParams((account, id, key)): PathParams<(String, String, String)>,
 ) -> ApiResult {
     check_namespace_id(&account, &id)?;
     let now = now_secs();
@@ -322,7 +323,7 @@ pub async fn get_value(
 /// `GET …/metadata/{key}` → the key's metadata (`null` when it has none); 404/10009 when missing.
 pub async fn get_metadata(
     State(state): State<AppState>,
-    P((account, id, key)): P<(String, String, String)>,
+    PathParams((account, id, key)): PathParams<(String, String, String)>,
 ) -> ApiResult {
     check_namespace_id(&account, &id)?;
     let now = now_secs();
@@ -341,8 +342,8 @@ pub async fn get_metadata(
 /// with part `value` and optional part `metadata` (JSON text). Answers `null`.
 pub async fn put_value(
     State(state): State<AppState>,
-    P((account, id, key)): P<(String, String, String)>,
-    q: Q,
+    PathParams((account, id, key)): PathParams<(String, String, String)>,
+    q: QueryParams,
     req: Request,
 ) -> ApiResult {
     check_namespace_id(&account, &id)?;
@@ -365,7 +366,7 @@ pub async fn put_value(
             value.ok_or_else(|| ApiError::validation("multipart body has no 'value' part"))?;
         (value, metadata)
     } else {
-        let B(body) = B::from_request_into(req).await?;
+        let BodyBytes(body) = BodyBytes::read(req).await?;
         (body.to_vec(), None)
     };
     let expiration = parse_number_param(q.get("expiration"), "expiration")?;
@@ -381,13 +382,6 @@ pub async fn put_value(
         })
         .await?;
     ok_null()
-}
-
-impl B {
-    /// Reads a request body outside the extractor position.
-    async fn from_request_into(req: Request) -> Result<B, ApiError> {
-        <B as axum::extract::FromRequest<()>>::from_request(req, &()).await
-    }
 }
 
 fn parse_number_param(text: Option<&str>, name: &str) -> Result<Option<u64>, ApiError> {
@@ -481,7 +475,7 @@ fn purge_expired(ns: &mut NamespaceRec) {
 /// `DELETE …/values/{key}` → `null` (also when the key does not exist).
 pub async fn delete_value(
     State(state): State<AppState>,
-    P((account, id, key)): P<(String, String, String)>,
+    PathParams((account, id, key)): PathParams<(String, String, String)>,
 ) -> ApiResult {
     check_namespace_id(&account, &id)?;
     state
@@ -529,8 +523,8 @@ fn check_bulk_len(n: usize) -> Result<(), ApiError> {
 /// nothing — one invalid item rejects the request.
 pub async fn bulk_write(
     State(state): State<AppState>,
-    P((account, id)): P<(String, String)>,
-    B(body): B,
+    PathParams((account, id)): PathParams<(String, String)>,
+    BodyBytes(body): BodyBytes,
 ) -> ApiResult {
     check_namespace_id(&account, &id)?;
     let items: Vec<BulkItem> = parse_json(&body)?;
@@ -580,8 +574,8 @@ pub async fn bulk_write(
 /// key names. Missing keys count as deleted.
 pub async fn bulk_delete(
     State(state): State<AppState>,
-    P((account, id)): P<(String, String)>,
-    B(body): B,
+    PathParams((account, id)): PathParams<(String, String)>,
+    BodyBytes(body): BodyBytes,
 ) -> ApiResult {
     check_namespace_id(&account, &id)?;
     let keys: Vec<String> = parse_json(&body)?;
@@ -623,8 +617,8 @@ struct BulkGetBody {
 /// `bulk_get`/`bulkGet` and `wrangler kv bulk get` call it.
 pub async fn bulk_get(
     State(state): State<AppState>,
-    P((account, id)): P<(String, String)>,
-    B(body): B,
+    PathParams((account, id)): PathParams<(String, String)>,
+    BodyBytes(body): BodyBytes,
 ) -> ApiResult {
     check_namespace_id(&account, &id)?;
     let BulkGetBody {
@@ -697,4 +691,20 @@ pub async fn bulk_get(
         values.insert(key, entry);
     }
     ok(serde_json::json!({ "values": values }))
+}
+
+/// Answers `Err` unless `id` is a well-formed namespace id (32 hex characters): the real API
+/// gateway does not route malformed ids (404, code 7003).
+pub fn check_namespace_id(account: &str, id: &str) -> Result<(), ApiError> {
+    if id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            crate::cloudflare::types::codes::NO_ROUTE,
+            format!(
+                "Could not route to /client/v4/accounts/{account}/storage/kv/namespaces/{id}, perhaps your object identifier is invalid?"
+            ),
+        ))
+    }
 }

@@ -31,9 +31,10 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
+use super::app_state::AppState;
 use super::envelope::{ok, parse_json, ApiError, ApiResult};
+use super::extract::{BodyBytes, PathParams, QueryParams};
 use super::multipart::{self, Part};
-use super::routes::{AppState, B, P, Q};
 use super::state::{rfc3339_micros, Data, ModuleRec, ScriptRec};
 use crate::cloudflare::types::{codes, Binding, Script, ScriptMetadata, ScriptSettings};
 
@@ -142,7 +143,10 @@ fn settings_out(rec: &ScriptRec) -> SettingsOut {
 }
 
 /// `GET …/workers/scripts` → every script (no pagination), by name.
-pub async fn list_scripts(State(state): State<AppState>, P((_a,)): P<(String,)>) -> ApiResult {
+pub async fn list_scripts(
+    State(state): State<AppState>,
+    PathParams((_a,)): PathParams<(String,)>,
+) -> ApiResult {
     let all: Vec<ScriptOut> = state
         .store
         .read(|d| d.scripts.values().map(|s| script_out(s, false)).collect());
@@ -418,8 +422,8 @@ fn str_field(raw: &serde_json::Map<String, Value>, key: &str) -> Option<String> 
 /// `PUT …/workers/scripts/{name}` (multipart) → the script (see the module doc).
 pub async fn upload_script(
     State(state): State<AppState>,
-    P((_a, name)): P<(String, String)>,
-    q: Q,
+    PathParams((_a, name)): PathParams<(String, String)>,
+    q: QueryParams,
     req: Request,
 ) -> ApiResult {
     if !valid_script_name(&name) {
@@ -492,7 +496,7 @@ pub async fn upload_script(
 /// `modified_on`. Answers the script; 404/10007 when there is no such script.
 pub async fn put_content(
     State(state): State<AppState>,
-    P((_a, name)): P<(String, String)>,
+    PathParams((_a, name)): PathParams<(String, String)>,
     req: Request,
 ) -> ApiResult {
     let header_main = header_text(req.headers(), "cf-worker-main-module-part");
@@ -549,7 +553,7 @@ fn header_text(headers: &axum::http::HeaderMap, name: &str) -> Option<String> {
 /// body part.
 pub async fn download_script(
     State(state): State<AppState>,
-    P((_a, name)): P<(String, String)>,
+    PathParams((_a, name)): PathParams<(String, String)>,
 ) -> ApiResult {
     let rec = state.store.read(|d| find(d, &name).cloned())?;
     match (&rec.main_module, &rec.body_part) {
@@ -598,7 +602,7 @@ pub async fn download_script(
 /// `DELETE …/scripts/{name}?force=` → `{id: name}`; 404/10007 when missing.
 pub async fn delete_script(
     State(state): State<AppState>,
-    P((_a, name)): P<(String, String)>,
+    PathParams((_a, name)): PathParams<(String, String)>,
 ) -> ApiResult {
     state
         .store
@@ -616,7 +620,7 @@ pub async fn delete_script(
 /// usage model, logpush, tail consumers.
 pub async fn get_settings(
     State(state): State<AppState>,
-    P((_a, name)): P<(String, String)>,
+    PathParams((_a, name)): PathParams<(String, String)>,
 ) -> ApiResult {
     let out = state.store.read(|d| find(d, &name).map(settings_out))?;
     ok(out)
@@ -628,7 +632,7 @@ pub async fn get_settings(
 /// `modified_on`, keeps the etag.
 pub async fn patch_settings(
     State(state): State<AppState>,
-    P((_a, name)): P<(String, String)>,
+    PathParams((_a, name)): PathParams<(String, String)>,
     req: Request,
 ) -> ApiResult {
     let settings_bytes = if multipart::is_multipart(req.headers()) {
@@ -639,7 +643,7 @@ pub async fn patch_settings(
             .map(|p| p.data.to_vec())
             .ok_or_else(|| ApiError::validation("missing the 'settings' part"))?
     } else {
-        let B(body) = <B as axum::extract::FromRequest<()>>::from_request(req, &()).await?;
+        let BodyBytes(body) = BodyBytes::read(req).await?;
         body.to_vec()
     };
     let Value::Object(patch) = parse_json::<Value>(&settings_bytes)? else {
@@ -728,7 +732,7 @@ fn script_settings_out(rec: &ScriptRec) -> ScriptSettingsOut {
 /// `GET …/scripts/{name}/script-settings` → the non-versioned settings.
 pub async fn get_script_settings(
     State(state): State<AppState>,
-    P((_a, name)): P<(String, String)>,
+    PathParams((_a, name)): PathParams<(String, String)>,
 ) -> ApiResult {
     let out = state
         .store
@@ -739,8 +743,8 @@ pub async fn get_script_settings(
 /// `PATCH …/scripts/{name}/script-settings` with JSON `{logpush?, tail_consumers?, tags?}`.
 pub async fn patch_script_settings(
     State(state): State<AppState>,
-    P((_a, name)): P<(String, String)>,
-    B(body): B,
+    PathParams((_a, name)): PathParams<(String, String)>,
+    BodyBytes(body): BodyBytes,
 ) -> ApiResult {
     let Value::Object(patch) = parse_json::<Value>(&body)? else {
         return Err(ApiError::validation("body must be a JSON object"));
@@ -762,7 +766,7 @@ pub async fn patch_script_settings(
 /// `GET …/workers/services/{name}` → a minimal service; 404/10090 when there is no script.
 pub async fn get_service(
     State(state): State<AppState>,
-    P((_a, name)): P<(String, String)>,
+    PathParams((_a, name)): PathParams<(String, String)>,
 ) -> ApiResult {
     let rec = state.store.read(|d| d.scripts.get(&name).cloned());
     let Some(rec) = rec else {

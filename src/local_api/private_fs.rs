@@ -34,10 +34,12 @@ pub fn private_dir(dir: &Path) -> Result<(), LocalApiError> {
     set_mode(dir, DIR_MODE)
 }
 
-/// Sets an existing file to 0600; a missing file is not an error.
+/// Sets an existing regular file to 0600; a missing file is not an error, and anything else
+/// (`--request-log /dev/stderr`, a FIFO) is left as it is: its mode is not ours to change.
 pub fn tighten_file(path: &Path) -> Result<(), LocalApiError> {
     match std::fs::metadata(path) {
-        Ok(_) => set_mode(path, FILE_MODE),
+        Ok(meta) if meta.is_file() => set_mode(path, FILE_MODE),
+        Ok(_) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(io(path)(e)),
     }
@@ -72,4 +74,32 @@ fn set_mode(path: &Path, mode: u32) -> Result<(), LocalApiError> {
         return Ok(());
     }
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(io(path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mode(p: &Path) -> u32 {
+        std::fs::metadata(p).expect("metadata").permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn only_regular_files_are_tightened() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("log");
+        std::fs::write(&file, "x").expect("write");
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        tighten_file(&file).expect("tighten");
+        assert_eq!(mode(&file), 0o600);
+
+        let fifo = dir.path().join("fifo");
+        let c_path = std::ffi::CString::new(fifo.to_str().expect("utf-8")).expect("c path");
+        // SAFETY: a valid NUL-terminated path; mkfifo only creates the node.
+        assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o644) }, 0);
+        std::fs::set_permissions(&fifo, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        tighten_file(&fifo).expect("left alone");
+        assert_eq!(mode(&fifo), 0o644);
+        tighten_file(&dir.path().join("missing")).expect("a missing file is fine");
+    }
 }

@@ -56,10 +56,13 @@ mod private_fs;
 mod reqlog;
 mod routes;
 mod routes_kv;
+mod routes_kv_bulk;
 mod routes_tokens;
 mod routes_workers;
 mod state;
 mod token_file;
+mod worker_bindings;
+mod worker_upload;
 
 use std::future::Future;
 use std::path::PathBuf;

@@ -12,7 +12,9 @@ pub use super::app_state::AppState;
 use super::envelope::ApiError;
 #[cfg(test)]
 use super::state::Store;
-use super::{routes_kv as kv, routes_tokens as tokens, routes_workers as workers};
+use super::{
+    routes_kv as kv, routes_kv_bulk as bulk, routes_tokens as tokens, routes_workers as workers,
+};
 
 /// All routes, relative to `/client/v4`, in OpenAPI path syntax. A trailing `{key_name}`
 /// matches the rest of the path (greedy: some clients leave `/` in key names unencoded).
@@ -81,22 +83,22 @@ fn table() -> Vec<(&'static str, &'static str, MethodRouter<AppState>)> {
         (
             "PUT",
             "/accounts/{account_id}/storage/kv/namespaces/{namespace_id}/bulk",
-            on(MethodFilter::PUT, kv::bulk_write),
+            on(MethodFilter::PUT, bulk::bulk_write),
         ),
         (
             "DELETE",
             "/accounts/{account_id}/storage/kv/namespaces/{namespace_id}/bulk",
-            on(MethodFilter::DELETE, kv::bulk_delete),
+            on(MethodFilter::DELETE, bulk::bulk_delete),
         ),
         (
             "POST",
             "/accounts/{account_id}/storage/kv/namespaces/{namespace_id}/bulk/delete",
-            on(MethodFilter::POST, kv::bulk_delete),
+            on(MethodFilter::POST, bulk::bulk_delete),
         ),
         (
             "POST",
             "/accounts/{account_id}/storage/kv/namespaces/{namespace_id}/bulk/get",
-            on(MethodFilter::POST, kv::bulk_get),
+            on(MethodFilter::POST, bulk::bulk_get),
         ),
         (
             "GET",

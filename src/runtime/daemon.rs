@@ -137,9 +137,10 @@ pub async fn run(cfg: RunConfig) -> Result<bool, DaemonError> {
     let provider = Provider::start(&cfg.provider, &cfg.state, &seed).await?;
     if matches!(cfg.provider, ProviderConfig::Embedded { .. }) {
         println!(
-            "local API: {} (account {})",
+            "local API: {} (account {}, token in {})",
             provider.base_url,
-            crate::local_api::DEFAULT_ACCOUNT_ID
+            crate::local_api::DEFAULT_ACCOUNT_ID,
+            crate::local_api::token_path(&cfg.state.join("local-api")).display()
         );
     }
     let ops = Ops::start(&store);

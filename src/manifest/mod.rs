@@ -4,11 +4,13 @@
 //! `file:line:col: message`). A caller that holds an older snapshot keeps it on error, so a
 //! broken manifest never deletes anything.
 
+mod crosscheck;
 mod decode;
 mod desired;
 mod discover;
 mod names;
 pub mod schema;
+pub mod text;
 pub mod yaml;
 
 pub use desired::{
@@ -33,12 +35,17 @@ pub struct Diagnostic {
     pub message: String,
 }
 
+/// `file:line:col: message` on one line: the file and the message (which quotes user text)
+/// are shown through [`text::escape`], so no input can break the line or reach the terminal.
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
             "{}:{}:{}: {}",
-            self.file, self.pos.line, self.pos.col, self.message
+            text::escape(&self.file),
+            self.pos.line,
+            self.pos.col,
+            text::escape(&self.message)
         )
     }
 }
@@ -46,7 +53,7 @@ impl fmt::Display for Diagnostic {
 /// Why manifests could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    #[error("manifests folder `{path}`: {source}; pass an existing folder with --manifests")]
+    #[error("manifests folder `{}`: {source}; pass an existing folder with --manifests", text::escape(&path.display().to_string()))]
     Root {
         path: PathBuf,
         #[source]
@@ -207,16 +214,20 @@ fn assemble(docs: Vec<DocDecl>, diags: &mut Vec<Diagnostic>) -> Desired {
     let at = |file: &str, pos: Pos| format!("{file}:{}:{}", pos.line, pos.col);
     // app → (protect list, where it was stated)
     let mut protect: BTreeMap<String, (Vec<String>, String)> = BTreeMap::new();
+    // app → the entries of the first document that states them, with positions and file.
+    let mut protect_entries = crosscheck::ProtectEntries::new();
     for doc in &docs {
-        let Some((list, pos)) = &doc.protect else {
+        let Some((entries, pos)) = &doc.protect else {
             continue;
         };
+        let list: Vec<String> = entries.iter().map(|(s, _)| s.clone()).collect();
         let mut sorted = list.clone();
         sorted.sort();
         sorted.dedup();
         match protect.get(&doc.app) {
             None => {
                 protect.insert(doc.app.clone(), (sorted, at(&doc.file, *pos)));
+                protect_entries.insert(doc.app.clone(), (entries.clone(), doc.file.clone()));
             }
             Some((first, first_at)) if *first != sorted => diags.push(Diagnostic {
                 file: doc.file.to_string(),
@@ -361,6 +372,8 @@ fn assemble(docs: Vec<DocDecl>, diags: &mut Vec<Diagnostic>) -> Desired {
             }
         }
     }
+    diags.extend(crosscheck::provider_name_collisions(&stages));
+    diags.extend(crosscheck::protect_typos(&stages, &protect_entries));
     let mut apps: BTreeMap<String, Vec<String>> =
         stages.keys().map(|k| (k.app.clone(), Vec::new())).collect();
     for (app, (list, _)) in protect {

@@ -201,6 +201,7 @@ fn schema_accepts_examples_and_rejects_invalid_documents() {
         "36-binding-number",
         "39-worker-without-entry",
         "29-resources-not-mapping",
+        "47-compat-flag-whitespace",
     ];
     for case in structural {
         let dir = repo().join("tests/corpus/invalid").join(case);
@@ -247,5 +248,30 @@ fn bad_durations_are_usage_errors_that_say_the_fix() {
         out.stderr.contains("write e.g. 250ms, 30s, 5m or 1h"),
         "{}",
         out.stderr
+    );
+}
+
+/// User text reaches the terminal escaped: a newline in a key or a file name cannot forge a
+/// second `file:line:col:` line, an ANSI escape is shown, not obeyed.
+#[test]
+fn control_characters_in_keys_and_file_names_are_escaped() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("x\nforged.yaml:9:9: fake\u{1b}[2J.yaml"),
+        "app: { name: shop }\nstage: prod\n\"k\\u001b]0;title\\u0007\\r\\n\": 1\n",
+    )
+    .unwrap();
+    let out = run_in(dir.path(), &["validate", "."], Duration::from_secs(30));
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(
+        !out.stderr.contains('\u{1b}') && !out.stderr.contains('\r'),
+        "{:?}",
+        out.stderr
+    );
+    let lines: Vec<&str> = out.stderr.lines().collect();
+    assert_eq!(lines.len(), 2, "one diagnostic and the summary: {lines:?}");
+    assert_eq!(
+        lines[0],
+        "./x\\nforged.yaml:9:9: fake\\u{1b}[2J.yaml:3:1: unknown key `k\\u{1b}]0;title\\u{7}\\r\\n` in a stage manifest; allowed keys: app, stage, resources, drift"
     );
 }

@@ -5,12 +5,15 @@
 //! resolves inside the root (one pointing outside is an error, so a manifest is never silently
 //! dropped); a folder reached twice through symlinks is read once. Files are read with a size cap
 //! and must be UTF-8.
+//!
+//! Only regular files are read: a FIFO, socket or device with a manifest's name is an error
+//! naming the path (not skipped: a skipped manifest would prune what it declares; and never
+//! opened blocking, so it cannot hang a load), see [`super::regular`].
 
 use super::yaml::Pos;
 use super::Diagnostic;
 use std::collections::HashSet;
 use std::fs;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 /// Largest manifest file accepted, in bytes.
@@ -82,6 +85,16 @@ pub fn find(root: &Path, root_display: &str, diags: &mut Vec<Diagnostic>) -> Vec
             if file_type.is_file() && is_manifest_name(&name).is_none() {
                 continue;
             }
+            if !file_type.is_file() && !file_type.is_dir() && !file_type.is_symlink() {
+                if is_manifest_name(&name).is_some() {
+                    let shown = display_join(root_display, &rel_dir.join(&name));
+                    diags.push(at_file(
+                        &shown,
+                        "this is not a regular file (a FIFO, socket or device); lumierd reads only regular files: remove it or rename it".into(),
+                    ));
+                }
+                continue;
+            }
             names.push((name, entry.path(), file_type));
         }
         names.sort_by(|a, b| a.0.cmp(&b.0));
@@ -142,23 +155,22 @@ pub fn find(root: &Path, root_display: &str, diags: &mut Vec<Diagnostic>) -> Vec
     found
 }
 
-/// Reads a manifest file: at most [`MAX_FILE_BYTES`], and UTF-8.
+/// Reads a manifest file: a regular file, at most [`MAX_FILE_BYTES`] (never more read), UTF-8.
 pub fn read(found: &Found) -> Result<String, Diagnostic> {
-    let file = fs::File::open(&found.path)
-        .map_err(|e| at_file(&found.display, format!("cannot read this file: {e}")))?;
-    let mut bytes = Vec::new();
-    file.take(MAX_FILE_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| at_file(&found.display, format!("cannot read this file: {e}")))?;
-    if bytes.len() as u64 > MAX_FILE_BYTES {
-        return Err(at_file(
-            &found.display,
-            format!(
+    use super::regular::{read_regular, ReadError};
+    let bytes = read_regular(&found.path, MAX_FILE_BYTES).map_err(|e| {
+        let message = match e {
+            ReadError::TooLarge(_) => format!(
                 "file is larger than {} KiB; split it into several manifest files",
                 MAX_FILE_BYTES / 1024
             ),
-        ));
-    }
+            ReadError::NotRegular(_) => {
+                format!("cannot read this file: {e}: remove it or rename it")
+            }
+            ReadError::Io(e) => format!("cannot read this file: {e}"),
+        };
+        at_file(&found.display, message)
+    })?;
     String::from_utf8(bytes).map_err(|e| {
         let good = &e.as_bytes()[..e.utf8_error().valid_up_to()];
         let line = good.iter().filter(|&&b| b == b'\n').count() + 1;

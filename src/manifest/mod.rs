@@ -9,6 +9,7 @@ mod decode;
 mod desired;
 mod discover;
 mod names;
+pub mod regular;
 pub mod schema;
 pub mod text;
 pub mod yaml;

@@ -73,6 +73,9 @@ pub enum WorkerError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// A module path is a FIFO, socket, device or folder (reading it could block).
+    #[error("{}: cannot read: it is {kind}, not a regular file; worker modules must be regular files", path.display())]
+    NotRegular { path: PathBuf, kind: &'static str },
     /// The parser, the semantic checker or the TypeScript transform rejected a source file.
     #[error("{at}: {message}")]
     Syntax { at: Location, message: String },

@@ -9,7 +9,6 @@
 //! the same on every run.
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use super::error::{Location, WorkerError};
@@ -117,29 +116,31 @@ pub(crate) fn load(root: &Root, entry: &Path, limits: &Limits) -> Result<Graph, 
     Ok(graph)
 }
 
-/// Reads `path` whole, charging `budget`; more than the budget left is an error.
+/// Reads `path` whole, charging `budget`; more than the budget left is an error, and so is a
+/// path that is not a regular file (a FIFO would block the build).
 fn read_bounded(
     path: &Path,
     display: &Path,
     budget: &mut u64,
     limit: u64,
 ) -> Result<Vec<u8>, WorkerError> {
-    let read_error = |source| WorkerError::Read {
-        path: display.to_path_buf(),
-        source,
-    };
-    let file = std::fs::File::open(path).map_err(read_error)?;
-    let mut bytes = Vec::new();
-    file.take(budget.saturating_add(1))
-        .read_to_end(&mut bytes)
-        .map_err(read_error)?;
-    let len = bytes.len() as u64;
-    if len > *budget {
-        return Err(WorkerError::SourcesTooLarge {
+    use crate::manifest::regular::{read_regular, ReadError};
+    // Only a regular file, opened without blocking, read to at most the budget left + 1 byte.
+    let bytes = read_regular(path, *budget).map_err(|e| match e {
+        ReadError::TooLarge(_) => WorkerError::SourcesTooLarge {
             path: display.to_path_buf(),
             limit,
-        });
-    }
+        },
+        ReadError::NotRegular(kind) => WorkerError::NotRegular {
+            path: display.to_path_buf(),
+            kind,
+        },
+        ReadError::Io(source) => WorkerError::Read {
+            path: display.to_path_buf(),
+            source,
+        },
+    })?;
+    let len = bytes.len() as u64;
     *budget -= len;
     Ok(bytes)
 }

@@ -275,3 +275,41 @@ fn control_characters_in_keys_and_file_names_are_escaped() {
         "./x\\nforged.yaml:9:9: fake\\u{1b}[2J.yaml:3:1: unknown key `k\\u{1b}]0;title\\u{7}\\r\\n` in a stage manifest; allowed keys: app, stage, resources, drift"
     );
 }
+
+fn mkfifo(path: &Path) {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: `c` is a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
+}
+
+/// A FIFO named like a manifest (or linked as one) is refused, never opened blocking: before,
+/// `validate` waited on it forever.
+#[test]
+fn a_fifo_named_like_a_manifest_is_an_error_not_a_hang() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    std::fs::write(
+        root.join("m.yaml"),
+        "app: { name: shop }\nstage: prod\nresources: { c: { type: kv } }\n",
+    )
+    .unwrap();
+    mkfifo(&root.join("hang.yaml"));
+    mkfifo(&root.join("pipe"));
+    std::os::unix::fs::symlink(root.join("pipe"), root.join("link.json")).unwrap();
+    let out = run_in(root, &["validate", "."], Duration::from_secs(20));
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(
+        out.stderr.contains(
+            "./hang.yaml:1:1: this is not a regular file (a FIFO, socket or device); lumierd reads only regular files"
+        ),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains(
+            "./link.json:1:1: cannot read this file: it is a FIFO (named pipe), not a regular file"
+        ),
+        "{}",
+        out.stderr
+    );
+}

@@ -173,6 +173,23 @@ pub fn looks_like_manifest(root: &Node) -> bool {
         .any(|k| root.get(k).is_some())
 }
 
+/// Why a JSON document is not a stage manifest, for [`super::unclassified_errors`]: with a
+/// suggestion when a top-level key is a near miss of `app`, `stage` or `resources` (`App`).
+pub fn not_a_manifest(root: Option<&Node>) -> String {
+    const KEYS: [&str; 3] = ["app", "stage", "resources"];
+    let near = root.and_then(Node::as_map).and_then(|entries| {
+        entries.iter().find_map(|(k, _)| {
+            names::closest(&k.name.to_ascii_lowercase(), &KEYS).map(|near| (k.name.clone(), near))
+        })
+    });
+    match near {
+        Some((key, near)) => format!(
+            "not a stage manifest: it has `{key}` but no `{near}` (keys are lowercase; did you mean `{near}`?)"
+        ),
+        None => "not a stage manifest (no `app`, `stage` or `resources`)".to_owned(),
+    }
+}
+
 /// Decodes one document. Returns `None` when it has errors (all pushed to `diags`).
 pub fn document(ctx: &Ctx<'_>, root: &Node, diags: &mut Vec<Diagnostic>) -> Option<DocDecl> {
     let before = diags.len();

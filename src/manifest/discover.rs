@@ -6,10 +6,14 @@
 //! dropped); a folder reached twice through symlinks is read once. Files are read with a size cap
 //! and must be UTF-8.
 //!
+//! Paths listed in `.lumierdignore` at the root ([`super::ignore`]) are left out (an ignored
+//! folder is not entered).
+//!
 //! Only regular files are read: a FIFO, socket or device with a manifest's name is an error
 //! naming the path (not skipped: a skipped manifest would prune what it declares; and never
 //! opened blocking, so it cannot hang a load), see [`super::regular`].
 
+use super::ignore::Ignore;
 use super::yaml::Pos;
 use super::Diagnostic;
 use std::collections::HashSet;
@@ -54,9 +58,43 @@ fn at_file(file: &str, message: String) -> Diagnostic {
     }
 }
 
-/// Lists the manifest files under `root` (canonical) in a stable order.
-/// `root_display` is how the user spelled the root, used to show paths.
-pub fn find(root: &Path, root_display: &str, diags: &mut Vec<Diagnostic>) -> Vec<Found> {
+/// Name of the ignore file at the root ([`super::ignore`]).
+pub const IGNORE_FILE: &str = ".lumierdignore";
+/// Largest ignore file accepted, in bytes.
+const MAX_IGNORE_BYTES: u64 = 64 * 1024;
+
+/// The text of `root/.lumierdignore` ("" when there is none; a problem reading it is a
+/// diagnostic, and the text is then "" too: the load fails anyway).
+pub fn read_ignore(root: &Path, root_display: &str, diags: &mut Vec<Diagnostic>) -> String {
+    use super::regular::{read_regular, ReadError};
+    let path = root.join(IGNORE_FILE);
+    if fs::symlink_metadata(&path).is_err() {
+        return String::new();
+    }
+    let shown = display_join(root_display, Path::new(IGNORE_FILE));
+    let problem = match read_regular(&path, MAX_IGNORE_BYTES) {
+        Ok(bytes) => match String::from_utf8(bytes) {
+            Ok(text) => return text,
+            Err(_) => "not valid UTF-8; save it as UTF-8".to_owned(),
+        },
+        Err(ReadError::TooLarge(_)) => format!(
+            "larger than {} KiB; an ignore file needs a few patterns",
+            MAX_IGNORE_BYTES / 1024
+        ),
+        Err(e) => format!("cannot read this file: {e}"),
+    };
+    diags.push(at_file(&shown, problem));
+    String::new()
+}
+
+/// Lists the manifest files under `root` (canonical) in a stable order, leaving out what
+/// `ignore` lists. `root_display` is how the user spelled the root, used to show paths.
+pub fn find(
+    root: &Path,
+    root_display: &str,
+    ignore: &Ignore,
+    diags: &mut Vec<Diagnostic>,
+) -> Vec<Found> {
     let mut found = Vec::new();
     let mut seen_dirs: HashSet<PathBuf> = HashSet::new();
     seen_dirs.insert(root.to_path_buf());
@@ -85,9 +123,15 @@ pub fn find(root: &Path, root_display: &str, diags: &mut Vec<Diagnostic>) -> Vec
             if file_type.is_file() && is_manifest_name(&name).is_none() {
                 continue;
             }
+            // A symlink counts as a folder for `dir/` patterns when it leads to one.
+            let rel = rel_dir.join(&name);
+            let is_dir = file_type.is_dir() || (file_type.is_symlink() && entry.path().is_dir());
+            if ignore.is_ignored(&rel.to_string_lossy(), is_dir) {
+                continue;
+            }
             if !file_type.is_file() && !file_type.is_dir() && !file_type.is_symlink() {
                 if is_manifest_name(&name).is_some() {
-                    let shown = display_join(root_display, &rel_dir.join(&name));
+                    let shown = display_join(root_display, &rel);
                     diags.push(at_file(
                         &shown,
                         "this is not a regular file (a FIFO, socket or device); lumierd reads only regular files: remove it or rename it".into(),

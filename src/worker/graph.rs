@@ -3,7 +3,7 @@
 //! Contract of [`load`]: starting from the (canonical) entry, every module reachable through
 //! relative imports is read once (cycles are fine: modules are keyed by canonical path),
 //! scripts are transpiled with their specifiers rewritten to uploaded names, and data modules
-//! are checked (JSON parses, text is UTF-8, wasm has its magic number) and kept byte for byte.
+//! are checked (JSON parses, text is UTF-8, wasm is a well-formed module) and kept byte for byte.
 //! Work is bounded by [`Limits`]: module count, bytes read, and the modules' total size. The
 //! traversal order is fixed (breadth-first, imports in source order), so the first error is
 //! the same on every run.
@@ -98,17 +98,26 @@ pub(crate) fn load(root: &Root, entry: &Path, limits: &Limits) -> Result<Graph, 
                 bytes
             }
             ModuleKind::Wasm => {
-                if !bytes.starts_with(b"\0asm") {
-                    return Err(WorkerError::InvalidWasm { path: display });
+                if let Err(reason) = super::wasm::check(&bytes) {
+                    return Err(WorkerError::InvalidWasm {
+                        path: display,
+                        reason,
+                    });
                 }
                 bytes
             }
         };
         total = total.saturating_add(content.len() as u64);
         if total > limits.max_total {
+            let sizes = graph
+                .iter()
+                .map(|(p, m)| (root.display(p), m.content.len() as u64))
+                .chain([(display.clone(), content.len() as u64)])
+                .map(|(p, n)| (p.display().to_string(), n));
             return Err(WorkerError::TooLarge {
                 total,
                 limit: limits.max_total,
+                largest: super::error::largest(sizes),
             });
         }
         graph.insert(path, Loaded { kind, content });

@@ -16,6 +16,8 @@ mod crosscheck;
 mod decode;
 mod desired;
 mod discover;
+#[cfg(test)]
+mod fuzz;
 pub mod ignore;
 mod names;
 pub mod regular;

@@ -266,7 +266,7 @@ fn validate(dir: &std::path::Path, allow_empty: bool) -> i32 {
                 "error: {} problem{} in manifests under {}",
                 diags.len(),
                 if diags.len() == 1 { "" } else { "s" },
-                dir.display()
+                manifest::text::escape(&dir.display().to_string())
             );
             EXIT_USAGE
         }

@@ -485,18 +485,19 @@ fn strict_json(file: &str, text: &str) -> Result<(), Diagnostic> {
         Some(i) => full[..i].to_owned(),
         None => full,
     };
+    // serde_json counts columns in bytes; diagnostics count characters.
+    let line = e.line().max(1);
+    let line_text = text.lines().nth(line - 1).unwrap_or("");
+    let mut byte_col = (e.column().max(1) - 1).min(line_text.len());
+    while !line_text.is_char_boundary(byte_col) {
+        byte_col -= 1;
+    }
+    let before = &line_text[..byte_col];
     let pos = Pos {
-        line: e.line().max(1),
-        col: e.column().max(1),
+        line,
+        col: before.chars().count() + 1,
     };
     // The usual culprit from YAML habits: a comma before `}` or `]`.
-    let before: String = text
-        .lines()
-        .nth(pos.line - 1)
-        .unwrap_or("")
-        .chars()
-        .take(pos.col - 1)
-        .collect();
     let after_comma = before.trim_end().ends_with(',')
         || (before.trim().is_empty()
             && text
@@ -521,5 +522,24 @@ fn mode_name(mode: DriftMode) -> &'static str {
     match mode {
         DriftMode::Correct => "correct",
         DriftMode::Report => "report",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strict_json_errors_are_at_character_columns_with_a_comma_hint() {
+        let d = strict_json("m.json", "{\"é\": 1,}").unwrap_err();
+        assert_eq!(d.pos, Pos { line: 1, col: 9 });
+        assert!(d.message.contains("trailing comma"), "{}", d.message);
+        let d = strict_json("m.json", "{\n  \"a\": [1, 2,\n  ]\n}").unwrap_err();
+        assert_eq!(d.pos.line, 3, "{d}");
+        assert!(d.message.contains("trailing comma"), "{}", d.message);
+        let d = strict_json("m.json", "").unwrap_err();
+        assert_eq!(d.pos, Pos { line: 1, col: 1 });
+        assert!(!d.message.contains("trailing comma"), "{}", d.message);
+        assert!(strict_json("m.json", "{\"a\": [1, 2]}").is_ok());
     }
 }

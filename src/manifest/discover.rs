@@ -72,6 +72,14 @@ pub fn read_ignore(root: &Path, root_display: &str, diags: &mut Vec<Diagnostic>)
         return String::new();
     }
     let shown = display_join(root_display, Path::new(IGNORE_FILE));
+    // Like a manifest, a linked ignore file must stay inside the root.
+    if !fs::canonicalize(&path).is_ok_and(|target| target.starts_with(root)) {
+        diags.push(at_file(
+            &shown,
+            "symlink resolves outside the manifests root or to nothing; lumierd only reads files inside the root: copy the file in or remove the link".into(),
+        ));
+        return String::new();
+    }
     let problem = match read_regular(&path, MAX_IGNORE_BYTES) {
         Ok(bytes) => match String::from_utf8(bytes) {
             Ok(text) => return text,

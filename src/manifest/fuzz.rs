@@ -3,7 +3,8 @@
 //! Seeds: every manifest of `tests/corpus/invalid/*` and `examples/` (with the files beside
 //! it, so worker entries resolve). Each input is a seed mutated 1–4 times (byte flips, inserted
 //! YAML/JSON tokens, control and bidirectional characters, deleted, repeated or spliced ranges,
-//! truncation), written as `m.yaml` or `m.json` into a fresh folder and loaded whole
+//! truncation), written as `m.yaml` or `m.json` (sometimes with a mutated `.lumierdignore`)
+//! into a fresh folder and loaded whole
 //! ([`crate::source::load_with`]: manifests, then worker builds). Promises checked per input:
 //! - no panic (the load runs on its own thread; a panic fails the run),
 //! - no hang: each load finishes within [`PER_INPUT`] (else the run stops and fails),
@@ -256,6 +257,11 @@ fn run(seed: u64, budget: Duration, max_inputs: u64) -> Report {
             let _ = std::fs::write(root.join(rel), bytes);
         }
         let _ = std::fs::write(root.join(if json { "m.json" } else { "m.yaml" }), &input);
+        if rng.gen_bool(0.05) {
+            // Sometimes an ignore file, itself mutated.
+            let ignore = mutate(&mut rng, b"# x\n*.json\n!m.json\nsrc/**\n/m.yaml\n", other);
+            let _ = std::fs::write(root.join(".lumierdignore"), ignore);
+        }
         report.inputs += 1;
         let (tx, rx) = mpsc::channel();
         let load_root = root.clone();

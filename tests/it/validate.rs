@@ -383,3 +383,26 @@ fn a_fifo_named_like_a_manifest_is_an_error_not_a_hang() {
         out.stderr
     );
 }
+
+/// `.lumierdignore` is read like a manifest: a link out of the root is refused.
+#[test]
+fn an_ignore_file_linked_from_outside_the_root_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("m");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(
+        root.join("m.yaml"),
+        "app: { name: shop }\nstage: prod\nresources: { c: { type: kv } }\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("outside"), "*.yaml\n").unwrap();
+    std::os::unix::fs::symlink(dir.path().join("outside"), root.join(".lumierdignore")).unwrap();
+    let out = run_in(dir.path(), &["validate", "m"], Duration::from_secs(30));
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(
+        out.stderr
+            .contains("m/.lumierdignore:1:1: symlink resolves outside the manifests root"),
+        "{}",
+        out.stderr
+    );
+}

@@ -358,6 +358,34 @@ mod tests {
         );
     }
 
+    /// A JSON file is accepted only while a worker imports it, on the daemon's reload path
+    /// too (where unchanged manifests are not decoded again).
+    #[test]
+    fn a_json_file_no_worker_imports_any_more_fails_the_reload() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::write(root.join("data.json"), "{}").unwrap();
+        std::fs::write(
+            root.join("index.js"),
+            "import d from \"./data.json\";\nexport default { d };\n",
+        )
+        .unwrap();
+        std::fs::write(
+            root.join("m.yaml"),
+            "app: { name: shop }\nstage: dev\nresources:\n  a: { type: worker, entry: index.js }\n",
+        )
+        .unwrap();
+        let first = Arc::new(load(root).unwrap());
+        // A different length: the build cache sees the edit whatever the clock's resolution.
+        std::fs::write(root.join("index.js"), "export default {};\n").unwrap();
+        let err = reload(root, &first).unwrap_err().to_string();
+        assert!(
+            err.contains("data.json:1:1: not a stage manifest")
+                && err.contains("no worker imports it"),
+            "{err}"
+        );
+    }
+
     #[test]
     fn reload_reuses_the_snapshot_only_while_nothing_it_was_built_from_changed() {
         let dir = tempfile::tempdir().unwrap();

@@ -45,6 +45,10 @@ pub enum Command {
     Validate {
         /// The manifests folder.
         dir: PathBuf,
+        /// Accept a folder with no stage manifest (else an error: an empty folder would
+        /// delete every resource).
+        #[arg(long)]
+        allow_empty: bool,
     },
     /// Show every resource's state (works whether or not the daemon runs).
     Status(StatusArgs),
@@ -93,6 +97,11 @@ pub struct Common {
     /// the token in STATE/local-api/token can read and change the sandbox).
     #[arg(long)]
     pub local_api_allow_remote: bool,
+    /// Accept a manifests folder with no stage manifest, and so delete every resource it
+    /// managed (Argo CD's `allowEmpty`). Without it, an empty folder is an error and nothing
+    /// is deleted.
+    #[arg(long)]
+    pub allow_empty: bool,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -247,7 +256,7 @@ pub fn main() -> i32 {
         }
     };
     match cli.command {
-        Command::Validate { dir } => validate(&dir),
+        Command::Validate { dir, allow_empty } => validate(&dir, allow_empty),
         Command::Schema => schema(),
         Command::Run(args) => cmd_run(args),
         Command::Plan(args) => cmd_plan(args),
@@ -257,11 +266,15 @@ pub fn main() -> i32 {
     }
 }
 
-fn validate(dir: &std::path::Path) -> i32 {
-    match crate::source::load(dir) {
+fn validate(dir: &std::path::Path, allow_empty: bool) -> i32 {
+    let options = manifest::LoadOptions { allow_empty };
+    match crate::source::load_with(dir, &options) {
         Ok(loaded) => {
-            for file in &loaded.skipped {
-                eprintln!("note: {file}: skipped, not a stage manifest (no `app`, `stage` or `resources`)");
+            for file in &loaded.unclassified {
+                eprintln!(
+                    "note: {}: a worker module, not a stage manifest",
+                    manifest::text::escape(&file.display)
+                );
             }
             println!("ok: {}", loaded.desired.summary());
             EXIT_OK
@@ -274,11 +287,11 @@ fn validate(dir: &std::path::Path) -> i32 {
                 "error: {} problem{} in manifests under {}",
                 diags.len(),
                 if diags.len() == 1 { "" } else { "s" },
-                dir.display()
+                manifest::text::escape(&dir.display().to_string())
             );
             EXIT_USAGE
         }
-        Err(e @ LoadError::Root { .. }) => {
+        Err(e @ (LoadError::Root { .. } | LoadError::Empty { .. })) => {
             eprintln!("error: {e}");
             EXIT_USAGE
         }
@@ -436,6 +449,9 @@ fn run_config(
         policy,
         provider: provider_config(common)?,
         admin_listen: None,
+        load: manifest::LoadOptions {
+            allow_empty: common.allow_empty,
+        },
     })
 }
 

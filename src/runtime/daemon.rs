@@ -46,6 +46,8 @@ pub struct RunConfig {
     pub provider: ProviderConfig,
     /// Where the admin HTTP API listens (`--admin-listen`); `None` = off.
     pub admin_listen: Option<SocketAddr>,
+    /// How manifests are loaded (`--allow-empty`).
+    pub load: crate::manifest::LoadOptions,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -68,13 +70,14 @@ pub enum DaemonError {
 
 fn load_snapshot(
     manifests: &Path,
+    options: &crate::manifest::LoadOptions,
     previous: Option<&Arc<Snapshot>>,
     store: &Store,
     metrics: &Metrics,
 ) -> Result<Option<Arc<Snapshot>>, StoreError> {
     let loaded = match previous {
         Some(previous) => source::reload(manifests, previous),
-        None => source::load(manifests).map(Arc::new),
+        None => source::load_with(manifests, options).map(Arc::new),
     };
     match loaded {
         Ok(snap) => {
@@ -132,7 +135,7 @@ pub async fn run(cfg: RunConfig) -> Result<bool, DaemonError> {
     std::fs::create_dir_all(&cfg.state)
         .map_err(|e| DaemonError::Io(format!("state folder {}: {e}", cfg.state.display())))?;
     let store = Store::open(&cfg.state)?;
-    let initial = source::load(&cfg.manifests);
+    let initial = source::load_with(&cfg.manifests, &cfg.load);
     let seed = initial.as_ref().map(existing_ids).unwrap_or_default();
     let provider = Provider::start(&cfg.provider, &cfg.state, &seed).await?;
     if matches!(cfg.provider, ProviderConfig::Embedded { .. }) {
@@ -291,7 +294,13 @@ async fn run_forever(
             }
         };
         if trigger.rescans() {
-            let reloaded = load_snapshot(&cfg.manifests, snapshot.as_ref(), store, &ops.metrics)?;
+            let reloaded = load_snapshot(
+                &cfg.manifests,
+                &cfg.load,
+                snapshot.as_ref(),
+                store,
+                &ops.metrics,
+            )?;
             if reloaded.is_none() {
                 modules.set_unknown();
             }

@@ -45,8 +45,10 @@ mod multipart;
 mod reqlog;
 mod routes;
 mod routes_kv;
+mod routes_kv_binding;
 mod routes_tokens;
 mod routes_workers;
+mod served;
 mod state;
 
 use std::future::Future;
@@ -62,6 +64,8 @@ use tower::ServiceExt;
 
 pub use faults::{Faults, RateLimitModel};
 pub use reqlog::LoggedRequest;
+pub use routes_kv_binding::NAMESPACE_HEADER as KV_BINDING_NAMESPACE_HEADER;
+pub use served::ServedScript;
 
 use faults::{RateLimiter, Verdict};
 use reqlog::RequestLog;

@@ -395,7 +395,7 @@ fn parse_number_param(text: Option<&str>, name: &str) -> Result<Option<u64>, Api
 }
 
 /// Validates one write and builds its record. `ttl` wins over `expiration`.
-fn validate_write(
+pub(super) fn validate_write(
     key: &str,
     value: Vec<u8>,
     expiration: Option<u64>,

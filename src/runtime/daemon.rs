@@ -47,6 +47,8 @@ pub struct RunConfig {
     pub provider: ProviderConfig,
     /// Where the admin HTTP API listens (`--admin-listen`); `None` = off.
     pub admin_listen: Option<SocketAddr>,
+    /// The local edge (`--serve`): workerd serving the embedded API's workers; `None` = off.
+    pub serve: Option<crate::edge::ServeConfig>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +67,8 @@ pub enum DaemonError {
     Watch(#[from] crate::watch::WatchError),
     #[error("{0}")]
     Manifests(#[from] LoadError),
+    #[error(transparent)]
+    Edge(#[from] crate::edge::EdgeError),
 }
 
 fn load_snapshot(
@@ -222,6 +226,18 @@ pub async fn run(cfg: RunConfig) -> Result<bool, DaemonError> {
             crate::local_api::DEFAULT_ACCOUNT_ID
         );
     }
+    // ---- local edge (#16): started after the provider, updated after each pass, stopped
+    // at shutdown (before the provider, whose KV store it serves).
+    let mut edge = match (&cfg.serve, &provider.local_api) {
+        (Some(serve), Some(api)) => {
+            let edge =
+                crate::edge::Edge::start(api.clone(), serve.listen, serve.workerd.clone()).await?;
+            println!("serving: http://{}", edge.addr());
+            Some(edge)
+        }
+        _ => None,
+    };
+    // ---- end local edge
     let ops = Ops::start();
     ops.count_resources(&store);
     let admin = match cfg.admin_listen {
@@ -238,8 +254,13 @@ pub async fn run(cfg: RunConfig) -> Result<bool, DaemonError> {
     };
     let result = match signals {
         None => run_once(initial, &controller, &store, &ops).await,
-        Some(signals) => run_forever(&cfg, initial, &controller, &store, &ops, signals).await,
+        Some(signals) => {
+            run_forever(&cfg, initial, &controller, &store, &ops, signals, &mut edge).await
+        }
     };
+    if let Some(edge) = edge {
+        edge.stop().await; // local edge (#16)
+    }
     let flushed = store.flush();
     if let Some(admin) = admin {
         admin.stop().await;
@@ -307,6 +328,7 @@ async fn run_forever(
     store: &Store,
     ops: &Ops,
     signals: Signals,
+    edge: &mut Option<crate::edge::Edge>,
 ) -> Result<bool, DaemonError> {
     let Signals {
         mut term,
@@ -380,6 +402,9 @@ async fn run_forever(
                 log_pass(&report, start.elapsed());
                 ops.first_pass_done();
                 scheduler.retry_in(report.next_retry.map(Timestamp::until));
+                if let Some(edge) = edge.as_mut() {
+                    edge.update().await; // local edge (#16): serve what the pass uploaded
+                }
             }
             Err(e) => {
                 tracing::warn!(error = %e, "pass failed; retrying in 5 s");

@@ -4,8 +4,8 @@
 //!
 //! * [`Edge::start`] finds workerd ([`find`]), binds ADDR (loopback only: nothing here
 //!   authenticates), serves the local API's KV binding protocol on a loopback port of its own
-//!   (so `env.NS` reads and writes the namespaces the v4 API serves) and starts workerd on what
-//!   the API holds.
+//!   (so `env.NS` reads and writes the namespaces the v4 API serves; the same listener takes
+//!   the workers' console lines, [`logs`]) and starts workerd on what the API holds.
 //! * [`Edge::update`] after each pass: when a script's etag moved, a new workerd generation is
 //!   started on the same socket and the old one stopped once it listens ([`supervisor`]). A
 //!   version that fails to start (workerd blames its service) is remembered as failed: the
@@ -18,6 +18,7 @@
 
 pub mod config;
 pub mod find;
+pub mod logs;
 pub mod supervisor;
 
 use std::collections::BTreeMap;
@@ -126,6 +127,8 @@ pub struct Edge {
     supervisor: Supervisor,
     kv_stop: Option<tokio::sync::oneshot::Sender<()>>,
     kv_task: Option<tokio::task::JoinHandle<()>>,
+    /// The served scripts' origins, for the tail sink's log lines.
+    origins: logs::Origins,
     /// What the running generation serves (name → version).
     serving: BTreeMap<String, ServedScript>,
     /// Versions that failed to start: name → (etag, message).
@@ -162,7 +165,10 @@ impl Edge {
             .local_addr()
             .map_err(|e| EdgeError::Io(format!("KV binding listener: {e}")))?;
         let (kv_stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let router = api.kv_binding_router();
+        let origins = logs::Origins::default();
+        let router = api
+            .kv_binding_router()
+            .merge(logs::router(Arc::clone(&origins)));
         let kv_task = tokio::spawn(async move {
             let served = axum::serve(kv_listener, router).with_graceful_shutdown(async {
                 let _ = stopped.await;
@@ -180,6 +186,7 @@ impl Edge {
             supervisor,
             kv_stop: Some(kv_stop),
             kv_task: Some(kv_task),
+            origins,
             serving: BTreeMap::new(),
             failed: BTreeMap::new(),
             started: false,
@@ -214,8 +221,9 @@ impl Edge {
             for (script, binding, why) in &cfg.skipped {
                 tracing::warn!(script = %script, binding = %binding, "local edge: binding not served: {why}");
             }
-            match self.supervisor.start(&cfg, origins).await {
+            match self.supervisor.start(&cfg, Arc::clone(&origins)).await {
                 Ok(()) => {
+                    *self.origins.write().unwrap_or_else(|p| p.into_inner()) = (*origins).clone();
                     self.started = true;
                     report.reloaded = true;
                     report.took = Some(begun.elapsed());

@@ -9,8 +9,9 @@
 //! output is returned with the services it blamed (workerd prints `service NAME: …` for a
 //! Worker that fails to load, e.g. a syntax error).
 //!
-//! workerd's stdout and stderr go to lumierd's log line by line (target `workerd`); a line
-//! naming a served script (`service NAME: …`) carries that worker's app, stage and name.
+//! workerd's stdout and stderr go to lumierd's log line by line (target `workerd`, see
+//! [`super::logs`]); a line naming a served script (`service NAME: …`) carries that worker's
+//! app, stage and name.
 //!
 //! Both the listening socket and each generation's control pipe are inherited by the child:
 //! their close-on-exec flag is cleared. lumierd spawns no other processes, so nothing else
@@ -285,8 +286,8 @@ fn set_inheritable(fd: RawFd) -> std::io::Result<()> {
     }
 }
 
-/// Logs each output line (with the worker it names, if any) and keeps the first
-/// [`MAX_START_LINES`] for a failed start.
+/// Logs each output line ([`super::logs::log_output`]) and keeps the first
+/// [`MAX_START_LINES`] message lines for a failed start.
 async fn forward(
     stream: impl tokio::io::AsyncRead + Unpin,
     which: &'static str,
@@ -295,19 +296,15 @@ async fn forward(
 ) {
     let mut lines = BufReader::new(stream).lines();
     while let Ok(Some(line)) = lines.next_line().await {
+        let decoded = super::logs::parse_output(&line);
         if let Ok(mut kept) = keep.lock() {
-            if kept.len() < MAX_START_LINES {
-                kept.push(line.clone());
+            for l in decoded.text.lines() {
+                if kept.len() < MAX_START_LINES {
+                    kept.push(l.to_owned());
+                }
             }
         }
-        match service_of(&line).and_then(|s| origins.get(s)) {
-            Some(o) => tracing::info!(
-                target: "workerd",
-                app = %o.app, stage = %o.stage, resource = %o.name, stream = which,
-                "{line}"
-            ),
-            None => tracing::info!(target: "workerd", stream = which, "{line}"),
-        }
+        super::logs::log_output(&decoded, which, &origins);
     }
 }
 

@@ -269,18 +269,55 @@ async fn examples_are_served_live_with_kv_reload_and_failed_starts() {
     // Edit the entry file: the new code answers (figure printed, not asserted).
     let entry = dir.path().join("m/my-app/src/index.ts");
     let original = std::fs::read_to_string(&entry).unwrap();
-    let edited = original.replace("ok: true", "ok: true, edited: 1");
-    assert_ne!(edited, original);
+    let edited = original.replace("ok: true", "ok: true, edited: 1").replace(
+        "const url = new URL(request.url);",
+        "const url = new URL(request.url);\n    console.log(\"edge-log-check\", url.pathname);",
+    );
+    assert!(edited.contains("edited: 1") && edited.contains("edge-log-check"));
+    // Meanwhile requests go on, each on a new connection: the reload refuses none.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = {
+        let (stop, url) = (stop.clone(), format!("{}/my-app/production/api/", s.edge));
+        tokio::spawn(async move {
+            let (mut ok, mut failed) = (0u32, Vec::new());
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                match http().get(&url).send().await {
+                    Ok(r) if r.status() == 200 => ok += 1,
+                    Ok(r) => failed.push(format!("HTTP {}", r.status())),
+                    Err(e) => failed.push(e.to_string()),
+                }
+            }
+            (ok, failed)
+        })
+    };
     let t0 = Instant::now();
     std::fs::write(&entry, &edited).unwrap();
     s.wait_json("/my-app/staging/api/", "the edit served", |v| {
         v["edited"] == 1
     })
     .await;
+    let live = t0.elapsed();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (ok, failed) = load.await.unwrap();
+    assert!(failed.is_empty() && ok > 0, "{ok} ok, failed: {failed:?}");
     println!(
-        "edge: edit → live in {} ms (debounce 50 ms, pass, upload, workerd restart)",
-        t0.elapsed().as_millis()
+        "edge: edit → live in {} ms (debounce 50 ms, pass, upload, workerd restart); \
+         {ok} requests during the reload, none refused",
+        live.as_millis()
     );
+    // The worker's console line is in lumierd's log with the worker's app, stage and name.
+    // (The entry file is shared by both stages: wait for staging's line.)
+    let line = s
+        .daemon
+        .wait_for_line("script=my-app-staging-api", Duration::from_secs(30));
+    for field in [
+        "app=my-app",
+        "stage=staging",
+        "resource=api",
+        "edge-log-check /",
+    ] {
+        assert!(line.contains(field), "{field} in {line}");
+    }
 
     // A version that fails to start in workerd (a top-level throw): the previous one keeps
     // serving and the worker's status shows workerd's error.
@@ -434,4 +471,48 @@ async fn the_seed_worker_runs_unchanged() {
     );
     // The worker put then deleted "key": gone for the API too.
     assert_eq!(s.get(&cache, "key").await.0, 404);
+}
+
+/// `--serve` is refused, naming why, where it cannot work; a missing workerd names the
+/// install command. Needs no workerd.
+#[test]
+fn serve_is_refused_where_it_cannot_work_and_a_missing_workerd_names_the_install() {
+    let dir = tempfile::tempdir().unwrap();
+    let examples = repo().join("examples");
+    let m = examples.to_str().unwrap();
+    let base = ["run", "--manifests", m, "--state", "state"];
+    for (extra, why) in [
+        (
+            &["--serve", "127.0.0.1:0", "--provider", "cloudflare"][..],
+            "refused with --provider cloudflare or --api-url",
+        ),
+        (
+            &[
+                "--serve",
+                "127.0.0.1:0",
+                "--api-url",
+                "http://127.0.0.1:9/client/v4",
+            ][..],
+            "refused with --provider cloudflare or --api-url",
+        ),
+        (&["--serve", "127.0.0.1:0", "--once"][..], "drop --once"),
+        (&["--serve", "0.0.0.0:0"][..], "loopback addresses only"),
+    ] {
+        let args: Vec<&str> = base.iter().chain(extra).copied().collect();
+        let out = run_in(dir.path(), &args, Duration::from_secs(30));
+        assert_eq!(out.code, 2, "{extra:?}: {out:?}");
+        assert!(out.stderr.contains(why), "{extra:?}: {}", out.stderr);
+    }
+    let args: Vec<&str> = base
+        .iter()
+        .chain(&["--serve", "127.0.0.1:0"])
+        .copied()
+        .collect();
+    let mut d = Daemon::spawn_env(dir.path(), &args, &[("PATH", "/nonexistent")]);
+    assert_eq!(d.exit(Duration::from_secs(30)), 1, "{}", d.stderr());
+    assert!(
+        d.stderr().contains("npm i -D workerd@1.20261117.1"),
+        "{}",
+        d.stderr()
+    );
 }

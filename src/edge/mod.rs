@@ -133,6 +133,8 @@ pub struct Edge {
     serving: BTreeMap<String, ServedScript>,
     /// Versions that failed to start: name → (etag, message).
     failed: BTreeMap<String, (String, String)>,
+    /// `(name, etag)` of what the API held at the last update.
+    held_etags: Vec<(String, String)>,
     started: bool,
 }
 
@@ -189,6 +191,7 @@ impl Edge {
             origins,
             serving: BTreeMap::new(),
             failed: BTreeMap::new(),
+            held_etags: Vec::new(),
             started: false,
         };
         edge.update().await;
@@ -203,10 +206,24 @@ impl Edge {
     /// Brings workerd in line with what the local API holds; call after each pass. Cheap when
     /// nothing moved (one read of the API's scripts, no process started).
     pub async fn update(&mut self) -> EdgeUpdate {
-        let held = self.api.served_scripts();
-        let mut want = self.candidate(&held);
         let mut report = EdgeUpdate::default();
-        if self.started && same_versions(&want, &self.serving) {
+        let etags = self.api.served_etags();
+        let running = self.supervisor.is_running();
+        if self.started && running && etags == self.held_etags {
+            return report;
+        }
+        let dead = self.started && !running;
+        if dead {
+            tracing::warn!("local edge: workerd exited on its own; starting it again");
+        }
+        let held = self.api.served_scripts();
+        self.held_etags = held
+            .iter()
+            .map(|s| (s.name.clone(), s.etag.clone()))
+            .collect();
+        let mut want = self.candidate(&held);
+        if self.started && !dead && same_versions(&want, &self.serving) {
+            self.publish(&held);
             return report;
         }
         let begun = Instant::now();
@@ -282,7 +299,7 @@ impl Edge {
                             .insert(name.clone(), (etag.clone(), msg.clone()));
                     }
                     want = self.candidate(&held);
-                    if same_versions(&want, &self.serving) && self.started {
+                    if self.started && !dead && same_versions(&want, &self.serving) {
                         break;
                     }
                 }

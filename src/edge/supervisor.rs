@@ -176,6 +176,14 @@ impl Supervisor {
         Ok((child, control_read, done))
     }
 
+    /// Whether the current generation is still running (false before the first start and
+    /// after workerd died on its own).
+    pub fn is_running(&mut self) -> bool {
+        self.running
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
     /// Stops the running generation (SIGTERM, then SIGKILL after [`STOP_WAIT`]).
     pub async fn stop(&mut self) {
         if let Some(child) = self.running.take() {

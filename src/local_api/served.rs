@@ -23,6 +23,18 @@ pub struct ServedScript {
 }
 
 impl LocalApi {
+    /// `(name, etag)` of every module Worker held, in name order: a cheap check of whether
+    /// anything moved since the last [`LocalApi::served_scripts`].
+    pub fn served_etags(&self) -> Vec<(String, String)> {
+        self.inner.store.read(|d| {
+            d.scripts
+                .values()
+                .filter(|s| s.main_module.is_some())
+                .map(|s| (s.name.clone(), s.etag.clone()))
+                .collect()
+        })
+    }
+
     /// Every module Worker held, in name order. Service-worker scripts (uploaded with a
     /// `body_part`) are left out: the edge serves module Workers only.
     pub fn served_scripts(&self) -> Vec<ServedScript> {

@@ -423,9 +423,10 @@ async fn the_seed_worker_runs_unchanged() {
     std::fs::write(m.join("src/index.ts"), SEED_WORKER).unwrap();
     std::fs::write(
         m.join("dev.yaml"),
-        "app:\n  name: seed\nstage: dev\nresources:\n  cache: { type: kv }\n  api:\n    type: worker\n    entry: src/index.ts\n    bindings:\n      CACHE: { kv: cache }\n",
+        "app:\n  name: seed\nstage: dev\nresources:\n  cache: { type: kv }\n  api:\n    type: worker\n    entry: src/index.ts\n    bindings:\n      CACHE: { kv: cache }\n  probe:\n    type: worker\n    entry: src/probe.js\n    bindings:\n      CACHE: { kv: cache }\n",
     )
     .unwrap();
+    std::fs::write(m.join("src/probe.js"), PROBE_WORKER).unwrap();
     let s = serve(dir.path(), "m", &workerd);
     eventually(
         Duration::from_secs(60),
@@ -471,7 +472,60 @@ async fn the_seed_worker_runs_unchanged() {
     );
     // The worker put then deleted "key": gone for the API too.
     assert_eq!(s.get(&cache, "key").await.0, 404);
+
+    // Metadata both ways, and the bulk read: a value the worker puts with a TTL and metadata
+    // is seen by the v4 API with both; metadata put through the API is seen by the worker.
+    let body = eventually(Duration::from_secs(60), "the probe served", || async {
+        match s.fetch("/seed/dev/probe/").await {
+            Ok((200, body)) => Ok(body),
+            other => Err(other),
+        }
+    })
+    .await;
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        v["got"],
+        serde_json::json!({"value": "grace", "metadata": {"role": "admin"}, "cacheStatus": null}),
+        "{v}"
+    );
+    assert_eq!(
+        v["many"],
+        serde_json::json!({"user:1": "ada", "user:2": "grace", "missing": null}),
+        "{v}"
+    );
+    assert_eq!(
+        s.get(&cache, "probe").await,
+        (200, "written by the worker".to_owned())
+    );
+    let meta: Value = http()
+        .get(format!("{}/metadata/probe", s.ns_url(&cache)))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        meta["result"],
+        serde_json::json!({"by": "worker"}),
+        "{meta}"
+    );
+    let keys = s.keys(&cache).await;
+    let probe = keys.iter().find(|k| k["name"] == "probe").unwrap();
+    assert!(probe["expiration"].as_u64().is_some(), "{keys:?}");
 }
+
+/// Puts with a TTL and metadata, reads with metadata and in bulk.
+const PROBE_WORKER: &str = r#"export default {
+  async fetch(request, env) {
+    await env.CACHE.put("probe", "written by the worker", { expirationTtl: 600, metadata: { by: "worker" } });
+    const got = await env.CACHE.getWithMetadata("user:2");
+    const many = await env.CACHE.get(["user:1", "user:2", "missing"]);
+    return Response.json({ got, many: Object.fromEntries(many) });
+  },
+};
+"#;
 
 /// `--serve` is refused, naming why, where it cannot work; a missing workerd names the
 /// install command. Needs no workerd.

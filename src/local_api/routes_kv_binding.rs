@@ -20,7 +20,9 @@
 //! 500, which the Worker sees as a thrown `KV … failed: 500`.
 //!
 //! This listener has no authentication: it is bound to loopback by the edge and reachable by
-//! anything on the machine, like the embedded v4 API's sandbox token.
+//! anything on the machine, like the embedded v4 API's sandbox token. Its requests bypass the
+//! v4 pipeline (no fault injection, rate limit or request log): they are the runtime's, not a
+//! client's.
 
 use std::collections::HashMap;
 use std::ops::Bound;

@@ -570,3 +570,142 @@ fn serve_is_refused_where_it_cannot_work_and_a_missing_workerd_names_the_install
         d.stderr()
     );
 }
+
+/// The KV binding protocol (what workerd sends for `env.NS.*`), spoken over loopback to the
+/// local API's binding listener, checked against the v4 routes. Needs no workerd.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_kv_binding_protocol_shares_the_v4_apis_store() {
+    use crate::support::Api;
+    use lumierd::local_api::KV_BINDING_NAMESPACE_HEADER as NS;
+    let api = Api::start(Default::default()).await;
+    let id = "0123456789abcdef0123456789abcdef";
+    api.local.seed_namespace(id, "t").await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let kv = format!("http://{}", listener.local_addr().unwrap());
+    let router = api.local.kv_binding_router();
+    let server = tokio::spawn(async move { axum::serve(listener, router).await });
+    let c = http();
+    let v4 = format!("{}/accounts/{ACCOUNT}/storage/kv/namespaces/{id}", api.base);
+
+    // put (key with a slash and a colon, TTL, metadata) → the v4 API reads it.
+    let r = c
+        .put(format!("{kv}/a%2Fb%3A1?urlencoded=true&expiration_ttl=300"))
+        .header(NS, id)
+        .header("cf-kv-metadata", r#"{"v":1}"#)
+        .body("one")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = c
+        .get(format!("{v4}/values/a%2Fb%3A1"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.text().await.unwrap(), "one");
+    // The v4 API writes → get answers the bytes and the metadata header.
+    for k in ["k1", "k2", "k3"] {
+        let form = reqwest::multipart::Form::new()
+            .text("value", format!("v-{k}"))
+            .text("metadata", r#"{"m":true}"#);
+        let r = c
+            .put(format!("{v4}/values/{k}"))
+            .bearer_auth(TOKEN)
+            .multipart(form)
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success());
+    }
+    let r = c
+        .get(format!("{kv}/k2?urlencoded=true"))
+        .header(NS, id)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["cf-kv-metadata"], r#"{"m":true}"#);
+    assert_eq!(r.text().await.unwrap(), "v-k2");
+    // Missing → 404 (the binding's null); a TTL under 60 s → 400 as on the v4 API.
+    let r = c
+        .get(format!("{kv}/nope?urlencoded=true"))
+        .header(NS, id)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let r = c
+        .put(format!("{kv}/short?urlencoded=true&expiration_ttl=10"))
+        .header(NS, id)
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    // list pages with a cursor; metadata comes as JSON text, as workerd parses it.
+    let page = |cursor: Option<String>| {
+        let c = c.clone();
+        let kv = kv.clone();
+        async move {
+            let mut url = format!("{kv}/?prefix=k&key_count_limit=2");
+            if let Some(cur) = cursor {
+                url.push_str(&format!("&cursor={cur}"));
+            }
+            c.get(url)
+                .header(NS, id)
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
+    };
+    let first = page(None).await;
+    assert_eq!(first["list_complete"], false, "{first}");
+    assert_eq!(first["keys"][0]["name"], "k1");
+    assert_eq!(first["keys"][0]["metadata"], r#"{"m":true}"#);
+    let second = page(first["cursor"].as_str().map(str::to_owned)).await;
+    assert_eq!(second["list_complete"], true, "{second}");
+    assert_eq!(second["keys"].as_array().unwrap().len(), 1, "{second}");
+    assert_eq!(second["keys"][0]["name"], "k3");
+    // bulk get, delete, and an unknown namespace (500: the worker's call throws).
+    let bulk: Value = c
+        .post(format!("{kv}/bulk/get"))
+        .header(NS, id)
+        .body(r#"{"keys":["k1","zz"],"withMetadata":true}"#)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        bulk,
+        serde_json::json!({"k1": {"value": "v-k1", "metadata": {"m": true}}, "zz": null})
+    );
+    let r = c
+        .delete(format!("{kv}/k1?urlencoded=true"))
+        .header(NS, id)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = c
+        .get(format!("{v4}/values/k1"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let r = c
+        .get(format!("{kv}/k2?urlencoded=true"))
+        .header(NS, "ffffffffffffffffffffffffffffffff")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 500);
+    server.abort();
+    api.stop().await;
+}

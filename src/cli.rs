@@ -109,6 +109,11 @@ pub struct RunArgs {
     /// Most resources one pass may delete; a larger prune is held until approved.
     #[arg(long, default_value_t = 10)]
     pub max_prune: usize,
+    /// Approve the held deletions of APP or APP/STAGE for this run: an app no manifest
+    /// declares any more, or a stage whose protection was lifted in the same change that
+    /// removed its resources. Repeatable.
+    #[arg(long, value_name = "APP[/STAGE]")]
+    pub approve_delete: Vec<String>,
     /// Most resources reconciled at once.
     #[arg(long, default_value_t = 8)]
     pub concurrency: usize,
@@ -442,11 +447,13 @@ fn cmd_run(args: RunArgs) -> i32 {
         return EXIT_USAGE;
     }
     init_logs(args.log_format, args.log_level.as_deref());
+    crate::fdlimit::raise_nofile_logged();
     let policy = Policy {
         drift: args.drift.into(),
         max_prune: args.max_prune,
         concurrency: args.concurrency,
         act: true,
+        approve_delete: args.approve_delete.clone(),
     };
     let outcome = (|| -> anyhow::Result<Result<bool, DaemonError>> {
         let mut cfg = run_config(&args.common, args.once, policy, args.resync, args.debounce)?;
@@ -455,7 +462,11 @@ fn cmd_run(args: RunArgs) -> i32 {
             listen,
             workerd: args.workerd.clone(),
         });
-        Ok(runtime()?.block_on(daemon::run(cfg)))
+        let rt = runtime()?;
+        let result = rt.block_on(daemon::run(cfg));
+        // A flush stuck on a frozen disk runs on a blocking thread: don't wait for it.
+        rt.shutdown_timeout(Duration::from_secs(1));
+        Ok(result)
     })();
     match outcome {
         Ok(Ok(true)) => EXIT_OK,
@@ -511,6 +522,7 @@ fn cmd_plan(args: PlanArgs) -> i32 {
         max_prune: usize::MAX,
         concurrency: 8,
         act: false,
+        approve_delete: Vec::new(),
     };
     let outcome = (|| -> anyhow::Result<Result<Vec<Change>, DaemonError>> {
         let cfg = run_config(
@@ -559,8 +571,19 @@ fn cmd_plan(args: PlanArgs) -> i32 {
 fn cmd_status(args: StatusArgs) -> i32 {
     let state = state_dir(args.state);
     let outcome = (|| -> anyhow::Result<serde_json::Value> {
+        use crate::runtime::status_socket::{self, AskError};
         let rt = runtime()?;
-        if let Some(v) = rt.block_on(daemon::ask_daemon(&state, args.stage.as_deref())) {
+        let request = format!("status {}", args.stage.as_deref().unwrap_or(""));
+        // `None`: no daemon listens (none runs, or one is starting); an error: one is stuck.
+        let ask = || match rt.block_on(status_socket::query(&state, &request)) {
+            Ok(v) => Ok(Some(v)),
+            Err(AskError::NoDaemon(_)) => Ok(None),
+            Err(why @ AskError::NotAnswering { .. }) => Err(anyhow::anyhow!(
+                "{why}; a lumierd daemon runs on this state folder but does not answer (it may \
+                 be stuck): see its log, or restart it"
+            )),
+        };
+        if let Some(v) = ask()? {
             return Ok(v);
         }
         if !state.join("db").exists() {
@@ -575,8 +598,7 @@ fn cmd_status(args: StatusArgs) -> i32 {
                 // A daemon that is starting holds the store before its socket is up.
                 for _ in 0..50 {
                     std::thread::sleep(Duration::from_millis(100));
-                    if let Some(v) = rt.block_on(daemon::ask_daemon(&state, args.stage.as_deref()))
-                    {
+                    if let Some(v) = ask()? {
                         return Ok(v);
                     }
                 }

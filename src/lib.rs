@@ -21,6 +21,7 @@ pub mod admin;
 pub mod cli;
 pub mod cloudflare;
 pub mod edge;
+pub mod fdlimit;
 pub mod local_api;
 pub mod manifest;
 pub mod memory;

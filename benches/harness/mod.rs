@@ -370,6 +370,7 @@ impl Fleet {
                 max_prune: 10,
                 concurrency: DAEMON_CONCURRENCY,
                 act: true,
+                approve_delete: Vec::new(),
             },
             metrics: Default::default(),
         };

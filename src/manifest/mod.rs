@@ -363,14 +363,12 @@ fn assemble(docs: Vec<DocDecl>, diags: &mut Vec<Diagnostic>) -> Desired {
             }
         }
     }
-    let mut apps: BTreeMap<String, Vec<String>> =
-        stages.keys().map(|k| (k.app.clone(), Vec::new())).collect();
-    for (app, (list, _)) in protect {
-        apps.insert(app, list);
-    }
     Desired {
         stages,
-        protect: apps,
+        protect: protect
+            .into_iter()
+            .map(|(app, (list, _))| (app, list))
+            .collect(),
     }
 }
 

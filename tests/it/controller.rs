@@ -847,3 +847,128 @@ async fn prune_cap_holds_and_protection_outlives_the_manifest() {
     assert_eq!(resource(&s, "prod", "cache").unwrap()["state"], "Retained");
     api.stop().await;
 }
+
+/// Titles of the namespaces on the account, sorted.
+async fn titles(api: &Api) -> Vec<String> {
+    let mut t: Vec<String> = api
+        .namespaces()
+        .await
+        .iter()
+        .map(|n| n["title"].as_str().unwrap().to_owned())
+        .collect();
+    t.sort();
+    t
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn protection_outlives_the_document_that_stated_it_and_lifting_it_needs_approval() {
+    let api = Api::start(Faults::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    fleet(dir.path(), "production", true, "");
+    fleet(dir.path(), "dev", false, "");
+    let out = tokio::task::block_in_place(|| once(dir.path(), &api, &[]));
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(
+        titles(&api).await,
+        ["shop-dev-cache", "shop-production-cache"]
+    );
+
+    // The document carrying `protect: [production]` goes; `dev` (no `protect`) remains:
+    // production stays protected as recorded.
+    let m = dir.path().join("m");
+    std::fs::remove_file(m.join("production.yaml")).unwrap();
+    let out = tokio::task::block_in_place(|| once(dir.path(), &api, &[]));
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(
+        titles(&api).await,
+        ["shop-dev-cache", "shop-production-cache"]
+    );
+    let scripts = api.scripts().await;
+    assert_eq!(scripts.len(), 2, "production's worker kept: {scripts:?}");
+    let s = status(dir.path());
+    assert_eq!(
+        resource(&s, "production", "cache").unwrap()["state"],
+        "Retained"
+    );
+    assert_eq!(
+        resource(&s, "production", "api").unwrap()["state"],
+        "Retained"
+    );
+
+    // Protection lifted (`protect: []`) in the same change as the removal: held, naming the
+    // approval; nothing deleted.
+    fleet(dir.path(), "dev", false, "");
+    let dev = std::fs::read_to_string(m.join("dev.yaml")).unwrap();
+    std::fs::write(
+        m.join("dev.yaml"),
+        dev.replace("name: shop\n", "name: shop\n  protect: []\n"),
+    )
+    .unwrap();
+    let out = tokio::task::block_in_place(|| once(dir.path(), &api, &[]));
+    assert_eq!(out.code, 1, "held deletions are not converged: {out:?}");
+    assert_eq!(
+        titles(&api).await,
+        ["shop-dev-cache", "shop-production-cache"]
+    );
+    let s = status(dir.path());
+    let held = resource(&s, "production", "cache").unwrap();
+    assert_eq!(held["state"], "Deleting", "{held:#}");
+    assert!(
+        held["message"]
+            .as_str()
+            .unwrap()
+            .contains("--approve-delete shop/production"),
+        "{held:#}"
+    );
+
+    // Approved for that stage: deleted (worker first), dev untouched.
+    let out = tokio::task::block_in_place(|| {
+        once(dir.path(), &api, &["--approve-delete", "shop/production"])
+    });
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(titles(&api).await, ["shop-dev-cache"]);
+    assert_eq!(api.scripts().await.len(), 1);
+    api.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_app_no_manifest_declares_any_more_is_deleted_only_when_approved() {
+    let api = Api::start(Faults::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let m = dir.path().join("m");
+    std::fs::create_dir_all(&m).unwrap();
+    std::fs::write(
+        m.join("gone.yaml"),
+        "app: { name: gone }\nstage: dev\nresources:\n  a: { type: kv }\n  b: { type: kv }\n",
+    )
+    .unwrap();
+    std::fs::write(
+        m.join("stay.yaml"),
+        "app: { name: stay }\nstage: dev\nresources:\n  c: { type: kv }\n",
+    )
+    .unwrap();
+    let out = tokio::task::block_in_place(|| once(dir.path(), &api, &[]));
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(titles(&api).await.len(), 3);
+
+    // Under the prune cap, but it is everything the app declared: held.
+    std::fs::remove_file(m.join("gone.yaml")).unwrap();
+    let out = tokio::task::block_in_place(|| once(dir.path(), &api, &[]));
+    assert_eq!(out.code, 1, "{out:?}");
+    assert_eq!(titles(&api).await.len(), 3, "nothing deleted");
+    let s = status(dir.path());
+    let held = resource(&s, "dev", "a").unwrap();
+    assert_eq!(held["state"], "Deleting", "{held:#}");
+    assert!(
+        held["message"]
+            .as_str()
+            .unwrap()
+            .contains("run once with --approve-delete gone"),
+        "{held:#}"
+    );
+
+    let out = tokio::task::block_in_place(|| once(dir.path(), &api, &["--approve-delete", "gone"]));
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(titles(&api).await, ["stay-dev-c"]);
+    api.stop().await;
+}

@@ -31,8 +31,10 @@ use tokio::process::{Child, Command};
 use super::config::{Origin, WorkerdConfig, SOCKET_NAME};
 use super::EdgeError;
 
-/// Longest wait for a new generation to report that it listens (it builds every Worker first).
-pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest wait for a new generation to report that it listens (it builds every Worker
+/// first: a few hundred ms for a handful). Bounded well under the daemon's stop grace, as the
+/// run loop waits for a reload before it handles a signal.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(8);
 /// Longest wait for a generation to exit after SIGTERM before it is killed.
 pub const STOP_WAIT: Duration = Duration::from_secs(2);
 /// Most output lines of a failed start kept for the error.

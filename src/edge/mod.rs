@@ -60,17 +60,6 @@ pub enum EdgeError {
     Io(String),
 }
 
-/// What one [`Edge::update`] did.
-#[derive(Debug, Default, Clone, PartialEq)]
-pub struct EdgeUpdate {
-    /// Whether a new workerd generation now serves.
-    pub reloaded: bool,
-    /// How long the reload took (config written → new generation listening), if one ran.
-    pub took: Option<Duration>,
-    /// Scripts whose newest version failed to start, with workerd's message.
-    pub failed: BTreeMap<String, String>,
-}
-
 /// One script's line on the board.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EdgeState {
@@ -119,8 +108,16 @@ pub fn annotate_status(script: &str, output: &mut Option<serde_json::Value>, mes
     }
 }
 
-/// The running edge.
+/// The running edge: a handle on the task that owns workerd (see [`Edge::update`]).
 pub struct Edge {
+    addr: SocketAddr,
+    wake: Arc<tokio::sync::Notify>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// The edge's state, owned by its task: reloads run there, never in the daemon's run loop.
+struct Runner {
     api: LocalApi,
     addr: SocketAddr,
     kv_addr: SocketAddr,
@@ -181,7 +178,7 @@ impl Edge {
         });
         let supervisor = Supervisor::new(binary.clone(), listener)?;
         tracing::info!(workerd = %binary.display(), %addr, "local edge: starting workerd");
-        let mut edge = Edge {
+        let runner = Runner {
             api,
             addr,
             kv_addr,
@@ -194,8 +191,16 @@ impl Edge {
             held_etags: Vec::new(),
             started: false,
         };
-        edge.update().await;
-        Ok(edge)
+        let wake = Arc::new(tokio::sync::Notify::new());
+        wake.notify_one(); // the first start
+        let (stop, stopped) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(runner.run(Arc::clone(&wake), stopped));
+        Ok(Edge {
+            addr,
+            wake,
+            stop: Some(stop),
+            task: Some(task),
+        })
     }
 
     /// The address served (the bound port when `--serve` asked for port 0).
@@ -203,19 +208,61 @@ impl Edge {
         self.addr
     }
 
-    /// Brings workerd in line with what the local API holds; call after each pass. Cheap when
-    /// nothing moved (one read of the API's scripts, no process started).
-    pub async fn update(&mut self) -> EdgeUpdate {
-        let mut report = EdgeUpdate::default();
+    /// Asks the edge to bring workerd in line with what the local API holds; call after each
+    /// pass. Returns at once: the reload runs on the edge's task (requests made meanwhile are
+    /// coalesced into one more check), so the run loop never waits for workerd. A check is
+    /// cheap when nothing moved (one read of the scripts' etags, no process started).
+    pub fn update(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Stops workerd and the KV binding listener and clears the board, within
+    /// [`supervisor::STOP_WAIT`] plus two seconds (a reload in progress is cut short: dropping
+    /// the task kills workerd).
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(mut task) = self.task.take() {
+            let bound = supervisor::STOP_WAIT + Duration::from_secs(2);
+            if tokio::time::timeout(bound, &mut task).await.is_err() {
+                task.abort();
+                let _ = task.await;
+            }
+        }
+        BOARD.write().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+}
+
+impl Runner {
+    /// Checks on each wake-up, restarts workerd when it exits on its own, stops on `stopped`.
+    async fn run(
+        mut self,
+        wake: Arc<tokio::sync::Notify>,
+        mut stopped: tokio::sync::oneshot::Receiver<()>,
+    ) {
+        loop {
+            tokio::select! {
+                biased;
+                _ = &mut stopped => break,
+                () = wake.notified() => self.update().await,
+                () = self.supervisor.exited() => {
+                    tracing::warn!("local edge: workerd exited on its own; starting it again");
+                    self.update().await;
+                }
+            }
+        }
+        self.shutdown().await;
+    }
+
+    /// Brings workerd in line with what the local API holds.
+    async fn update(&mut self) {
         let etags = self.api.served_etags();
         let running = self.supervisor.is_running();
         if self.started && running && etags == self.held_etags {
-            return report;
+            return;
         }
         let dead = self.started && !running;
-        if dead {
-            tracing::warn!("local edge: workerd exited on its own; starting it again");
-        }
         let held = self.api.served_scripts();
         self.held_etags = held
             .iter()
@@ -224,7 +271,7 @@ impl Edge {
         let mut want = self.candidate(&held);
         if self.started && !dead && same_versions(&want, &self.serving) {
             self.publish(&held);
-            return report;
+            return;
         }
         let begun = Instant::now();
         // At most two tries: as uploaded, then with the versions workerd blamed set back.
@@ -242,8 +289,6 @@ impl Edge {
                 Ok(()) => {
                     *self.origins.write().unwrap_or_else(|p| p.into_inner()) = (*origins).clone();
                     self.started = true;
-                    report.reloaded = true;
-                    report.took = Some(begun.elapsed());
                     self.serving = want.iter().map(|s| (s.name.clone(), s.clone())).collect();
                     for s in &want {
                         if self
@@ -305,13 +350,7 @@ impl Edge {
                 }
             }
         }
-        report.failed = self
-            .failed
-            .iter()
-            .map(|(k, (_, m))| (k.clone(), m.clone()))
-            .collect();
         self.publish(&held);
-        report
     }
 
     /// What to serve: each held script as uploaded, unless that version is known to fail,
@@ -344,9 +383,8 @@ impl Edge {
         }
     }
 
-    /// Stops workerd and the KV binding listener (bounded: [`supervisor::STOP_WAIT`] plus a
-    /// second), and clears the board.
-    pub async fn stop(mut self) {
+    /// Stops workerd and the KV binding listener.
+    async fn shutdown(mut self) {
         self.supervisor.stop().await;
         if let Some(stop) = self.kv_stop.take() {
             let _ = stop.send(());
@@ -354,7 +392,6 @@ impl Edge {
         if let Some(task) = self.kv_task.take() {
             let _ = tokio::time::timeout(Duration::from_secs(1), task).await;
         }
-        BOARD.write().unwrap_or_else(|p| p.into_inner()).clear();
     }
 }
 

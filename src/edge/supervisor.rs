@@ -186,6 +186,17 @@ impl Supervisor {
             .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 
+    /// Completes when the running generation exits (never while none runs, nor after it was
+    /// reaped here: then [`Supervisor::is_running`] is false until the next start).
+    pub async fn exited(&mut self) {
+        if !self.is_running() {
+            return std::future::pending().await;
+        }
+        if let Some(child) = self.running.as_mut() {
+            let _ = child.wait().await;
+        }
+    }
+
     /// Stops the running generation (SIGTERM, then SIGKILL after [`STOP_WAIT`]).
     pub async fn stop(&mut self) {
         if let Some(child) = self.running.take() {

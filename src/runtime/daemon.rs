@@ -147,7 +147,7 @@ pub async fn run(cfg: RunConfig) -> Result<bool, DaemonError> {
     }
     // ---- local edge (#16): started after the provider, updated after each pass, stopped
     // at shutdown (before the provider, whose KV store it serves).
-    let mut edge = match (&cfg.serve, &provider.local_api) {
+    let edge = match (&cfg.serve, &provider.local_api) {
         (Some(serve), Some(api)) => {
             let edge =
                 crate::edge::Edge::start(api.clone(), serve.listen, serve.workerd.clone()).await?;
@@ -174,7 +174,7 @@ pub async fn run(cfg: RunConfig) -> Result<bool, DaemonError> {
     let result = match signals {
         None => run_once(initial, &controller, &store, &ops).await,
         Some(signals) => {
-            run_forever(&cfg, initial, &controller, &store, &ops, signals, &mut edge).await
+            run_forever(&cfg, initial, &controller, &store, &ops, signals, &edge).await
         }
     };
     if let Some(edge) = edge {
@@ -256,7 +256,7 @@ async fn run_forever(
     store: &Store,
     ops: &Ops,
     signals: Signals,
-    edge: &mut Option<crate::edge::Edge>,
+    edge: &Option<crate::edge::Edge>,
 ) -> Result<bool, DaemonError> {
     let Signals {
         mut term,
@@ -351,8 +351,8 @@ async fn run_forever(
                 log_pass(&report, start.elapsed());
                 ops.first_pass_done();
                 scheduler.retry_in(report.next_retry.map(Timestamp::until));
-                if let Some(edge) = edge.as_mut() {
-                    edge.update().await; // local edge (#16): serve what the pass uploaded
+                if let Some(edge) = edge.as_ref() {
+                    edge.update(); // local edge (#16): serve what the pass uploaded
                 }
             }
             Err(e) => {

@@ -380,9 +380,48 @@ async fn examples_are_served_live_with_kv_reload_and_failed_starts() {
     })
     .await;
 
+    // workerd killed behind lumierd's back is started again, without a pass.
+    let workerd_pid = children(s.daemon.pid());
+    assert_eq!(workerd_pid.len(), 1, "{workerd_pid:?}");
+    let killed = std::process::Command::new("kill")
+        .args(["-KILL", &workerd_pid[0].to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    s.wait_json("/my-app/staging/api/", "served again", |v| v["edited"] == 2)
+        .await;
+    s.daemon
+        .wait_for_line("workerd exited on its own", Duration::from_secs(5));
+
+    // SIGTERM stops workerd with lumierd.
+    let running = children(s.daemon.pid());
+    assert_eq!(running.len(), 1, "{running:?}");
     let mut daemon = s.daemon;
     daemon.signal("TERM");
     assert_eq!(daemon.exit(Duration::from_secs(15)), 0);
+    eventually(Duration::from_secs(5), "workerd stopped", || async {
+        let alive = Path::new(&format!("/proc/{}", running[0])).exists();
+        if alive {
+            Err(running[0])
+        } else {
+            Ok(())
+        }
+    })
+    .await;
+}
+
+/// The child processes of `pid` (Linux: /proc/PID/task/*/children).
+fn children(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let text =
+            std::fs::read_to_string(task.unwrap().path().join("children")).unwrap_or_default();
+        out.extend(
+            text.split_whitespace()
+                .filter_map(|p| p.parse::<u32>().ok()),
+        );
+    }
+    out
 }
 
 /// The seed's worker (`../shared/seed/kv.md`, "Worker Code") runs unchanged.

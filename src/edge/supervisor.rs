@@ -258,7 +258,8 @@ async fn stop_child(mut child: Child) {
 
 /// Makes the child get SIGKILL when lumierd dies without stopping it (SIGKILL, a crash), so
 /// no orphaned workerd keeps the port. Linux only (`PR_SET_PDEATHSIG`); the signal follows the
-/// spawning thread, which is the daemon's main thread (its run loop calls the edge).
+/// spawning thread, here a tokio runtime worker (the edge's task), which lives as long as the
+/// runtime.
 #[allow(unsafe_code)] // prctl(2) in pre_exec: see SAFETY below
 fn die_with_parent(command: &mut Command) {
     #[cfg(target_os = "linux")]

@@ -6,12 +6,14 @@
 //!   authenticates), serves the local API's KV binding protocol on a loopback port of its own
 //!   (so `env.NS` reads and writes the namespaces the v4 API serves; the same listener takes
 //!   the workers' console lines, [`logs`]) and starts workerd on what the API holds.
-//! * [`Edge::update`] after each pass: when a script's etag moved, a new workerd generation is
-//!   started on the same socket and the old one stopped once it listens ([`supervisor`]). A
-//!   version that fails to start (workerd blames its service) is remembered as failed: the
-//!   previous good version of that script keeps serving (or none, if it never started) and the
-//!   others are served as uploaded; it is not retried until its etag moves again.
-//! * [`Edge::stop`] within [`supervisor::STOP_WAIT`] plus a second.
+//! * [`Edge::update`] after each pass (it returns at once: the edge's own task does the work):
+//!   when a script's etag moved, a new workerd generation is started on the same socket and
+//!   the old one stopped once it listens ([`supervisor`]). A version that fails to start
+//!   (workerd blames its service) is remembered as failed: the previous good version of that
+//!   script keeps serving (or none, if it never started) and the others are served as
+//!   uploaded; it is not retried until its etag moves again. A workerd that exits on its own
+//!   is started again at once.
+//! * [`Edge::stop`] within [`supervisor::STOP_WAIT`] plus two seconds.
 //!
 //! What each worker's status shows (`localUrl`, a failed start) is kept on a process-wide
 //! board read by [`annotate`]: one edge runs per process.

@@ -99,7 +99,9 @@ pub fn annotate_status(script: &str, output: &mut Option<serde_json::Value>, mes
                 "the previous one keeps serving"
             } else {
                 "nothing served"
-            }
+            },
+            // One line: the status table shows the message in a column.
+            err = err.lines().map(str::trim).collect::<Vec<_>>().join(" "),
         );
         if message.is_empty() {
             *message = text;
@@ -402,4 +404,38 @@ fn same_versions(want: &[ServedScript], serving: &BTreeMap<String, ServedScript>
         && want
             .iter()
             .all(|s| serving.get(&s.name).is_some_and(|o| o.etag == s.etag))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_gains_local_url_and_a_one_line_failed_start() {
+        let script = "unit-test-edge-annotate";
+        BOARD.write().unwrap().insert(
+            script.to_owned(),
+            EdgeState {
+                local_url: Some("http://unit-test-edge-annotate.localhost:1/".into()),
+                error: Some("service x: Uncaught Error: boom\n  at index.js:1:7".into()),
+            },
+        );
+        let mut output = Some(serde_json::json!({ "type": "worker" }));
+        let mut message = "uploaded".to_owned();
+        annotate_status(script, &mut output, &mut message);
+        assert_eq!(
+            output.unwrap()["localUrl"],
+            "http://unit-test-edge-annotate.localhost:1/"
+        );
+        assert_eq!(
+            message,
+            "uploaded; local edge: the newest version failed to start (the previous one keeps \
+             serving): service x: Uncaught Error: boom at index.js:1:7"
+        );
+        let mut none = None;
+        let mut empty = String::new();
+        annotate_status("not-served", &mut none, &mut empty);
+        assert_eq!((none, empty.as_str()), (None, ""));
+        BOARD.write().unwrap().remove(script);
+    }
 }

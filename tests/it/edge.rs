@@ -553,7 +553,70 @@ async fn the_seed_worker_runs_unchanged() {
     let keys = s.keys(&cache).await;
     let probe = keys.iter().find(|k| k["name"] == "probe").unwrap();
     assert!(probe["expiration"].as_u64().is_some(), "{keys:?}");
+
+    // A script uploaded by another client (as wrangler does) with JSON, secret, plain-text
+    // and service bindings is served with them after the next pass, at {script}.localhost.
+    let metadata = serde_json::json!({
+        "main_module": "extra.js",
+        "compatibility_date": "2025-01-01",
+        "bindings": [
+            {"type": "json", "name": "J", "json": {"n": 1}},
+            {"type": "secret_text", "name": "S", "text": "s3cret"},
+            {"type": "plain_text", "name": "P", "text": "plain"},
+            {"type": "service", "name": "SVC", "service": "seed-dev-probe"},
+        ],
+    });
+    let part = reqwest::multipart::Part::bytes(EXTRA_WORKER.as_bytes().to_vec())
+        .file_name("extra.js")
+        .mime_str("application/javascript+module")
+        .unwrap();
+    let form = reqwest::multipart::Form::new()
+        .text("metadata", metadata.to_string())
+        .part("extra.js", part);
+    let r = http()
+        .put(format!(
+            "{}/accounts/{ACCOUNT}/workers/scripts/extra",
+            s.api
+        ))
+        .bearer_auth(TOKEN)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{:?}", r.text().await);
+    s.daemon.signal("HUP");
+    let v = eventually(
+        Duration::from_secs(60),
+        "the extra script served",
+        || async {
+            let r = http()
+                .get(format!("{}/", s.edge))
+                .header("host", "extra.localhost")
+                .send()
+                .await
+                .map_err(|e| e.to_string())?;
+            match r.status().as_u16() {
+                200 => r.json::<Value>().await.map_err(|e| e.to_string()),
+                code => Err(format!("{code}: {}", r.text().await.unwrap_or_default())),
+            }
+        },
+    )
+    .await;
+    assert_eq!(
+        v,
+        serde_json::json!({"j": {"n": 1}, "s": "s3cret", "p": "plain", "via": {"got": {"value": "grace", "metadata": {"role": "admin"}, "cacheStatus": null}, "many": {"user:1": "ada", "user:2": "grace", "missing": null}}})
+    );
+    assert!(!s.daemon.stderr().contains("s3cret"), "a secret in the log");
 }
+
+/// Shows its JSON, secret and plain-text bindings and calls the probe through a service binding.
+const EXTRA_WORKER: &str = r#"export default {
+  async fetch(request, env) {
+    const via = await (await env.SVC.fetch("http://probe/")).json();
+    return Response.json({ j: env.J, s: env.S, p: env.P, via });
+  },
+};
+"#;
 
 /// Puts with a TTL and metadata, reads with metadata and in bulk.
 const PROBE_WORKER: &str = r#"export default {

@@ -56,6 +56,8 @@ pub struct Supervisor {
     dir: tempfile::TempDir,
     generation: u64,
     running: Option<Child>,
+    /// The running generation's config folder.
+    running_dir: Option<PathBuf>,
 }
 
 impl Supervisor {
@@ -74,6 +76,7 @@ impl Supervisor {
             dir,
             generation: 0,
             running: None,
+            running_dir: None,
         })
     }
 
@@ -106,14 +109,14 @@ impl Supervisor {
             if let Some(old) = self.running.replace(child) {
                 stop_child(old).await;
             }
-            let _ = std::fs::remove_dir_all(
-                self.dir
-                    .path()
-                    .join(format!("gen-{}", self.generation.saturating_sub(1))),
-            );
+            // Only the running generation's folder is kept (it holds secret texts).
+            if let Some(old_dir) = self.running_dir.replace(dir) {
+                let _ = std::fs::remove_dir_all(old_dir);
+            }
             return Ok(());
         }
         stop_child(child).await;
+        let _ = std::fs::remove_dir_all(&dir);
         // The output readers see EOF once the process is gone; give them a moment to finish.
         let _ = tokio::time::timeout(Duration::from_millis(500), readers).await;
         let output: Vec<String> = lines.lock().map(|l| l.clone()).unwrap_or_default();

@@ -86,8 +86,13 @@ pub struct Common {
     #[arg(long)]
     pub api_url: Option<String>,
     /// Where the embedded local API listens (default: an ephemeral loopback port).
+    /// A non-loopback address needs --local-api-allow-remote.
     #[arg(long)]
     pub local_api_listen: Option<SocketAddr>,
+    /// Allow --local-api-listen on a non-loopback address (anyone who reaches it and holds
+    /// the token in STATE/local-api/token can read and change the sandbox).
+    #[arg(long)]
+    pub local_api_allow_remote: bool,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -114,6 +119,11 @@ pub struct RunArgs {
     /// removed its resources. Repeatable.
     #[arg(long, value_name = "APP[/STAGE]")]
     pub approve_delete: Vec<String>,
+    /// Take over objects lumierd has no record of but finds by their names: a KV namespace
+    /// with a managed title, a Worker script of another installation (e.g. after the state
+    /// folder was lost). Each adoption is logged.
+    #[arg(long)]
+    pub adopt: bool,
     /// Most resources reconciled at once.
     #[arg(long, default_value_t = 8)]
     pub concurrency: usize,
@@ -169,9 +179,13 @@ pub struct EmulatorArgs {
     /// Persist everything in this folder (default: memory only).
     #[arg(long)]
     pub data: Option<PathBuf>,
-    /// The API token clients must send (default: the local development token).
+    /// The API token clients must send (default on loopback: the local development token
+    /// `lumierd-local-token`; required with --allow-remote).
     #[arg(long, env = "LUMIERD_EMULATOR_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// Allow --listen on a non-loopback address (needs --token: the default token is public).
+    #[arg(long)]
+    pub allow_remote: bool,
     /// The account id (32 hex; default: the local development account).
     #[arg(long)]
     pub account_id: Option<String>,
@@ -377,6 +391,44 @@ fn read_token() -> anyhow::Result<String> {
     anyhow::bail!("--provider cloudflare needs CLOUDFLARE_API_TOKEN (or the systemd credential `cloudflare-api-token`)")
 }
 
+/// Refuses a non-loopback `--local-api-listen` without `--local-api-allow-remote` (the embedded
+/// API holds the sandbox's data; like `--admin-listen`, leaving this host is a decision).
+fn check_local_api_listen(common: &Common) -> Result<(), String> {
+    match common.local_api_listen {
+        Some(addr) if !crate::admin::is_local(&addr) && !common.local_api_allow_remote => {
+            Err(format!(
+                "error: --local-api-listen {addr} is not a loopback address; serving the \
+                 embedded API beyond this host needs --local-api-allow-remote (clients then \
+                 need the token in STATE/local-api/token)"
+            ))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Refuses `lumierd emulator --listen` on a non-loopback address without `--allow-remote`,
+/// and with it but without `--token` (the default token is written in this README).
+fn check_emulator_listen(args: &EmulatorArgs) -> Result<(), String> {
+    if crate::admin::is_local(&args.listen) {
+        return Ok(());
+    }
+    if !args.allow_remote {
+        return Err(format!(
+            "error: --listen {} is not a loopback address; serving the emulator beyond this \
+             host needs --allow-remote (and a --token of your own)",
+            args.listen
+        ));
+    }
+    if args.token.as_deref().is_none_or(str::is_empty) {
+        return Err(
+            "error: --allow-remote needs --token (or LUMIERD_EMULATOR_TOKEN): the default \
+             token is public"
+                .to_owned(),
+        );
+    }
+    Ok(())
+}
+
 fn run_config(
     common: &Common,
     once: bool,
@@ -442,6 +494,10 @@ fn cmd_run(args: RunArgs) -> i32 {
             return EXIT_USAGE;
         }
     }
+    if let Err(e) = check_local_api_listen(&args.common) {
+        eprintln!("{e}");
+        return EXIT_USAGE;
+    }
     if let Err(why) = check_serve(&args) {
         eprintln!("error: {why}");
         return EXIT_USAGE;
@@ -454,6 +510,7 @@ fn cmd_run(args: RunArgs) -> i32 {
         concurrency: args.concurrency,
         act: true,
         approve_delete: args.approve_delete.clone(),
+        adopt: args.adopt,
     };
     let outcome = (|| -> anyhow::Result<Result<bool, DaemonError>> {
         let mut cfg = run_config(&args.common, args.once, policy, args.resync, args.debounce)?;
@@ -516,6 +573,10 @@ fn cmd_healthcheck(url: &str) -> i32 {
 }
 
 fn cmd_plan(args: PlanArgs) -> i32 {
+    if let Err(e) = check_local_api_listen(&args.common) {
+        eprintln!("{e}");
+        return EXIT_USAGE;
+    }
     init_logs(LogFormat::Human, Some("warn"));
     let policy = Policy {
         drift: DriftMode::Correct,
@@ -523,6 +584,7 @@ fn cmd_plan(args: PlanArgs) -> i32 {
         concurrency: 8,
         act: false,
         approve_delete: Vec::new(),
+        adopt: false,
     };
     let outcome = (|| -> anyhow::Result<Result<Vec<Change>, DaemonError>> {
         let cfg = run_config(
@@ -638,6 +700,10 @@ fn parse_rate_limit(s: &str) -> Result<crate::local_api::RateLimitModel, String>
 }
 
 fn cmd_emulator(args: EmulatorArgs) -> i32 {
+    if let Err(e) = check_emulator_listen(&args) {
+        eprintln!("{e}");
+        return EXIT_USAGE;
+    }
     init_logs(LogFormat::Human, None);
     let outcome = (|| -> anyhow::Result<()> {
         let rate_limit = args

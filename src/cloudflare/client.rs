@@ -550,10 +550,11 @@ impl Client {
                     .entry((req.operation.to_owned(), status))
                     .or_insert(0) += 1;
             });
-            let err = match outcome {
+            let mut err = match outcome {
                 Ok(resp) => return Ok(resp),
                 Err(err) => err,
             };
+            err.attempts = attempt + 1;
             if !err.kind.is_retried() || attempt >= inner.max_retries {
                 return Err(err);
             }

@@ -9,7 +9,7 @@ use super::order::pass_order;
 use crate::cloudflare::{ApiError, Client};
 use crate::manifest::{DriftMode, Resource, ResourceKey, Stage};
 use crate::metrics::Metrics;
-use crate::resources::{Bound, Ctx, Decision, Reconciler, RemoteIndex};
+use crate::resources::{Bound, Ctx, Decision, Reconciler, RemoteIndex, Rules};
 use crate::source::Snapshot;
 use crate::store::{DriftEvent, Record, State, Store, StoreError};
 use crate::time::Timestamp;
@@ -35,6 +35,9 @@ pub struct Policy {
     /// Scopes (`app` or `app/stage`) whose held deletions this run approves
     /// (`--approve-delete`): a whole app's removal, protection lifted with the removal.
     pub approve_delete: Vec<String>,
+    /// `run --adopt`: take over objects found by their natural key that lumierd has no record
+    /// of (a namespace with the title, a script of another installation), each logged.
+    pub adopt: bool,
 }
 
 impl Policy {
@@ -79,6 +82,8 @@ const KNOWN_AFTER_CREATE: &str = "(known after create)";
 pub struct Controller {
     pub client: Client,
     pub store: Store,
+    /// This installation's id (`store::installation`).
+    pub installation: String,
     pub policy: Policy,
     /// Reconcile counts and durations, drift events (`/metrics`).
     pub metrics: Arc<Metrics>,
@@ -323,9 +328,15 @@ impl Controller {
             index: &pass.index,
             key,
             act: self.policy.act,
+            installation: &self.installation,
         };
         let seen = K::observe(&cx, &desired, &status).await?;
-        let decision = K::decide(key, &desired, &status, &seen, rec.create_pending, mode);
+        let rules = Rules {
+            pending: rec.create_pending,
+            mode,
+            adopt: self.policy.adopt,
+        };
+        let decision = K::decide(key, &desired, &status, &seen, rules);
         // Writes only when acting; the transitions that write nothing apply under plan too.
         let status = match &decision {
             Decision::UpToDate => K::up_to_date(&desired, status),

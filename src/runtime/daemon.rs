@@ -18,6 +18,7 @@ use crate::local_api::LocalApiError;
 use crate::manifest::LoadError;
 use crate::metrics::Metrics;
 use crate::source::{self, Snapshot};
+use crate::store::installation::installation_id;
 use crate::store::{Store, StoreError};
 use crate::time::Timestamp;
 use std::net::SocketAddr;
@@ -140,9 +141,10 @@ pub async fn run(cfg: RunConfig) -> Result<bool, DaemonError> {
     let provider = Provider::start(&cfg.provider, &cfg.state, &seed).await?;
     if matches!(cfg.provider, ProviderConfig::Embedded { .. }) {
         println!(
-            "local API: {} (account {})",
+            "local API: {} (account {}, token in {})",
             provider.base_url,
-            crate::local_api::DEFAULT_ACCOUNT_ID
+            crate::local_api::DEFAULT_ACCOUNT_ID,
+            crate::local_api::token_path(&cfg.state.join("local-api")).display()
         );
     }
     // ---- local edge (#16): started after the provider, updated after each pass, stopped
@@ -168,6 +170,9 @@ pub async fn run(cfg: RunConfig) -> Result<bool, DaemonError> {
     let controller = Controller {
         client: provider.client.clone(),
         store: store.clone(),
+        installation: installation_id(&cfg.state, true)
+            .map_err(|e| DaemonError::Io(format!("installation id: {e}")))?
+            .unwrap_or_default(),
         policy: cfg.policy.clone(),
         metrics: Arc::clone(&ops.metrics),
     };
@@ -230,6 +235,9 @@ async fn run_once(
     let Some(snap) = loaded(initial, store, ops)? else {
         return Ok(false);
     };
+    // One run is an explicit request to try everything now (as SIGHUP is for the daemon):
+    // the backoff of an earlier run does not hold it back.
+    retry_now(store)?;
     // Later passes only matter when a resource waits on another or on a short retry.
     let mut converged = false;
     for _ in 0..3 {

@@ -41,6 +41,11 @@ pub async fn plan(cfg: RunConfig) -> Result<Vec<Change>, DaemonError> {
     let controller = Controller {
         client: provider.client.clone(),
         store,
+        // A fresh state has none yet: every tagged script then shows as another
+        // installation's, as `run` would see it without `--adopt`.
+        installation: crate::store::installation::installation_id(&cfg.state, false)
+            .map_err(|e| DaemonError::Io(format!("installation id: {e}")))?
+            .unwrap_or_default(),
         policy: Policy {
             act: false,
             ..cfg.policy

@@ -157,6 +157,7 @@ pub(super) async fn prune(
             index,
             key: &key,
             act,
+            installation: &ctl.installation,
         };
         let result = crate::with_record_kind!(rec.kind(), |K| match K::status(&rec.status) {
             Some(status) => K::delete(&cx, status).await,

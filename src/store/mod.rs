@@ -14,6 +14,7 @@
 //! the watchdog) and the next operation reopens sled, so a store whose disk was full works
 //! again once there is room.
 
+pub mod installation;
 mod record;
 
 pub use record::{DriftEvent, Record, State, DRIFT_HISTORY};

@@ -972,3 +972,90 @@ async fn an_app_no_manifest_declares_any_more_is_deleted_only_when_approved() {
     assert_eq!(titles(&api).await, ["stay-dev-c"]);
     api.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_installation_takes_nothing_of_the_first_without_adopt() {
+    let api = Api::start(Faults::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    fleet(
+        dir.path(),
+        "dev",
+        false,
+        "  solo: { type: worker, entry: index.js }\n",
+    );
+    let out = tokio::task::block_in_place(|| once(dir.path(), &api, &[]));
+    assert_eq!(out.code, 0, "{out:?}");
+    let uploads = |api: &Api| {
+        api.log()
+            .iter()
+            .filter(|r| r.method == "PUT" && r.path.ends_with("/workers/scripts/shop-dev-api"))
+            .count()
+    };
+    assert_eq!(uploads(&api), 1);
+
+    // Another installation (its own state folder) on the same account and manifests.
+    let other = |extra: &[&str]| {
+        let mut args = vec![
+            "run",
+            "--once",
+            "--manifests",
+            "m",
+            "--state",
+            "state2",
+            "--api-url",
+            &api.base,
+        ];
+        args.extend_from_slice(extra);
+        run_in(dir.path(), &args, Duration::from_secs(120))
+    };
+    let out = tokio::task::block_in_place(|| other(&[]));
+    assert_eq!(out.code, 1, "refused, so not converged: {out:?}");
+    assert_eq!(
+        uploads(&api),
+        1,
+        "the script of the first installation was left alone"
+    );
+    let s = tokio::task::block_in_place(|| {
+        run_in(
+            dir.path(),
+            &["status", "--json", "--state", "state2"],
+            Duration::from_secs(30),
+        )
+    });
+    let s: Value = serde_json::from_str(&s.stdout).unwrap();
+    // The namespace is refused (naming --adopt); the worker waits for it.
+    let cache = resource(&s, "dev", "cache").unwrap();
+    assert_eq!(cache["state"], "Error", "{cache:#}");
+    assert!(
+        cache["message"]
+            .as_str()
+            .unwrap()
+            .contains("lumierd run --adopt"),
+        "{cache:#}"
+    );
+    assert_eq!(resource(&s, "dev", "api").unwrap()["state"], "Pending");
+    // A worker that binds nothing: refused as another installation's script.
+    let solo = resource(&s, "dev", "solo").unwrap();
+    assert_eq!(solo["state"], "Error", "{solo:#}");
+    let message = solo["message"].as_str().unwrap();
+    assert!(
+        message.contains("another installation") && message.contains("lumierd run --adopt"),
+        "{solo:#}"
+    );
+
+    // The first installation keeps working (no flip-flop), and an explicit adoption moves
+    // both objects to the second.
+    let out = tokio::task::block_in_place(|| once(dir.path(), &api, &[]));
+    assert_eq!(out.code, 0, "{out:?} {:#}", status(dir.path()));
+    assert_eq!(uploads(&api), 1);
+    let out = tokio::task::block_in_place(|| other(&["--adopt"]));
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stdout.contains("adopt shop/dev/cache"), "{out:?}");
+    assert_eq!(
+        uploads(&api),
+        2,
+        "adopting the script re-uploads it with this installation's tag"
+    );
+    assert_eq!(api.namespaces().await.len(), 1, "no duplicate");
+    api.stop().await;
+}

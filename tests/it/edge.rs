@@ -64,6 +64,8 @@ fn http() -> reqwest::Client {
 struct Served {
     daemon: Daemon,
     api: String,
+    /// The embedded API's token (its data folder's token file).
+    token: String,
     edge: String,
 }
 
@@ -87,7 +89,17 @@ fn serve(dir: &Path, manifests: &str, workerd: &Path) -> Served {
     let api = daemon.stdout_line("local API: ", Duration::from_secs(60));
     let api = api.split_whitespace().next().unwrap().to_owned();
     let edge = daemon.stdout_line("serving: ", Duration::from_secs(60));
-    Served { daemon, api, edge }
+    let token_file = lumierd::local_api::token_path(&dir.join("state/local-api"));
+    let token = std::fs::read_to_string(token_file)
+        .unwrap()
+        .trim()
+        .to_owned();
+    Served {
+        daemon,
+        api,
+        token,
+        edge,
+    }
 }
 
 impl Served {
@@ -101,7 +113,7 @@ impl Served {
                 "{}/accounts/{ACCOUNT}/storage/kv/namespaces?per_page=100",
                 self.api
             ))
-            .bearer_auth(TOKEN)
+            .bearer_auth(&self.token)
             .send()
             .await
             .unwrap()
@@ -123,7 +135,7 @@ impl Served {
     async fn put(&self, ns: &str, key: &str, value: &str, query: &str) {
         let r = http()
             .put(format!("{}/values/{key}{query}", self.ns_url(ns)))
-            .bearer_auth(TOKEN)
+            .bearer_auth(&self.token)
             .body(value.to_owned())
             .send()
             .await
@@ -135,7 +147,7 @@ impl Served {
     async fn get(&self, ns: &str, key: &str) -> (u16, String) {
         let r = http()
             .get(format!("{}/values/{key}", self.ns_url(ns)))
-            .bearer_auth(TOKEN)
+            .bearer_auth(&self.token)
             .send()
             .await
             .unwrap();
@@ -145,7 +157,7 @@ impl Served {
     async fn keys(&self, ns: &str) -> Vec<Value> {
         let v: Value = http()
             .get(format!("{}/keys", self.ns_url(ns)))
-            .bearer_auth(TOKEN)
+            .bearer_auth(&self.token)
             .send()
             .await
             .unwrap()
@@ -488,7 +500,7 @@ async fn the_seed_worker_runs_unchanged() {
         .text("metadata", r#"{"role":"admin"}"#);
     let r = http()
         .put(format!("{}/values/user:2", s.ns_url(&cache)))
-        .bearer_auth(TOKEN)
+        .bearer_auth(&s.token)
         .multipart(form)
         .send()
         .await
@@ -538,7 +550,7 @@ async fn the_seed_worker_runs_unchanged() {
     );
     let meta: Value = http()
         .get(format!("{}/metadata/probe", s.ns_url(&cache)))
-        .bearer_auth(TOKEN)
+        .bearer_auth(&s.token)
         .send()
         .await
         .unwrap()
@@ -578,7 +590,7 @@ async fn the_seed_worker_runs_unchanged() {
             "{}/accounts/{ACCOUNT}/workers/scripts/extra",
             s.api
         ))
-        .bearer_auth(TOKEN)
+        .bearer_auth(&s.token)
         .multipart(form)
         .send()
         .await

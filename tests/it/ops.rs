@@ -2,7 +2,7 @@
 //! `/metrics`, `/status`), signals (SIGHUP reload, SIGTERM graceful stop), sd_notify, logs.
 
 use crate::support::{bin, repo, run_in};
-use lumierd::local_api::{DEFAULT_ACCOUNT_ID, DEFAULT_TOKEN};
+use lumierd::local_api::DEFAULT_ACCOUNT_ID;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader};
@@ -458,7 +458,11 @@ async fn metrics_scrape_parses_and_moves_with_reconciles_and_drift() {
         .put(format!(
             "{local_api}/accounts/{DEFAULT_ACCOUNT_ID}/storage/kv/namespaces/{id}"
         ))
-        .bearer_auth(DEFAULT_TOKEN)
+        .bearer_auth(
+            std::fs::read_to_string(dir.path().join("state/local-api/token"))
+                .unwrap()
+                .trim(),
+        )
         .json(&json!({ "title": "renamed-out-of-band" }))
         .send()
         .await

@@ -150,6 +150,15 @@ pub struct RunArgs {
     /// Log level or filter (overrides RUST_LOG), e.g. `info` or `lumierd=debug`.
     #[arg(long)]
     pub log_level: Option<String>,
+    /// The local edge: serve the converged workers on workerd at ADDR (loopback; port 0 picks
+    /// one), as `http://{script}.localhost:PORT/` and `http://ADDR/{app}/{stage}/{name}/`.
+    /// Embedded provider only.
+    #[arg(long, value_name = "ADDR")]
+    pub serve: Option<SocketAddr>,
+    /// The workerd binary for --serve (default: `workerd` on PATH, else
+    /// ./node_modules/.bin/workerd).
+    #[arg(long, value_name = "PATH", requires = "serve")]
+    pub workerd: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -452,7 +461,34 @@ fn run_config(
         load: manifest::LoadOptions {
             allow_empty: common.allow_empty,
         },
+        serve: None,
     })
+}
+
+/// `--serve` needs the embedded provider (workerd's KV bindings read and write the local
+/// API's store; a remote API's namespaces are out of its reach), the daemon (not `--once`)
+/// and a loopback address (the edge has no authentication).
+fn check_serve(args: &RunArgs) -> Result<(), String> {
+    let Some(addr) = args.serve else {
+        return Ok(());
+    };
+    if args.common.provider != Provider::Local || args.common.api_url.is_some() {
+        return Err(format!(
+            "--serve {addr} runs the workers against the embedded local API (their KV bindings \
+             read and write its store); it is refused with --provider cloudflare or --api-url, \
+             whose namespaces the local runtime cannot reach"
+        ));
+    }
+    if args.once {
+        return Err("--serve keeps serving while the daemon runs; drop --once".into());
+    }
+    if !addr.ip().is_loopback() {
+        return Err(format!(
+            "--serve {addr}: the local edge serves loopback addresses only (it has no \
+             authentication), e.g. --serve 127.0.0.1:8788"
+        ));
+    }
+    Ok(())
 }
 
 fn cmd_run(args: RunArgs) -> i32 {
@@ -478,6 +514,10 @@ fn cmd_run(args: RunArgs) -> i32 {
         eprintln!("{e}");
         return EXIT_USAGE;
     }
+    if let Err(why) = check_serve(&args) {
+        eprintln!("error: {why}");
+        return EXIT_USAGE;
+    }
     init_logs(args.log_format, args.log_level.as_deref());
     crate::fdlimit::raise_nofile_logged();
     let policy = Policy {
@@ -491,6 +531,10 @@ fn cmd_run(args: RunArgs) -> i32 {
     let outcome = (|| -> anyhow::Result<Result<bool, DaemonError>> {
         let mut cfg = run_config(&args.common, args.once, policy, args.resync, args.debounce)?;
         cfg.admin_listen = args.admin_listen;
+        cfg.serve = args.serve.map(|listen| crate::edge::ServeConfig {
+            listen,
+            workerd: args.workerd.clone(),
+        });
         let rt = runtime()?;
         let result = rt.block_on(daemon::run(cfg));
         // A flush stuck on a frozen disk runs on a blocking thread: don't wait for it.

@@ -15,11 +15,14 @@
 //!
 //! `manifest` turns a directory of YAML/JSON stage manifests into an immutable, validated
 //! [`manifest::Desired`] snapshot. `cloudflare` is the one HTTP client; `local_api` is the
-//! embedded Cloudflare-compatible server that the same client talks to by default.
+//! embedded Cloudflare-compatible server that the same client talks to by default. `edge`
+//! (`run --serve`) runs the workers that server holds on workerd, their KV bindings backed by
+//! its store.
 
 pub mod admin;
 pub mod cli;
 pub mod cloudflare;
+pub mod edge;
 pub mod fdlimit;
 pub mod local_api;
 pub mod manifest;

@@ -27,7 +27,12 @@ fn resource_json(
     last_pass: Option<crate::time::Timestamp>,
 ) -> Value {
     let kind = rec.kind();
-    let output = crate::resources::output(kind, key, &rec.status);
+    let mut output = crate::resources::output(kind, key, &rec.status);
+    let mut message = rec.message.clone();
+    if kind.type_name() == "worker" {
+        // The local edge's view (#16): `output.localUrl`, a failed start in `message`.
+        crate::edge::annotate_status(&key.provider_name(), &mut output, &mut message);
+    }
     let last = rec
         .drift_history
         .last()
@@ -41,7 +46,7 @@ fn resource_json(
         "output": output,
         "lastReconciled": rec.reconciled_at(last_pass),
         "drift": { "count": rec.drift_count, "last": last },
-        "message": rec.message,
+        "message": message,
     })
 }
 

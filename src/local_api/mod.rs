@@ -56,9 +56,11 @@ mod private_fs;
 mod reqlog;
 mod routes;
 mod routes_kv;
+mod routes_kv_binding;
 mod routes_kv_bulk;
 mod routes_tokens;
 mod routes_workers;
+mod served;
 mod state;
 mod token_file;
 mod worker_bindings;
@@ -80,6 +82,8 @@ pub use reqlog::{
     LoggedRequest, MEMORY_BYTES as REQUEST_LOG_MEMORY_BYTES,
     MEMORY_ENTRIES as REQUEST_LOG_MEMORY_ENTRIES,
 };
+pub use routes_kv_binding::NAMESPACE_HEADER as KV_BINDING_NAMESPACE_HEADER;
+pub use served::ServedScript;
 pub use token_file::{load_or_create as load_or_create_token, token_path, TOKEN_FILE};
 
 use faults::{RateLimiter, Verdict};

@@ -48,6 +48,8 @@ pub struct RunConfig {
     pub admin_listen: Option<SocketAddr>,
     /// How manifests are loaded (`--allow-empty`).
     pub load: crate::manifest::LoadOptions,
+    /// The local edge (`--serve`): workerd serving the embedded API's workers; `None` = off.
+    pub serve: Option<crate::edge::ServeConfig>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +68,8 @@ pub enum DaemonError {
     Watch(#[from] crate::watch::WatchError),
     #[error("{0}")]
     Manifests(#[from] LoadError),
+    #[error(transparent)]
+    Edge(#[from] crate::edge::EdgeError),
 }
 
 fn load_snapshot(
@@ -146,6 +150,18 @@ pub async fn run(cfg: RunConfig) -> Result<bool, DaemonError> {
             crate::local_api::token_path(&cfg.state.join("local-api")).display()
         );
     }
+    // ---- local edge (#16): started after the provider, updated after each pass, stopped
+    // at shutdown (before the provider, whose KV store it serves).
+    let edge = match (&cfg.serve, &provider.local_api) {
+        (Some(serve), Some(api)) => {
+            let edge =
+                crate::edge::Edge::start(api.clone(), serve.listen, serve.workerd.clone()).await?;
+            println!("serving: http://{}", edge.addr());
+            Some(edge)
+        }
+        _ => None,
+    };
+    // ---- end local edge
     let ops = Ops::start(&store);
     ops.count_resources(&store);
     let admin = match cfg.admin_listen {
@@ -165,8 +181,13 @@ pub async fn run(cfg: RunConfig) -> Result<bool, DaemonError> {
     };
     let result = match signals {
         None => run_once(initial, &controller, &store, &ops).await,
-        Some(signals) => run_forever(&cfg, initial, &controller, &store, &ops, signals).await,
+        Some(signals) => {
+            run_forever(&cfg, initial, &controller, &store, &ops, signals, &edge).await
+        }
     };
+    if let Some(edge) = edge {
+        edge.stop().await; // local edge (#16)
+    }
     // Bounded: a frozen disk must not keep the process from stopping.
     let flushed = match tokio::time::timeout(STOP_SERVER, store.flush_durable()).await {
         Ok(flushed) => flushed,
@@ -246,6 +267,7 @@ async fn run_forever(
     store: &Store,
     ops: &Ops,
     signals: Signals,
+    edge: &Option<crate::edge::Edge>,
 ) -> Result<bool, DaemonError> {
     let Signals {
         mut term,
@@ -346,6 +368,9 @@ async fn run_forever(
                 log_pass(&report, start.elapsed());
                 ops.first_pass_done();
                 scheduler.retry_in(report.next_retry.map(Timestamp::until));
+                if let Some(edge) = edge.as_ref() {
+                    edge.update(); // local edge (#16): serve what the pass uploaded
+                }
             }
             Err(e) => {
                 tracing::warn!(error = %e, "pass failed; retrying in 5 s");

@@ -47,6 +47,9 @@ impl std::fmt::Debug for ProviderConfig {
 pub struct Provider {
     pub client: Client,
     pub base_url: String,
+    /// The embedded API's handle (the local edge reads and serves what it holds); `None` for a
+    /// remote API.
+    pub local_api: Option<LocalApi>,
     stop: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<()>>,
 }
@@ -76,6 +79,7 @@ impl Provider {
                 Ok(Provider {
                     client,
                     base_url: base_url.clone(),
+                    local_api: None,
                     stop: None,
                     server: None,
                 })
@@ -104,6 +108,7 @@ impl Provider {
                     .local_addr()
                     .map_err(|e| DaemonError::Io(format!("local API address: {e}")))?;
                 let base_url = format!("http://{bound}/client/v4");
+                let handle = api.clone();
                 let (stop, stopped) = oneshot::channel::<()>();
                 let server = tokio::spawn(async move {
                     if let Err(e) = api
@@ -125,6 +130,7 @@ impl Provider {
                 Ok(Provider {
                     client,
                     base_url,
+                    local_api: Some(handle),
                     stop: Some(stop),
                     server: Some(server),
                 })

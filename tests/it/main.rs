@@ -8,6 +8,7 @@
 mod bench;
 mod client;
 mod controller;
+mod edge;
 mod fuzz_local_api;
 mod local_api;
 mod ops;

@@ -524,6 +524,11 @@ impl Daemon {
         format!("stdout:\n{}stderr:\n{}", self.stdout(), self.stderr())
     }
 
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Sends signal `name` (`TERM`, `HUP`, …) with kill(1).
     pub fn signal(&self, name: &str) {
         let ok = Command::new("kill")

@@ -373,6 +373,7 @@ impl Fleet {
                 approve_delete: Vec::new(),
             },
             metrics: Default::default(),
+            events: None,
         };
         let mut converged = false;
         for _ in 0..3 {

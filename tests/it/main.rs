@@ -8,7 +8,9 @@
 mod bench;
 mod client;
 mod controller;
+mod dashboard;
 mod local_api;
+mod notify;
 mod ops;
 mod support;
 mod validate;

@@ -90,6 +90,20 @@ impl Delivery {
         Ok(Delivery { tasks })
     }
 
+    /// Waits, at most `within`, for the outbox to empty (what was queued just before an exit,
+    /// e.g. by `run --once`, goes out now rather than at the next start), then stops.
+    pub async fn finish(self, sink: &Sink, within: Duration) {
+        let deadline = tokio::time::Instant::now() + within;
+        let mut pause = Duration::from_millis(10);
+        while sink.store().outbox_len().is_ok_and(|n| n > 0)
+            && tokio::time::Instant::now() + pause < deadline
+        {
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(100));
+        }
+        self.stop();
+    }
+
     pub fn stop(self) {
         for t in self.tasks {
             t.abort();

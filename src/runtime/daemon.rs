@@ -32,6 +32,8 @@ pub const STOP_GRACE: Duration = Duration::from_secs(10);
 const STOP_INFLIGHT: Duration = Duration::from_secs(6);
 /// When a pass that failed as a whole (the list calls, the store) is tried again.
 const FAILED_PASS_RETRY: Duration = Duration::from_secs(5);
+/// How long `run --once` waits for its notifications to go out before it exits.
+const NOTIFY_DRAIN_ONCE: Duration = Duration::from_secs(5);
 /// Of [`STOP_GRACE`], how long the embedded API and the admin API may take to stop.
 pub(super) const STOP_SERVER: Duration = Duration::from_secs(1);
 
@@ -188,6 +190,14 @@ pub async fn run(cfg: RunConfig) -> Result<bool, DaemonError> {
         None => run_once(initial, &controller, &store, &ops).await,
         Some(signals) => run_forever(&cfg, initial, &controller, &store, &ops, signals).await,
     };
+    if let (Some(delivery), Some(sink)) = (delivery, controller.events.as_ref()) {
+        let within = if cfg.once {
+            NOTIFY_DRAIN_ONCE
+        } else {
+            STOP_SERVER
+        };
+        delivery.finish(sink, within).await;
+    }
     // Bounded: a frozen disk must not keep the process from stopping.
     let flushed = match tokio::time::timeout(STOP_SERVER, store.flush_durable()).await {
         Ok(flushed) => flushed,
@@ -200,9 +210,6 @@ pub async fn run(cfg: RunConfig) -> Result<bool, DaemonError> {
     };
     if let Some(admin) = admin {
         admin.stop().await;
-    }
-    if let Some(delivery) = delivery {
-        delivery.stop();
     }
     provider.stop().await;
     ops.stop();

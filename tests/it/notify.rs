@@ -322,3 +322,40 @@ async fn every_event_kind_is_delivered_once_through_failures_and_a_restart() {
     hook.stop().await;
     api.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_once_sends_what_it_queued_before_it_exits() {
+    let hook = Receiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("m")).unwrap();
+    std::fs::write(dir.path().join("m/bad.yaml"), "app: [\n").unwrap();
+    let url = hook.url.clone();
+    let out = tokio::task::block_in_place(|| {
+        crate::support::run_in(
+            dir.path(),
+            &[
+                "run",
+                "--once",
+                "--manifests",
+                "m",
+                "--state",
+                "state",
+                "--notify",
+                &url,
+            ],
+            Duration::from_secs(60),
+        )
+    });
+    assert_eq!(out.code, 2, "{out:?}");
+    let bodies = hook.with(|s| s.accepted.clone());
+    assert_eq!(bodies.len(), 1, "{bodies:#?}");
+    assert_eq!(bodies[0]["kind"], "load_failed");
+    assert!(
+        bodies[0]["details"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("m/bad.yaml:2:1: "),
+        "{bodies:#?}"
+    );
+    hook.stop().await;
+}

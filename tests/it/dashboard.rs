@@ -276,6 +276,23 @@ async fn the_dashboard_shows_drifted_failed_and_retained_resources_in_chromium()
     assert!(dom.contains("data-rendered=\""), "{dom}");
     eprintln!("dashboard (4 stages' resources): chromium --dump-dom took {took:?}");
 
+    // Live: with virtual time past the refresh period, the page has fetched its live part
+    // again and swapped it in (the rows are still there, escaped as before).
+    let (dom, _) = tokio::task::block_in_place(|| {
+        browse(
+            &chrome,
+            &profile,
+            &format!("{admin}/"),
+            &["--virtual-time-budget=7000", "--dump-dom"],
+        )
+    });
+    assert!(dom.contains("data-refreshed=\""), "no refresh ran:\n{dom}");
+    assert!(dom.contains("data-key=\"shop/dev/taken\""), "{dom}");
+    assert!(
+        !dom.contains("<img") && !dom.contains("<b>moved"),
+        "markup got through:\n{dom}"
+    );
+
     // Filtered by state in the browser: only the failed one.
     let (dom, _) = tokio::task::block_in_place(|| {
         browse(

@@ -6,24 +6,34 @@
 //! | `GET /readyz` | `200 ready` once the manifests are loaded and the first pass is done and the store can write, else `503` |
 //! | `GET /metrics` | Prometheus text format 0.0.4 ([`crate::metrics`]) |
 //! | `GET /status[?stage=S]` | the JSON of `lumierd status --json` |
+//! | `GET /status?app=A&stage=S&state=Error&offset=N&limit=M` | a filtered page of it, with `total` (matching), `offset`, `passes`, `api` |
+//! | `GET /[?app=&stage=&state=&offset=&limit=]` | the dashboard ([`dashboard`]) |
 //!
-//! It has no authentication and exposes no secret; it binds loopback unless
-//! `--admin-allow-remote` is given. The server takes its listener and a shutdown future, and
-//! bounds what clients can cost ([`listener`]: connections, header and idle timeouts).
+//! It exposes no secret; it binds loopback unless `--admin-allow-remote` is given, and then
+//! `--admin-token-file` protects everything but `/healthz` ([`token`]). The server takes its
+//! listener and a shutdown future, and bounds what clients can cost ([`listener`]:
+//! connections, header and idle timeouts).
 
+pub mod dashboard;
 pub mod listener;
+pub mod passes;
+pub mod token;
 
 use crate::cloudflare::Client;
 use crate::metrics::{Metrics, CONTENT_TYPE};
 use crate::store::Store;
-use axum::extract::{Query, State};
+use axum::extract::{Query, Request, State};
 use axum::http::{header, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::middleware::Next;
+use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 pub use listener::Limits;
+use passes::{Budget, PassLog};
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Instant;
+pub use token::AdminToken;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
@@ -31,23 +41,54 @@ pub enum AdminError {
     Io(#[from] std::io::Error),
 }
 
-/// What the admin API reads: the store (status), the metrics and readiness, and the client
-/// (request counters).
+/// What the admin API reads: the store (status), the metrics and readiness, the client
+/// (request counters), the last passes and the budget samples; and the token, if one is
+/// required.
 #[derive(Clone)]
 pub struct AdminState {
     pub store: Store,
     pub metrics: Arc<Metrics>,
     pub client: Option<Client>,
+    pub passes: Arc<PassLog>,
+    pub budget: Arc<Budget>,
+    pub token: Option<AdminToken>,
 }
 
 /// The admin routes.
 pub fn router(state: AdminState) -> Router {
     Router::new()
-        .route("/healthz", get(healthz))
+        .route("/", get(dashboard))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/status", get(status))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            require_token,
+        ))
+        .route("/healthz", get(healthz))
         .with_state(state)
+}
+
+/// With a token configured, a request without it gets `401` (and the browser a prompt).
+async fn require_token(State(state): State<AdminState>, req: Request, next: Next) -> Response {
+    if let Some(token) = &state.token {
+        let auth = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .map(|v| v.as_bytes());
+        if !token.allows(auth) {
+            return (
+                StatusCode::UNAUTHORIZED,
+                [(
+                    header::WWW_AUTHENTICATE,
+                    "Basic realm=\"lumierd\", charset=\"UTF-8\"",
+                )],
+                "unauthorized: send Authorization: Bearer TOKEN (the one in --admin-token-file)\n",
+            )
+                .into_response();
+        }
+    }
+    next.run(req).await
 }
 
 /// Serves the admin API on `listener` until `shutdown` completes, within the default
@@ -100,29 +141,124 @@ async fn metrics(State(state): State<AdminState>) -> Response {
     ([(header::CONTENT_TYPE, CONTENT_TYPE)], body).into_response()
 }
 
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, Default, serde::Deserialize)]
 struct StatusQuery {
+    app: Option<String>,
     stage: Option<String>,
+    state: Option<String>,
+    offset: Option<usize>,
+    limit: Option<usize>,
+    /// Dashboard only: render the live part alone (its refresh).
+    fragment: Option<String>,
+}
+
+impl StatusQuery {
+    fn filter(&self, default_limit: Option<usize>, max_limit: usize) -> crate::status::Filter {
+        let set = |v: &Option<String>| v.clone().filter(|s| !s.is_empty());
+        crate::status::Filter {
+            app: set(&self.app),
+            stage: set(&self.stage),
+            state: set(&self.state),
+            offset: self.offset.unwrap_or(0),
+            limit: self.limit.or(default_limit).map(|l| l.clamp(1, max_limit)),
+        }
+    }
+
+    /// Whether only `?stage=` (or nothing) was asked: the contract's plain status.
+    fn is_plain(&self) -> bool {
+        self.app.is_none() && self.state.is_none() && self.offset.is_none() && self.limit.is_none()
+    }
+}
+
+fn internal(e: impl std::fmt::Display) -> Response {
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        axum::Json(serde_json::json!({ "error": e.to_string() })),
+    )
+        .into_response()
+}
+
+/// Requests spent in the current budget window (sampled now too).
+fn budget_spent(state: &AdminState) -> Option<u64> {
+    let total = state.client.as_ref()?.stats().requests;
+    let now = Instant::now();
+    state.budget.sample(now, total);
+    Some(state.budget.spent(now, total))
 }
 
 async fn status(State(state): State<AdminState>, Query(q): Query<StatusQuery>) -> Response {
     let store = state.store.clone();
-    let stage = q.stage.filter(|s| !s.is_empty());
-    let result =
-        tokio::task::spawn_blocking(move || crate::status::status_json(&store, stage.as_deref()))
-            .await;
+    if q.is_plain() {
+        let stage = q.stage.filter(|s| !s.is_empty());
+        let result = tokio::task::spawn_blocking(move || {
+            crate::status::status_json(&store, stage.as_deref())
+        })
+        .await;
+        return match result {
+            Ok(Ok(v)) => axum::Json(v).into_response(),
+            Ok(Err(e)) => internal(e),
+            Err(e) => internal(e),
+        };
+    }
+    let filter = q.filter(None, usize::MAX);
+    let offset = filter.offset;
+    let result = tokio::task::spawn_blocking(move || crate::status::select(&store, &filter)).await;
     match result {
-        Ok(Ok(v)) => axum::Json(v).into_response(),
-        Ok(Err(e)) => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            axum::Json(serde_json::json!({ "error": e.to_string() })),
+        Ok(Ok(sel)) => {
+            let mut v = crate::status::selection_json(&sel, offset);
+            v["passes"] = serde_json::to_value(state.passes.recent()).unwrap_or_default();
+            v["api"] = serde_json::json!({
+                "requestsInWindow": budget_spent(&state),
+                "windowSeconds": passes::BUDGET_WINDOW.as_secs(),
+            });
+            axum::Json(v).into_response()
+        }
+        Ok(Err(e)) => internal(e),
+        Err(e) => internal(e),
+    }
+}
+
+/// The dashboard page, or (`?fragment=1`) its live part.
+async fn dashboard(State(state): State<AdminState>, Query(q): Query<StatusQuery>) -> Response {
+    let filter = q.filter(Some(dashboard::PAGE), dashboard::PAGE_MAX);
+    let fragment = q
+        .fragment
+        .as_deref()
+        .is_some_and(|f| !f.is_empty() && f != "0");
+    let store = state.store.clone();
+    let stats = state.client.as_ref().map(Client::stats);
+    let extras = dashboard::Extras {
+        passes: state.passes.recent(),
+        budget_spent: budget_spent(&state),
+        limiter_wait_s: stats.map_or(0.0, |s| s.limiter_wait.as_secs_f64()),
+        blocked_for_s: state
+            .client
+            .as_ref()
+            .and_then(Client::blocked_for)
+            .map(|d| d.as_secs_f64()),
+        ready: state.metrics.is_ready(),
+        notify_queue: state.store.outbox_len().ok().filter(|n| *n > 0),
+    };
+    let result = tokio::task::spawn_blocking(move || {
+        crate::status::select(&store, &filter)
+            .map(|sel| dashboard::render(&sel, &filter, &extras, fragment))
+    })
+    .await;
+    match result {
+        Ok(Ok(html)) => (
+            [
+                (header::CACHE_CONTROL, "no-store"),
+                (
+                    header::CONTENT_SECURITY_POLICY,
+                    "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; connect-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'",
+                ),
+                (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            ],
+            Html(html),
         )
             .into_response(),
-        Err(e) => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            axum::Json(serde_json::json!({ "error": e.to_string() })),
-        )
-            .into_response(),
+        Ok(Err(e)) => internal(e),
+        Err(e) => internal(e),
     }
 }
 

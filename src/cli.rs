@@ -140,10 +140,20 @@ pub struct RunArgs {
     /// A non-loopback address needs --admin-allow-remote.
     #[arg(long)]
     pub admin_listen: Option<SocketAddr>,
-    /// Allow --admin-listen on a non-loopback address (the admin API has no authentication:
-    /// restrict who reaches it, e.g. with a NetworkPolicy).
+    /// Allow --admin-listen on a non-loopback address (without --admin-token-file the admin
+    /// API has no authentication: restrict who reaches it, e.g. with a NetworkPolicy).
     #[arg(long)]
     pub admin_allow_remote: bool,
+    /// A file whose first line is a bearer token required on every admin path but /healthz
+    /// (`Authorization: Bearer TOKEN`; browsers: HTTP Basic with TOKEN as the password).
+    /// Needs --admin-allow-remote.
+    #[arg(long, value_name = "FILE", requires = "admin_allow_remote")]
+    pub admin_token_file: Option<PathBuf>,
+    /// POST a JSON event (with a `text` line for Slack, Mattermost, Teams) to URL on drift,
+    /// a resource entering or leaving Error, a held prune, a manifest load failure or
+    /// recovery. Repeatable. Delivered at least once, from a queue in the state store.
+    #[arg(long, value_name = "URL")]
+    pub notify: Vec<String>,
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Human)]
     pub log_format: LogFormat,
@@ -462,6 +472,8 @@ fn run_config(
             allow_empty: common.allow_empty,
         },
         serve: None,
+        admin_token: None,
+        notify: Vec::new(),
     })
 }
 
@@ -518,6 +530,27 @@ fn cmd_run(args: RunArgs) -> i32 {
         eprintln!("error: {why}");
         return EXIT_USAGE;
     }
+    for url in &args.notify {
+        // The URL may carry a token (Slack's do): never echoed.
+        let ok = reqwest::Url::parse(url)
+            .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
+        if !ok {
+            eprintln!("error: --notify needs an http:// or https:// URL (the value given is not one; it is not shown, as it may hold a token)");
+            return EXIT_USAGE;
+        }
+    }
+    let admin_token = match args
+        .admin_token_file
+        .as_deref()
+        .map(crate::admin::AdminToken::from_file)
+    {
+        None => None,
+        Some(Ok(t)) => Some(t),
+        Some(Err(e)) => {
+            eprintln!("error: {e}");
+            return EXIT_USAGE;
+        }
+    };
     init_logs(args.log_format, args.log_level.as_deref());
     crate::fdlimit::raise_nofile_logged();
     let policy = Policy {
@@ -535,6 +568,8 @@ fn cmd_run(args: RunArgs) -> i32 {
             listen,
             workerd: args.workerd.clone(),
         });
+        cfg.admin_token = admin_token;
+        cfg.notify = args.notify.clone();
         let rt = runtime()?;
         let result = rt.block_on(daemon::run(cfg));
         // A flush stuck on a frozen disk runs on a blocking thread: don't wait for it.

@@ -28,6 +28,7 @@ pub mod local_api;
 pub mod manifest;
 pub mod memory;
 pub mod metrics;
+pub mod notify;
 pub mod resources;
 pub mod runtime;
 pub mod sdnotify;

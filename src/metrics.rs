@@ -23,6 +23,9 @@
 //! | `lumierd_cloudflare_ratelimit_wait_seconds_total` | counter | |
 //! | `lumierd_cloudflare_ratelimit_blocked_seconds` | gauge | |
 //! | `process_start_time_seconds` | gauge | |
+//! | `lumierd_notify_deliveries_total` | counter | `result` (ok, failed) |
+//! | `lumierd_notify_dropped_total` | counter | |
+//! | `lumierd_notify_queue_depth` | gauge | |
 //!
 //! Kept by hand rather than `prometheus-client` (issue #10.6), because that crate (0.26.0, the
 //! current one, tried on 2026-11-30) only writes OpenMetrics 1.0, which changes what scrapers,
@@ -129,6 +132,10 @@ struct Inner {
     load_failures: u64,
     last_load_success: Option<SystemTime>,
     reloads: u64,
+    /// Notification POSTs by result (`ok`, `failed`).
+    notify_deliveries: BTreeMap<&'static str, u64>,
+    notify_dropped: u64,
+    notify_queue: u64,
 }
 
 /// The daemon's counters and gauges, and whether it is ready. Shared as `Arc<Metrics>`.
@@ -159,6 +166,9 @@ impl Metrics {
         }
         for state in STATES {
             inner.resources.insert(state.as_str(), 0);
+        }
+        for result in ["ok", "failed"] {
+            inner.notify_deliveries.insert(result, 0);
         }
         Metrics {
             inner: Mutex::new(inner),
@@ -247,6 +257,22 @@ impl Metrics {
     /// A reload asked for (SIGHUP).
     pub fn reload(&self) {
         self.with(|m| m.reloads += 1);
+    }
+
+    /// A notification POST answered 2xx (`ok`) or not (a failure, retried later).
+    pub fn notify_delivered(&self, ok: bool) {
+        let result = if ok { "ok" } else { "failed" };
+        self.with(|m| *m.notify_deliveries.entry(result).or_insert(0) += 1);
+    }
+
+    /// Undelivered notifications dropped because the outbox was full.
+    pub fn notify_dropped(&self, n: u64) {
+        self.with(|m| m.notify_dropped += n);
+    }
+
+    /// Notifications waiting in the outbox (all targets).
+    pub fn set_notify_queue(&self, n: u64) {
+        self.with(|m| m.notify_queue = n);
     }
 
     /// The text exposition of every family, with the client's request counters.
@@ -401,6 +427,44 @@ impl Metrics {
             "Reloads asked for with SIGHUP (rescan the manifests, resync everything).",
         );
         sample(&mut out, "lumierd_reloads_total", &[], m.reloads as f64);
+        family(
+            &mut out,
+            "lumierd_notify_deliveries_total",
+            "counter",
+            "Notification POSTs to --notify URLs, by result (failed: no 2xx answer; retried).",
+        );
+        for (result, n) in &m.notify_deliveries {
+            sample(
+                &mut out,
+                "lumierd_notify_deliveries_total",
+                &[("result", result)],
+                *n as f64,
+            );
+        }
+        family(
+            &mut out,
+            "lumierd_notify_dropped_total",
+            "counter",
+            "Undelivered notifications dropped because the outbox was full.",
+        );
+        sample(
+            &mut out,
+            "lumierd_notify_dropped_total",
+            &[],
+            m.notify_dropped as f64,
+        );
+        family(
+            &mut out,
+            "lumierd_notify_queue_depth",
+            "gauge",
+            "Notifications waiting for delivery (summed over targets).",
+        );
+        sample(
+            &mut out,
+            "lumierd_notify_queue_depth",
+            &[],
+            m.notify_queue as f64,
+        );
 
         let empty = RequestStats::default();
         let api = api.unwrap_or(&empty);

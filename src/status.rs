@@ -1,7 +1,11 @@
-//! `status`: every resource's state as CONTRACT.md's JSON, or as a table.
+//! `status`: every resource's state as CONTRACT.md's JSON, or as a table; and a filtered,
+//! paged [`select`]ion of the records (the admin API's `/status?app=&state=&offset=&limit=`
+//! and the dashboard).
 
+use crate::manifest::ResourceKey;
 use crate::store::{Record, Store, StoreError};
 use serde_json::{json, Value};
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::SystemTime;
 
 /// The status object: `{ "resources": [...], "loadError": ... }`.
@@ -21,7 +25,94 @@ pub fn status_json(store: &Store, stage: Option<&str>) -> Result<Value, StoreErr
     }))
 }
 
-fn resource_json(
+/// Which records a [`select`] keeps: every filter that is set must match; then `offset`
+/// matching records are skipped and at most `limit` kept.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Filter {
+    pub app: Option<String>,
+    pub stage: Option<String>,
+    /// A state as `status` spells it (`Error`, `Drifted`, …).
+    pub state: Option<String>,
+    pub offset: usize,
+    pub limit: Option<usize>,
+}
+
+impl Filter {
+    fn matches(&self, key: &ResourceKey, rec: &Record) -> bool {
+        self.app.as_ref().is_none_or(|a| *a == key.app)
+            && self.stage.as_ref().is_none_or(|s| *s == key.stage)
+            && self.state.as_ref().is_none_or(|s| s == rec.state.as_str())
+    }
+}
+
+/// A page of records, and what the whole store holds (for filters and summaries).
+#[derive(Debug, Default)]
+pub struct Selection {
+    /// The page, in key order (app, stage, name).
+    pub rows: Vec<(ResourceKey, Record)>,
+    /// How many records match the filter (all pages).
+    pub matching: usize,
+    /// Every record's state, counted (unfiltered).
+    pub by_state: BTreeMap<&'static str, usize>,
+    /// Every app and its stages (unfiltered).
+    pub apps: BTreeMap<String, BTreeSet<String>>,
+    pub last_pass: Option<crate::time::Timestamp>,
+    pub load_error: Option<String>,
+}
+
+/// One pass over the store: the page of `filter`, and the unfiltered counts. Memory holds the
+/// page only (records are decoded one at a time).
+pub fn select(store: &Store, filter: &Filter) -> Result<Selection, StoreError> {
+    let mut sel = Selection {
+        last_pass: store.last_pass()?,
+        load_error: store.load_error()?,
+        ..Selection::default()
+    };
+    let limit = filter.limit.unwrap_or(usize::MAX);
+    for item in store.records() {
+        let (key, rec) = item?;
+        *sel.by_state.entry(rec.state.as_str()).or_insert(0) += 1;
+        if !sel
+            .apps
+            .get(&key.app)
+            .is_some_and(|s| s.contains(&key.stage))
+        {
+            sel.apps
+                .entry(key.app.clone())
+                .or_default()
+                .insert(key.stage.clone());
+        }
+        if !filter.matches(&key, &rec) {
+            continue;
+        }
+        if sel.matching >= filter.offset && sel.rows.len() < limit {
+            sel.rows.push((key, rec));
+        }
+        sel.matching += 1;
+    }
+    Ok(sel)
+}
+
+/// [`status_json`] of a [`select`]ion, plus `total` (records matching the filter) and
+/// `offset`.
+pub fn selection_json(sel: &Selection, offset: usize) -> Value {
+    let resources: Vec<Value> = sel
+        .rows
+        .iter()
+        .map(|(k, r)| resource_json(k, r, sel.last_pass))
+        .collect();
+    json!({
+        "resources": resources,
+        "loadError": sel.load_error,
+        "total": sel.matching,
+        "offset": offset,
+    })
+}
+
+/// One resource as CONTRACT.md's status JSON. Additions beyond the contract: `drift.history`
+/// (the recorded drift events, oldest first, each `{at, changes, corrected}`), `lastError`,
+/// `nextRetry` and `failures`.
+pub fn resource_json(
     key: &crate::manifest::ResourceKey,
     rec: &Record,
     last_pass: Option<crate::time::Timestamp>,
@@ -45,8 +136,11 @@ fn resource_json(
         "state": rec.state.as_str(),
         "output": output,
         "lastReconciled": rec.reconciled_at(last_pass),
-        "drift": { "count": rec.drift_count, "last": last },
+        "drift": { "count": rec.drift_count, "last": last, "history": rec.drift_history },
         "message": message,
+        "lastError": rec.last_error,
+        "nextRetry": rec.next_retry,
+        "failures": rec.failures,
     })
 }
 

@@ -376,6 +376,7 @@ impl Fleet {
                 adopt: false,
             },
             metrics: Default::default(),
+            events: None,
         };
         let mut converged = false;
         for _ in 0..3 {

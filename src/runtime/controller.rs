@@ -87,6 +87,8 @@ pub struct Controller {
     pub policy: Policy,
     /// Reconcile counts and durations, drift events (`/metrics`).
     pub metrics: Arc<Metrics>,
+    /// Where notifications go (`--notify`); `None`: nowhere.
+    pub events: Option<crate::notify::Sink>,
 }
 
 /// Everything one pass shares between its reconciles.
@@ -166,6 +168,7 @@ impl Controller {
                 report.converged = false;
             }
             note_retry(&mut report, &record);
+            self.emit(|| crate::notify::transitions(&r.key, before.as_ref(), &record, now));
             // A record that only gained a newer `last_reconciled` is not written: the pass's
             // own time (below) stands for it, so a resync of a converged fleet writes nothing.
             // The outcome of a provider write is on disk before the pass goes on, so a crash
@@ -191,6 +194,17 @@ impl Controller {
             self.store.flush_durable().await?;
         }
         Ok(report)
+    }
+
+    /// Hands the events `events` finds to the sink, when acting and notifying. Queued in the
+    /// store, never sent from here: a pass does not wait on a webhook.
+    pub(super) fn emit<I: IntoIterator<Item = crate::notify::Event>>(
+        &self,
+        events: impl FnOnce() -> I,
+    ) {
+        if let Some(sink) = self.events.as_ref().filter(|_| self.policy.act) {
+            sink.emit_all(events());
+        }
     }
 
     /// One resource: backoff gate, then its kind's reconcile, then the error and drift policy.

@@ -17,6 +17,7 @@ pub use super::status_socket::{ask, ask_daemon, SOCKET};
 use crate::local_api::LocalApiError;
 use crate::manifest::LoadError;
 use crate::metrics::Metrics;
+use crate::notify::{Delivery, Event, Sink, Target};
 use crate::source::{self, Snapshot};
 use crate::store::installation::installation_id;
 use crate::store::{Store, StoreError};
@@ -32,6 +33,8 @@ pub const STOP_GRACE: Duration = Duration::from_secs(10);
 const STOP_INFLIGHT: Duration = Duration::from_secs(6);
 /// When a pass that failed as a whole (the list calls, the store) is tried again.
 const FAILED_PASS_RETRY: Duration = Duration::from_secs(5);
+/// How long `run --once` waits for its notifications to go out before it exits.
+const NOTIFY_DRAIN_ONCE: Duration = Duration::from_secs(5);
 /// Of [`STOP_GRACE`], how long the embedded API and the admin API may take to stop.
 pub(super) const STOP_SERVER: Duration = Duration::from_secs(1);
 
@@ -50,6 +53,10 @@ pub struct RunConfig {
     pub load: crate::manifest::LoadOptions,
     /// The local edge (`--serve`): workerd serving the embedded API's workers; `None` = off.
     pub serve: Option<crate::edge::ServeConfig>,
+    /// The admin API's token (`--admin-token-file`); `None` = none required.
+    pub admin_token: Option<crate::admin::AdminToken>,
+    /// Webhook URLs notified of drift, errors, held prunes and load failures (`--notify`).
+    pub notify: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -72,12 +79,26 @@ pub enum DaemonError {
     Edge(#[from] crate::edge::EdgeError),
 }
 
+/// Records a manifest load's outcome (`error`: None = loaded) in the store, and notifies a
+/// change of it (failed, failed differently, recovered).
+fn note_load(store: &Store, events: Option<&Sink>, error: Option<&str>) -> Result<(), StoreError> {
+    let was = store.load_error()?;
+    store.set_load_error(error)?;
+    if let Some(sink) = events {
+        if let Some(event) = Event::load(was.as_deref(), error, Timestamp::now()) {
+            sink.emit(event);
+        }
+    }
+    Ok(())
+}
+
 fn load_snapshot(
     manifests: &Path,
     options: &crate::manifest::LoadOptions,
     previous: Option<&Arc<Snapshot>>,
     store: &Store,
     metrics: &Metrics,
+    events: Option<&Sink>,
 ) -> Result<Option<Arc<Snapshot>>, StoreError> {
     let loaded = match previous {
         Some(previous) => source::reload(manifests, previous),
@@ -86,14 +107,14 @@ fn load_snapshot(
     match loaded {
         Ok(snap) => {
             metrics.manifest_load(true);
-            store.set_load_error(None)?;
+            note_load(store, events, None)?;
             Ok(Some(snap))
         }
         Err(e) => {
             metrics.manifest_load(false);
             let text = e.to_string();
             tracing::error!("manifests not loaded, the last good ones stay in force:\n{text}");
-            store.set_load_error(Some(&text))?;
+            note_load(store, events, Some(&text))?;
             store.flush()?;
             Ok(None)
         }
@@ -166,8 +187,17 @@ pub async fn run(cfg: RunConfig) -> Result<bool, DaemonError> {
     ops.count_resources(&store);
     let admin = match cfg.admin_listen {
         Some(addr) => {
-            Some(AdminServer::start(addr, ops.admin_state(&store, &provider.client)).await?)
+            let state = ops.admin_state(&store, &provider.client, cfg.admin_token.clone());
+            Some(AdminServer::start(addr, state).await?)
         }
+        None => None,
+    };
+    let events = (!cfg.notify.is_empty()).then(|| {
+        let targets = cfg.notify.iter().map(|u| Target::new(u)).collect();
+        Sink::new(store.clone(), targets, Arc::clone(&ops.metrics))
+    });
+    let delivery = match &events {
+        Some(sink) => Some(Delivery::start(sink).map_err(|e| DaemonError::Io(e.to_string()))?),
         None => None,
     };
     let controller = Controller {
@@ -178,6 +208,7 @@ pub async fn run(cfg: RunConfig) -> Result<bool, DaemonError> {
             .unwrap_or_default(),
         policy: cfg.policy.clone(),
         metrics: Arc::clone(&ops.metrics),
+        events,
     };
     let result = match signals {
         None => run_once(initial, &controller, &store, &ops).await,
@@ -187,6 +218,14 @@ pub async fn run(cfg: RunConfig) -> Result<bool, DaemonError> {
     };
     if let Some(edge) = edge {
         edge.stop().await; // local edge (#16)
+    }
+    if let (Some(delivery), Some(sink)) = (delivery, controller.events.as_ref()) {
+        let within = if cfg.once {
+            NOTIFY_DRAIN_ONCE
+        } else {
+            STOP_SERVER
+        };
+        delivery.finish(sink, within).await;
     }
     // Bounded: a frozen disk must not keep the process from stopping.
     let flushed = match tokio::time::timeout(STOP_SERVER, store.flush_durable()).await {
@@ -213,16 +252,17 @@ fn loaded(
     result: Result<Snapshot, LoadError>,
     store: &Store,
     ops: &Ops,
+    events: Option<&Sink>,
 ) -> Result<Option<Arc<Snapshot>>, DaemonError> {
     match result {
         Ok(snap) => {
             ops.metrics.manifest_load(true);
-            store.set_load_error(None)?;
+            note_load(store, events, None)?;
             Ok(Some(Arc::new(snap)))
         }
         Err(e) => {
             ops.metrics.manifest_load(false);
-            store.set_load_error(Some(&e.to_string()))?;
+            note_load(store, events, Some(&e.to_string()))?;
             store.flush()?;
             Err(e.into())
         }
@@ -235,7 +275,7 @@ async fn run_once(
     store: &Store,
     ops: &Ops,
 ) -> Result<bool, DaemonError> {
-    let Some(snap) = loaded(initial, store, ops)? else {
+    let Some(snap) = loaded(initial, store, ops, controller.events.as_ref())? else {
         return Ok(false);
     };
     // One run is an explicit request to try everything now (as SIGHUP is for the daemon):
@@ -244,9 +284,10 @@ async fn run_once(
     // Later passes only matter when a resource waits on another or on a short retry.
     let mut converged = false;
     for _ in 0..3 {
-        let start = Instant::now();
+        let (at, start) = (Timestamp::now(), Instant::now());
         let report = controller.pass(&snap).await;
         ops.after_pass(store, report.is_ok(), start.elapsed());
+        ops.record_pass(at, start.elapsed(), report.as_ref());
         let report = report?;
         ops.first_pass_done();
         log_pass(&report, start.elapsed());
@@ -283,7 +324,7 @@ async fn run_forever(
         .ignore(&cfg.state)
         .modules(modules.clone());
     let (_watch, mut changes) = crate::watch::watch_filtered(&cfg.manifests, filter)?;
-    let mut snapshot = match loaded(initial, store, ops) {
+    let mut snapshot = match loaded(initial, store, ops, controller.events.as_ref()) {
         Ok(snap) => snap,
         Err(DaemonError::Manifests(e)) => {
             tracing::error!("manifests not loaded; waiting for a fix:\n{e}");
@@ -322,6 +363,7 @@ async fn run_forever(
                 snapshot.as_ref(),
                 store,
                 &ops.metrics,
+                controller.events.as_ref(),
             )?;
             if reloaded.is_none() {
                 modules.set_unknown();
@@ -346,7 +388,7 @@ async fn run_forever(
             );
             tracked = Some(Arc::clone(&snap));
         }
-        let start = Instant::now();
+        let (at, start) = (Timestamp::now(), Instant::now());
         let first = scheduler.take_priority();
         let pass = controller.pass_first(&snap, &first);
         tokio::pin!(pass);
@@ -362,6 +404,7 @@ async fn run_forever(
             }
         };
         ops.after_pass(store, outcome.is_ok(), start.elapsed());
+        ops.record_pass(at, start.elapsed(), outcome.as_ref());
         crate::memory::release_free_memory();
         match outcome {
             Ok(report) => {

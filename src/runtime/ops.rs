@@ -2,7 +2,8 @@
 //! and the admin HTTP API (`crate::admin`) while it runs.
 
 use super::daemon::{DaemonError, STOP_SERVER};
-use crate::admin::{self, AdminState};
+use crate::admin::passes::{Budget, PassLog, PassSummary, BUDGET_SAMPLE_EVERY};
+use crate::admin::{self, AdminState, AdminToken};
 use crate::cloudflare::Client;
 use crate::metrics::Metrics;
 use crate::sdnotify::{self, Notifier};
@@ -16,6 +17,10 @@ use tokio::sync::oneshot;
 /// socket when there is one.
 pub struct Ops {
     pub metrics: Arc<Metrics>,
+    /// The last passes, for the dashboard.
+    pub passes: Arc<PassLog>,
+    /// Requests per budget window, for the dashboard.
+    budget: Arc<Budget>,
     notifier: Option<Arc<Notifier>>,
     /// Pings systemd's watchdog while the daemon runs.
     watchdog: Option<tokio::task::JoinHandle<()>>,
@@ -52,18 +57,38 @@ impl Ops {
         };
         Ops {
             metrics: Arc::new(Metrics::new()),
+            passes: Arc::default(),
+            budget: Arc::default(),
             notifier,
             watchdog,
         }
     }
 
-    /// What the admin API serves.
-    pub fn admin_state(&self, store: &Store, client: &Client) -> AdminState {
+    /// What the admin API serves; `token`: required on every path but `/healthz`.
+    pub fn admin_state(
+        &self,
+        store: &Store,
+        client: &Client,
+        token: Option<AdminToken>,
+    ) -> AdminState {
         AdminState {
             store: store.clone(),
             metrics: Arc::clone(&self.metrics),
             client: Some(client.clone()),
+            passes: Arc::clone(&self.passes),
+            budget: Arc::clone(&self.budget),
+            token,
         }
+    }
+
+    /// Keeps a pass that started at `at` in the dashboard's ring of the last passes.
+    pub fn record_pass<E: std::fmt::Display>(
+        &self,
+        at: crate::time::Timestamp,
+        took: Duration,
+        outcome: Result<&super::change::PassReport, &E>,
+    ) {
+        self.passes.record(PassSummary::of(at, took, outcome));
     }
 
     pub fn stop(self) {
@@ -113,6 +138,7 @@ impl Ops {
 pub struct AdminServer {
     stop: oneshot::Sender<()>,
     task: tokio::task::JoinHandle<()>,
+    sampler: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl AdminServer {
@@ -124,7 +150,18 @@ impl AdminServer {
             .local_addr()
             .map_err(|e| DaemonError::Io(format!("admin API address: {e}")))?;
         println!("admin API: http://{bound}");
-        tracing::info!(addr = %bound, "admin API: /healthz /readyz /metrics /status");
+        tracing::info!(addr = %bound, "admin API: / (dashboard) /healthz /readyz /metrics /status");
+        // The budget window's samples, whether or not anyone looks at the dashboard.
+        let sampler = state.client.clone().map(|client| {
+            let budget = Arc::clone(&state.budget);
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(BUDGET_SAMPLE_EVERY);
+                loop {
+                    tick.tick().await;
+                    budget.sample(std::time::Instant::now(), client.stats().requests);
+                }
+            })
+        });
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             let shutdown = async {
@@ -134,10 +171,17 @@ impl AdminServer {
                 tracing::error!(error = %e, "admin API stopped");
             }
         });
-        Ok(AdminServer { stop, task })
+        Ok(AdminServer {
+            stop,
+            task,
+            sampler,
+        })
     }
 
     pub async fn stop(self) {
+        if let Some(s) = self.sampler {
+            s.abort();
+        }
         let _ = self.stop.send(());
         let _ = tokio::time::timeout(STOP_SERVER, self.task).await;
     }

@@ -51,6 +51,7 @@ pub async fn plan(cfg: RunConfig) -> Result<Vec<Change>, DaemonError> {
             ..cfg.policy
         },
         metrics: Arc::new(Metrics::new()),
+        events: None,
     };
     let report = controller.pass(&snap).await;
     provider.stop().await;

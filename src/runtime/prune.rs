@@ -101,6 +101,9 @@ pub(super) async fn prune(
                 keep(ctl, &key, rec, State::Retained, message, now)?;
             }
             Verdict::Hold(message) => {
+                if rec.state != State::Deleting {
+                    ctl.emit(|| [crate::notify::Event::prune_held(&key, &message, now)]);
+                }
                 report.converged = false;
                 report.changes.push(Change {
                     key: key.clone(),
@@ -123,6 +126,11 @@ pub(super) async fn prune(
                     "would delete {n} resources, over --max-prune {cap}"
                 )],
             });
+            if rec.state != State::Deleting {
+                let reason =
+                    format!("this pass would delete {n} resources, over --max-prune {cap}");
+                ctl.emit(|| [crate::notify::Event::prune_held(&key, &reason, now)]);
+            }
             if act {
                 rec.state = State::Deleting;
                 rec.message = format!(

@@ -2,7 +2,8 @@
 //!
 //! Layout (schema version [`SCHEMA_VERSION`]): tree `meta` holds `schema_version`, the last
 //! manifest load error and the last pass's time; tree `resources` maps `app \0 stage \0 name`
-//! to a JSON [`Record`].
+//! to a JSON [`Record`]; trees `outbox` and `outbox_ids` hold the notifications waiting for
+//! delivery (see [`Store::outbox_push`]).
 //!
 //! Durability: [`Store::put`] is in memory until the next flush; [`Store::put_durable`] waits
 //! until the record is on disk, and the controller uses it before any provider write (the
@@ -15,8 +16,10 @@
 //! again once there is room.
 
 pub mod installation;
+mod outbox;
 mod record;
 
+pub use outbox::{Pushed, OUTBOX_CAP};
 pub use record::{DriftEvent, Record, State, DRIFT_HISTORY};
 
 use crate::manifest::ResourceKey;
@@ -53,6 +56,8 @@ pub(crate) struct Trees {
     db: sled::Db,
     pub(crate) meta: sled::Tree,
     resources: sled::Tree,
+    /// Notifications waiting for delivery ([`outbox`]).
+    outbox: outbox::Outbox,
 }
 
 impl Trees {
@@ -84,10 +89,12 @@ impl Trees {
             meta.insert("schema_version", SCHEMA_VERSION.to_string().as_bytes())?;
             db.flush()?;
         }
+        let outbox = outbox::Outbox::open(&db)?;
         Ok(Trees {
             db,
             meta,
             resources,
+            outbox,
         })
     }
 }

@@ -1,0 +1,199 @@
+//! Delivery: one background task per `--notify` target POSTs its outbox entries in push
+//! order, one at a time; a 2xx answer acks the entry, anything else (or no answer within
+//! [`POST_TIMEOUT`]) is retried after [`backoff`] — 500 ms doubling to 60 s — for as long as
+//! it takes (the outbox is bounded; the oldest entries drop when it is full).
+
+use super::{Entry, Sink, Target};
+use std::time::Duration;
+
+/// How long one POST may take.
+pub const POST_TIMEOUT: Duration = Duration::from_secs(10);
+/// The first retry's delay; it doubles per consecutive failure up to [`BACKOFF_MAX`].
+const BACKOFF_BASE: Duration = Duration::from_millis(500);
+const BACKOFF_MAX: Duration = Duration::from_secs(60);
+/// How often an idle task looks at the outbox even when nothing woke it.
+const IDLE_POLL: Duration = Duration::from_secs(30);
+
+/// The delay before retry number `failures` (1 = the first retry).
+pub fn backoff(failures: u32) -> Duration {
+    let exp = failures.saturating_sub(1).min(16);
+    BACKOFF_BASE.saturating_mul(1u32 << exp).min(BACKOFF_MAX)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeliveryError {
+    #[error("notifications: HTTP client: {0}")]
+    Client(String),
+}
+
+/// The running delivery tasks; stopped (aborted) by [`Delivery::stop`]. An entry whose POST
+/// was cut short stays in the outbox and is sent again after a restart.
+pub struct Delivery {
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// Just the target of an entry, read without decoding the event.
+#[derive(serde::Deserialize)]
+struct Head {
+    target: String,
+}
+
+fn is_for(bytes: &[u8], key: &str) -> bool {
+    serde_json::from_slice::<Head>(bytes).is_ok_and(|h| h.target == key)
+}
+
+impl Delivery {
+    /// Drops entries for targets no longer configured, then starts one task per target.
+    pub fn start(sink: &Sink) -> Result<Delivery, DeliveryError> {
+        let http = reqwest::Client::builder()
+            .timeout(POST_TIMEOUT)
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("lumierd/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| DeliveryError::Client(e.without_url().to_string()))?;
+        let keys: Vec<&str> = sink.targets().iter().map(Target::key).collect();
+        let mut orphans = 0usize;
+        let mut after = None;
+        loop {
+            let next = sink.store().outbox_next(after, |b| {
+                serde_json::from_slice::<Head>(b)
+                    .map_or(true, |h| !keys.contains(&h.target.as_str()))
+            });
+            match next {
+                Ok(Some((seq, _))) => {
+                    after = Some(seq);
+                    if sink.store().outbox_ack(seq).is_ok() {
+                        orphans += 1;
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, "notification outbox: sweeping old targets");
+                    break;
+                }
+            }
+        }
+        if orphans > 0 {
+            tracing::info!(
+                dropped = orphans,
+                "notification outbox: dropped entries for URLs no longer given with --notify"
+            );
+        }
+        if let Ok(n) = sink.store().outbox_len() {
+            sink.metrics().set_notify_queue(n as u64);
+        }
+        let tasks = sink
+            .targets()
+            .iter()
+            .map(|t| tokio::spawn(run(sink.clone(), t.clone(), http.clone())))
+            .collect();
+        Ok(Delivery { tasks })
+    }
+
+    /// Waits, at most `within`, for the outbox to empty (what was queued just before an exit,
+    /// e.g. by `run --once`, goes out now rather than at the next start), then stops.
+    pub async fn finish(self, sink: &Sink, within: Duration) {
+        let deadline = tokio::time::Instant::now() + within;
+        let mut pause = Duration::from_millis(10);
+        while sink.store().outbox_len().is_ok_and(|n| n > 0)
+            && tokio::time::Instant::now() + pause < deadline
+        {
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(100));
+        }
+        self.stop();
+    }
+
+    pub fn stop(self) {
+        for t in self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// POSTs `event` to `target`: Ok on a 2xx answer. The error never contains the URL.
+async fn post(http: &reqwest::Client, target: &Target, body: &[u8]) -> Result<(), String> {
+    let answer = http
+        .post(target.url())
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .body(body.to_vec())
+        .send()
+        .await
+        .map_err(|e| e.without_url().to_string())?;
+    let status = answer.status();
+    if status.is_success() {
+        Ok(())
+    } else {
+        Err(format!("HTTP {status}"))
+    }
+}
+
+/// One target's task: deliver in order, retry with backoff, sleep when the outbox is empty.
+async fn run(sink: Sink, target: Target, http: reqwest::Client) {
+    let mut woken = sink.woken();
+    let mut failures: u32 = 0;
+    loop {
+        woken.borrow_and_update();
+        let next = sink.store().outbox_next(None, |b| is_for(b, target.key()));
+        let (seq, bytes) = match next {
+            Ok(Some(found)) => found,
+            Ok(None) => {
+                tokio::select! {
+                    changed = woken.changed() => {
+                        if changed.is_err() {
+                            tokio::time::sleep(IDLE_POLL).await;
+                        }
+                    }
+                    _ = tokio::time::sleep(IDLE_POLL) => {}
+                }
+                continue;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, target = target.key(), "notification outbox unreadable");
+                tokio::time::sleep(BACKOFF_MAX).await;
+                continue;
+            }
+        };
+        let body = match serde_json::from_slice::<Entry>(&bytes) {
+            Ok(entry) => serde_json::to_vec(&entry.event).unwrap_or_default(),
+            Err(e) => {
+                tracing::warn!(error = %e, target = target.key(), "notification entry unreadable: dropped");
+                let _ = sink.store().outbox_ack(seq);
+                continue;
+            }
+        };
+        match post(&http, &target, &body).await {
+            Ok(()) => {
+                failures = 0;
+                sink.metrics().notify_delivered(true);
+                if let Err(e) = sink.store().outbox_ack(seq) {
+                    tracing::warn!(error = %e, "notification delivered but not acked (it will be sent again)");
+                }
+                if let Ok(n) = sink.store().outbox_len() {
+                    sink.metrics().set_notify_queue(n as u64);
+                }
+            }
+            Err(reason) => {
+                failures = failures.saturating_add(1);
+                sink.metrics().notify_delivered(false);
+                let delay = backoff(failures);
+                tracing::warn!(target = target.key(), error = %reason, retry_in_ms = delay.as_millis() as u64, "notification not delivered; retrying");
+                tokio::time::sleep(delay).await;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_a_minute() {
+        let ms = |n| backoff(n).as_millis();
+        assert_eq!(
+            [ms(1), ms(2), ms(3), ms(8), ms(100)],
+            [500, 1000, 2000, 60_000, 60_000]
+        );
+    }
+}

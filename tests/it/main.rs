@@ -10,6 +10,7 @@ mod client;
 mod controller;
 mod local_api;
 mod ops;
+mod reliability;
 mod support;
 mod validate;
 mod worker_upload;

@@ -145,6 +145,10 @@ pub struct Api {
 /// One line of the request log file, with its times in seconds since the epoch.
 #[derive(Debug, Clone)]
 pub struct TimedRequest {
+    /// `GET`, `PUT`, …
+    pub method: String,
+    /// The raw path, `/client/v4/…`.
+    pub path: String,
     /// When the request arrived: completion time minus duration.
     pub start: f64,
     /// When the answer was complete.
@@ -260,6 +264,8 @@ impl Api {
                     .expect("after the epoch")
                     .as_secs_f64();
                 TimedRequest {
+                    method: v["method"].as_str().expect("method").to_owned(),
+                    path: v["path"].as_str().expect("path").to_owned(),
                     start: end - v["duration_ms"].as_f64().expect("duration_ms") / 1000.0,
                     end,
                     status: u16::try_from(v["status"].as_u64().expect("status"))
@@ -443,6 +449,11 @@ impl Daemon {
         Daemon { child, lines }
     }
 
+    /// Its process id (the binary's own: a wrapper such as prlimit(1) execs it).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// How many lines (both streams) were printed so far: a mark for [`Daemon::wait_for_line_since`].
     pub fn mark(&self) -> usize {
         self.lines.lock().lines.len()
@@ -479,8 +490,19 @@ impl Daemon {
         })
     }
 
+    /// How many lines (either stream) from index `mark` on (see [`Daemon::mark`]) contain
+    /// `pattern`, now.
+    pub fn count_since(&self, mark: usize, pattern: &str) -> usize {
+        self.lines
+            .lock()
+            .lines
+            .iter()
+            .skip(mark)
+            .filter(|(_, l)| l.contains(pattern))
+            .count()
+    }
+
     /// The rest of the first stdout line that starts with `prefix`, trimmed.
-    #[allow(dead_code)] // ops.rs's tests move onto the kit next
     pub fn stdout_line(&self, prefix: &str, within: Duration) -> String {
         let found = self.lines.wait(Instant::now() + within, |s| {
             s.lines.iter().find_map(|(stream, l)| {

@@ -14,6 +14,7 @@ mod dashboard;
 mod local_api;
 mod notify;
 mod ops;
+mod reliability;
 mod support;
 mod validate;
 mod worker_upload;

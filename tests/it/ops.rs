@@ -1,143 +1,13 @@
 //! Operations, end to end against the real binary: the admin API (`/healthz`, `/readyz`,
 //! `/metrics`, `/status`), signals (SIGHUP reload, SIGTERM graceful stop), sd_notify, logs.
 
-use crate::support::{bin, repo, run_in};
+use crate::support::{eventually, eventually_blocking, repo, run_in, Daemon, Launch};
 use lumierd::local_api::DEFAULT_ACCOUNT_ID;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
-use std::io::{BufRead, BufReader};
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-/// A spawned `lumierd`: stdout lines on a channel, stderr collected; killed when dropped.
-struct Proc {
-    child: Child,
-    stdout: mpsc::Receiver<String>,
-    /// The stdout lines received so far.
-    seen: Mutex<Vec<String>>,
-    stderr: Arc<Mutex<String>>,
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Proc {
-    fn spawn(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Proc {
-        let mut cmd = command(bin());
-        cmd.args(args).current_dir(dir).stderr(Stdio::piped());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        Proc::start(cmd)
-    }
-
-    /// Spawns `cmd` (made by [`command`]; its arguments, folder, environment and stderr set by
-    /// the caller) with stdout piped; stderr is collected when piped.
-    fn start(mut cmd: Command) -> Proc {
-        cmd.stdin(Stdio::null()).stdout(Stdio::piped());
-        let mut child = cmd.spawn().expect("spawn lumierd");
-        let (tx, stdout) = mpsc::channel();
-        let out = child.stdout.take().expect("stdout");
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let sink = Arc::clone(&stderr);
-        if let Some(err) = child.stderr.take() {
-            std::thread::spawn(move || {
-                for line in BufReader::new(err).lines().map_while(Result::ok) {
-                    let mut s = sink.lock().unwrap();
-                    s.push_str(&line);
-                    s.push('\n');
-                }
-            });
-        }
-        Proc {
-            child,
-            stdout,
-            seen: Mutex::new(Vec::new()),
-            stderr,
-        }
-    }
-
-    /// The rest of the first stdout line starting with `prefix`.
-    fn line(&self, prefix: &str, within: Duration) -> String {
-        let deadline = Instant::now() + within;
-        let mut seen = self.seen.lock().unwrap();
-        if let Some(rest) = seen.iter().find_map(|l| l.strip_prefix(prefix)) {
-            return rest.trim().to_owned();
-        }
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.stdout.recv_timeout(left) {
-                Ok(line) => {
-                    seen.push(line.clone());
-                    if let Some(rest) = line.strip_prefix(prefix) {
-                        return rest.trim().to_owned();
-                    }
-                }
-                Err(_) => panic!(
-                    "no stdout line `{prefix}` within {within:?}; stderr:\n{}",
-                    self.stderr()
-                ),
-            }
-        }
-    }
-
-    fn stderr(&self) -> String {
-        self.stderr.lock().unwrap().clone()
-    }
-
-    fn signal(&self, name: &str) {
-        let ok = Command::new("kill")
-            .args([&format!("-{name}"), &self.child.id().to_string()])
-            .status()
-            .expect("run kill")
-            .success();
-        assert!(ok, "kill -{name} failed");
-    }
-
-    /// Waits for the exit code, failing past `deadline`.
-    fn exit(&mut self, deadline: Duration) -> i32 {
-        wait_with_deadline(&mut self.child, deadline)
-    }
-}
-
-/// Waits for `child`, killing it (and failing the test) past `deadline`.
-fn wait_with_deadline(child: &mut Child, deadline: Duration) -> i32 {
-    let start = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            return status.code().unwrap_or(-1);
-        }
-        if start.elapsed() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("lumierd did not finish within {deadline:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// A command running `program` without the systemd and log-level variables of this process.
-fn command(program: impl AsRef<std::ffi::OsStr>) -> Command {
-    let mut cmd = Command::new(program);
-    cmd.env_remove("NOTIFY_SOCKET")
-        .env_remove("WATCHDOG_USEC")
-        .env_remove("WATCHDOG_PID")
-        .env_remove("RUST_LOG");
-    cmd
-}
 
 fn http() -> reqwest::Client {
     reqwest::Client::builder()
@@ -155,18 +25,17 @@ async fn get(url: &str) -> (u16, String) {
 
 /// Polls `url` until it answers `code`, for at most `secs`.
 async fn wait_code(url: &str, code: u16, secs: u64) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        let (got, body) = get(url).await;
-        if got == code {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{url} still answers {got} ({body}) after {secs} s"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(
+        Duration::from_secs(secs),
+        &format!("{url} to answer {code}"),
+        || async {
+            match get(url).await {
+                (got, _) if got == code => Ok(()),
+                other => Err(other),
+            }
+        },
+    )
+    .await
 }
 
 /// A parsed scrape: `name{labels}` → value, checked against the exposition format's rules.
@@ -296,18 +165,15 @@ async fn scrape(admin: &str) -> Scrape {
 
 /// Scrapes until `pred` holds, for at most `secs`.
 async fn wait_scrape(admin: &str, secs: u64, what: &str, pred: impl Fn(&Scrape) -> bool) -> Scrape {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
+    eventually(Duration::from_secs(secs), what, || async {
         let s = scrape(admin).await;
         if pred(&s) {
-            return s;
+            Ok(s)
+        } else {
+            Err(s)
         }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}: {s:#?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await
 }
 
 const WORKER: &str = "export default { fetch() { return new Response(\"hi\") } }\n";
@@ -327,7 +193,7 @@ fn fleet(dir: &Path, app: &str, stage_var: &str) {
 }
 
 /// `lumierd run` on `m/` with the embedded API and the admin API on an ephemeral port.
-fn spawn_run(dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> (Proc, String) {
+fn spawn_run(dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> (Daemon, String) {
     let mut args = vec![
         "run",
         "--manifests",
@@ -340,17 +206,17 @@ fn spawn_run(dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> (Proc, String)
         "127.0.0.1:0",
     ];
     args.extend_from_slice(extra);
-    let p = Proc::spawn(dir, &args, env);
-    let admin = p.line("admin API: ", Duration::from_secs(30));
+    let p = Daemon::spawn_env(dir, &args, env);
+    let admin = p.stdout_line("admin API: ", Duration::from_secs(30));
     (p, admin)
 }
 
 /// A separate `lumierd emulator` on an ephemeral port; returns it and its base URL.
-fn spawn_emulator(dir: &Path, extra: &[&str]) -> (Proc, String) {
+fn spawn_emulator(dir: &Path, extra: &[&str]) -> (Daemon, String) {
     let mut args = vec!["emulator", "--listen", "127.0.0.1:0"];
     args.extend_from_slice(extra);
-    let p = Proc::spawn(dir, &args, &[]);
-    let base = p.line("base URL: ", Duration::from_secs(30));
+    let p = Daemon::spawn(dir, &args);
+    let base = p.stdout_line("base URL: ", Duration::from_secs(30));
     (p, base)
 }
 
@@ -359,7 +225,7 @@ async fn metrics_scrape_parses_and_moves_with_reconciles_and_drift() {
     let dir = tempfile::tempdir().unwrap();
     fleet(dir.path(), "ops", "dev");
     let (p, admin) = spawn_run(dir.path(), &["--resync", "1s"], &[]);
-    let local_api = p.line("local API: ", Duration::from_secs(30));
+    let local_api = p.stdout_line("local API: ", Duration::from_secs(30));
     let local_api = local_api.split(' ').next().unwrap().to_owned();
 
     let (code, body) = get(&format!("{admin}/healthz")).await;
@@ -592,23 +458,25 @@ async fn sd_notify_ready_after_the_first_pass_watchdog_reload_and_stopping() {
     );
     // Datagrams, in order, until one carries `want`; the messages seen before it.
     let recv_until = |want: &str, secs: u64| -> Vec<String> {
-        let deadline = Instant::now() + Duration::from_secs(secs);
         let mut seen = Vec::new();
         let mut buf = [0u8; 4096];
-        loop {
-            assert!(
-                Instant::now() < deadline,
-                "no {want} within {secs} s; got {seen:?}"
-            );
-            if let Ok(n) = socket.recv(&mut buf) {
+        eventually_blocking(Duration::from_secs(secs), want, || {
+            // The datagrams of the next 500 ms (each read waits at most the socket's 200 ms),
+            // so the watchdog's pings never pile up between two polls.
+            let probe = Instant::now();
+            while probe.elapsed() < Duration::from_millis(500) {
+                let Ok(n) = socket.recv(&mut buf) else {
+                    break;
+                };
                 let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
                 let hit = msg.lines().any(|l| l == want);
                 seen.push(msg);
                 if hit {
-                    return seen;
+                    return Ok(seen.clone());
                 }
             }
-        }
+            Err(seen.clone())
+        })
     };
 
     let before_ready = tokio::task::block_in_place(|| recv_until("READY=1", 60));
@@ -646,7 +514,7 @@ async fn json_logs_carry_app_stage_resource_action_and_no_secret() {
     const TOKEN: &str = "ops-test-secret-token-0123456789abcdef";
     let (_emu, base) = spawn_emulator(dir.path(), &["--token", TOKEN]);
     fleet(dir.path(), "logs", "dev");
-    let mut p = Proc::spawn(
+    let mut p = Daemon::spawn_env(
         dir.path(),
         &[
             "run",
@@ -664,14 +532,10 @@ async fn json_logs_carry_app_stage_resource_action_and_no_secret() {
         ],
         &[("CLOUDFLARE_API_TOKEN", TOKEN)],
     );
+    // `exit` returns once both streams are read to their end.
     assert_eq!(p.exit(Duration::from_secs(60)), 0, "{}", p.stderr());
-    // The reader thread may still be draining: wait for the final line.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !p.stderr().contains("pass done") {
-        assert!(Instant::now() < deadline, "{}", p.stderr());
-        std::thread::sleep(Duration::from_millis(20));
-    }
     let logs = p.stderr();
+    assert!(logs.contains("pass done"), "{logs}");
     assert!(!logs.contains(TOKEN), "the API token was logged");
     let mut reconciled = 0;
     for line in logs.lines() {
@@ -760,18 +624,6 @@ fn host_port(url: &str) -> String {
         .to_owned()
 }
 
-/// Calls `probe` every 50 ms until it gives `Some`, failing after `within`.
-async fn eventually<T>(within: Duration, what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(v) = probe() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "not within {within:?}: {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// Rewrites `m/dev.yaml` of [`fleet`] with another `STAGE` value (a worker update).
 fn edit_stage(dir: &Path, app: &str, stage_var: &str) {
     let tmp = dir.join("fleet-edit");
@@ -807,7 +659,7 @@ async fn admin_connections_are_bounded_and_idle_ones_closed() {
     fleet(dir.path(), "fds", "dev");
     let (p, admin) = spawn_run(dir.path(), &["--resync", "1h"], &[]);
     wait_code(&format!("{admin}/readyz"), 200, 60).await;
-    let pid = p.child.id();
+    let pid = p.pid();
     let base = fds(pid);
     let base_rss = rss_kib(pid);
     let addr = host_port(&admin);
@@ -860,8 +712,11 @@ async fn admin_connections_are_bounded_and_idle_ones_closed() {
     let opened = Instant::now();
     let with_idle = fds(pid);
     let limit = lumierd::admin::Limits::default().header_timeout + Duration::from_secs(5);
-    eventually(limit, "idle keep-alive connections closed", || {
-        (fds(pid) <= base).then_some(())
+    eventually(limit, "idle keep-alive connections closed", || async move {
+        match fds(pid) {
+            n if n <= base => Ok(()),
+            n => Err(n),
+        }
     })
     .await;
     let closed_ms = opened.elapsed().as_millis();
@@ -879,10 +734,9 @@ async fn status_socket_survives_descriptor_exhaustion_and_bounds_requests() {
     let dir = tempfile::tempdir().unwrap();
     fleet(dir.path(), "sock", "dev");
     // 48 descriptors in all (it uses about 22 when idle), so admin clients can exhaust them.
-    let mut cmd = command("prlimit");
-    cmd.arg("--nofile=48:48")
-        .arg(bin())
-        .args([
+    let p = Daemon::spawn_with(
+        dir.path(),
+        &[
             "run",
             "--manifests",
             "m",
@@ -892,13 +746,15 @@ async fn status_socket_survives_descriptor_exhaustion_and_bounds_requests() {
             "1h",
             "--admin-listen",
             "127.0.0.1:0",
-        ])
-        .current_dir(dir.path())
-        .stderr(Stdio::piped());
-    let p = Proc::start(cmd);
-    let admin = p.line("admin API: ", Duration::from_secs(30));
+        ],
+        Launch {
+            wrapper: &["prlimit", "--nofile=48:48"],
+            ..Launch::default()
+        },
+    );
+    let admin = p.stdout_line("admin API: ", Duration::from_secs(30));
     wait_code(&format!("{admin}/readyz"), 200, 60).await;
-    let pid = p.child.id();
+    let pid = p.pid();
     let addr = host_port(&admin);
     let held: Vec<std::net::TcpStream> = (0..60)
         .map(|_| {
@@ -910,7 +766,12 @@ async fn status_socket_survives_descriptor_exhaustion_and_bounds_requests() {
     eventually(
         Duration::from_secs(10),
         "the daemon out of descriptors",
-        || (fds(pid) >= 48).then_some(()),
+        || async move {
+            match fds(pid) {
+                n if n >= 48 => Ok(()),
+                n => Err(n),
+            }
+        },
     )
     .await;
     // A status client while no descriptor is left: its accept fails (EMFILE).
@@ -921,10 +782,9 @@ async fn status_socket_survives_descriptor_exhaustion_and_bounds_requests() {
     let mut waiting = std::os::unix::net::UnixStream::connect(&socket).unwrap();
     waiting.write_all(b"status\n").unwrap();
     // Hold on until that accept has failed (asserted below, once the socket has answered).
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline && !p.stderr().contains("status socket: accept failed") {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    tokio::task::block_in_place(|| {
+        p.printed_within("status socket: accept failed", Duration::from_secs(10))
+    });
     drop(held);
     // The socket lives on: the waiting client is answered, and so is a new `status`.
     waiting
@@ -998,7 +858,7 @@ async fn a_missing_manifests_folder_is_waited_for_by_run_but_not_by_once_or_vali
     assert_ne!(validate.code, 0, "{validate:?}");
 
     // Neither the folder nor its parent exists yet.
-    let p = Proc::spawn(
+    let p = Daemon::spawn(
         dir.path(),
         &[
             "run",
@@ -1011,21 +871,14 @@ async fn a_missing_manifests_folder_is_waited_for_by_run_but_not_by_once_or_vali
             "--admin-listen",
             "127.0.0.1:0",
         ],
-        &[],
     );
-    let admin = p.line("admin API: ", Duration::from_secs(30));
+    let admin = p.stdout_line("admin API: ", Duration::from_secs(30));
     let (code, _) = get(&format!("{admin}/readyz")).await;
     assert_eq!(code, 503, "ready without manifests");
-    eventually(
-        Duration::from_secs(10),
-        "a log line saying it waits",
-        || {
-            p.stderr()
-                .contains("waiting for it to appear")
-                .then_some(())
-        },
-    )
-    .await;
+    // A log line saying it waits.
+    tokio::task::block_in_place(|| {
+        p.wait_for_line("waiting for it to appear", Duration::from_secs(10))
+    });
     // git-sync clones after the pod starts.
     fleet(&dir.path().join("clone"), "late", "dev");
     wait_code(&format!("{admin}/readyz"), 200, 30).await;
@@ -1038,22 +891,25 @@ async fn its_own_log_file_and_state_inside_the_manifests_folder_do_not_wake_the_
     let here = dir.path().join("m");
     // `cd man && lumierd run 2> lumierd.log`, with the default state `./.lumierd` inside too.
     let log = std::fs::File::create(here.join("lumierd.log")).unwrap();
-    let mut cmd = command(bin());
-    cmd.args([
-        "run",
-        "--manifests",
-        ".",
-        "--debounce",
-        "100ms",
-        "--log-level",
-        "debug",
-        "--admin-listen",
-        "127.0.0.1:0",
-    ])
-    .current_dir(&here)
-    .stderr(Stdio::from(log));
-    let p = Proc::start(cmd);
-    let admin = p.line("admin API: ", Duration::from_secs(30));
+    let p = Daemon::spawn_with(
+        &here,
+        &[
+            "run",
+            "--manifests",
+            ".",
+            "--debounce",
+            "100ms",
+            "--log-level",
+            "debug",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ],
+        Launch {
+            stderr: Some(log),
+            ..Launch::default()
+        },
+    );
+    let admin = p.stdout_line("admin API: ", Duration::from_secs(30));
     wait_code(&format!("{admin}/readyz"), 200, 60).await;
     assert!(here.join(".lumierd").is_dir(), "the state is not inside");
     let passes = |s: &Scrape| s.value("lumierd_passes_total", &[]);
@@ -1107,15 +963,16 @@ async fn status_says_a_daemon_is_stuck_when_its_socket_does_not_answer() {
 fn run_raises_its_soft_open_files_limit_to_the_hard_limit() {
     let dir = tempfile::tempdir().unwrap();
     fleet(dir.path(), "nofile", "dev");
-    let mut cmd = command("prlimit");
-    cmd.arg("--nofile=512:2048")
-        .arg(bin())
-        .args(["run", "--manifests", "m", "--state", "state"])
-        .current_dir(dir.path())
-        .stderr(Stdio::piped());
-    let p = Proc::start(cmd);
-    p.line("local API: ", Duration::from_secs(30));
-    let limits = std::fs::read_to_string(format!("/proc/{}/limits", p.child.id())).unwrap();
+    let p = Daemon::spawn_with(
+        dir.path(),
+        &["run", "--manifests", "m", "--state", "state"],
+        Launch {
+            wrapper: &["prlimit", "--nofile=512:2048"],
+            ..Launch::default()
+        },
+    );
+    p.stdout_line("local API: ", Duration::from_secs(30));
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", p.pid())).unwrap();
     let line = limits
         .lines()
         .find(|l| l.starts_with("Max open files"))

@@ -98,7 +98,6 @@ where
 }
 
 /// [`eventually`] for a blocking probe, outside an async context (or inside `block_in_place`).
-#[allow(dead_code)] // ops.rs's tests move onto the kit next
 pub fn eventually_blocking<T, O, F>(within: Duration, what: &str, mut probe: F) -> T
 where
     O: Debug,
@@ -145,6 +144,10 @@ pub struct Api {
 /// One line of the request log file, with its times in seconds since the epoch.
 #[derive(Debug, Clone)]
 pub struct TimedRequest {
+    /// `GET`, `PUT`, …
+    pub method: String,
+    /// The raw path, `/client/v4/…`.
+    pub path: String,
     /// When the request arrived: completion time minus duration.
     pub start: f64,
     /// When the answer was complete.
@@ -260,6 +263,8 @@ impl Api {
                     .expect("after the epoch")
                     .as_secs_f64();
                 TimedRequest {
+                    method: v["method"].as_str().expect("method").to_owned(),
+                    path: v["path"].as_str().expect("path").to_owned(),
                     start: end - v["duration_ms"].as_f64().expect("duration_ms") / 1000.0,
                     end,
                     status: u16::try_from(v["status"].as_u64().expect("status"))
@@ -404,6 +409,18 @@ impl Lines {
     }
 }
 
+/// How [`Daemon::spawn_with`] starts the binary, beyond its arguments.
+#[derive(Default)]
+pub struct Launch<'a> {
+    /// A program and its arguments that run the binary (which follows them), e.g.
+    /// `["prlimit", "--nofile=48:48"]`; empty: the binary itself.
+    pub wrapper: &'a [&'a str],
+    /// Variables set for it (after the kit's removals, so they win).
+    pub env: &'a [(&'a str, &'a str)],
+    /// A file its stderr goes to instead of the buffer ([`Daemon::stderr`] is then empty).
+    pub stderr: Option<std::fs::File>,
+}
+
 /// A running `lumierd`: what it prints is read into a buffer as it comes; killed when dropped.
 ///
 /// Its environment is the test's, minus the variables that would change its behaviour behind
@@ -421,7 +438,31 @@ impl Daemon {
 
     /// `lumierd ARGS` in `cwd` with the variables `env` set.
     pub fn spawn_env(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Daemon {
-        let mut cmd = Command::new(bin());
+        Daemon::spawn_with(
+            cwd,
+            args,
+            Launch {
+                env,
+                ..Launch::default()
+            },
+        )
+    }
+
+    /// `lumierd ARGS` in `cwd`, started as `launch` says (a wrapper program, variables, stderr
+    /// to a file).
+    pub fn spawn_with(cwd: &Path, args: &[&str], launch: Launch<'_>) -> Daemon {
+        let mut cmd = match launch.wrapper.split_first() {
+            Some((program, wrapper_args)) => {
+                let mut cmd = Command::new(program);
+                cmd.args(wrapper_args).arg(bin());
+                cmd
+            }
+            None => Command::new(bin()),
+        };
+        let stderr = match launch.stderr {
+            Some(file) => Stdio::from(file),
+            None => Stdio::piped(),
+        };
         cmd.args(args)
             .current_dir(cwd)
             .env_remove("NOTIFY_SOCKET")
@@ -430,17 +471,27 @@ impl Daemon {
             .env_remove("RUST_LOG")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        for (k, v) in env {
+            .stderr(stderr);
+        for (k, v) in launch.env {
             cmd.env(k, v);
         }
         let mut child = cmd.spawn().expect("spawn lumierd");
         let lines = Arc::new(Lines::default());
         let out = child.stdout.take().expect("piped stdout");
-        let err = child.stderr.take().expect("piped stderr");
         Arc::clone(&lines).read(Stream::Stdout, out);
-        Arc::clone(&lines).read(Stream::Stderr, err);
+        match child.stderr.take() {
+            Some(err) => Arc::clone(&lines).read(Stream::Stderr, err),
+            None => {
+                // Redirected to a file: nothing to read here, count it as read to its end.
+                lines.lock().closed += 1;
+            }
+        }
         Daemon { child, lines }
+    }
+
+    /// Its process id (the binary's own: a wrapper such as prlimit(1) execs it).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// How many lines (both streams) were printed so far: a mark for [`Daemon::wait_for_line_since`].
@@ -450,7 +501,6 @@ impl Daemon {
 
     /// The first line (either stream) containing `pattern`; panics with the output so far if
     /// none is printed within `within`.
-    #[allow(dead_code)] // ops.rs's tests move onto the kit next
     pub fn wait_for_line(&self, pattern: &str, within: Duration) -> String {
         self.wait_for_line_since(0, pattern, within).1
     }
@@ -479,8 +529,32 @@ impl Daemon {
         })
     }
 
+    /// Whether a line (either stream) containing `pattern` is printed within `within`: waits
+    /// for it like [`Daemon::wait_for_line`], for a test that asserts on something else.
+    pub fn printed_within(&self, pattern: &str, within: Duration) -> bool {
+        self.lines
+            .wait(Instant::now() + within, |s| {
+                s.lines
+                    .iter()
+                    .any(|(_, l)| l.contains(pattern))
+                    .then_some(())
+            })
+            .is_some()
+    }
+
+    /// How many lines (either stream) from index `mark` on (see [`Daemon::mark`]) contain
+    /// `pattern`, now.
+    pub fn count_since(&self, mark: usize, pattern: &str) -> usize {
+        self.lines
+            .lock()
+            .lines
+            .iter()
+            .skip(mark)
+            .filter(|(_, l)| l.contains(pattern))
+            .count()
+    }
+
     /// The rest of the first stdout line that starts with `prefix`, trimmed.
-    #[allow(dead_code)] // ops.rs's tests move onto the kit next
     pub fn stdout_line(&self, prefix: &str, within: Duration) -> String {
         let found = self.lines.wait(Instant::now() + within, |s| {
             s.lines.iter().find_map(|(stream, l)| {
@@ -522,11 +596,6 @@ impl Daemon {
     /// Both streams so far, for failure messages.
     fn output(&self) -> String {
         format!("stdout:\n{}stderr:\n{}", self.stdout(), self.stderr())
-    }
-
-    /// Its process id.
-    pub fn pid(&self) -> u32 {
-        self.child.id()
     }
 
     /// Sends signal `name` (`TERM`, `HUP`, …) with kill(1).

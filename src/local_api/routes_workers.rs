@@ -30,6 +30,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use super::envelope::{ok, parse_json, ApiError, ApiResult};
+use super::history;
 use super::multipart::{self, Part};
 use super::routes::{AppState, B, P, Q};
 use super::state::{rfc3339_micros, Data, ModuleRec, ScriptRec};
@@ -68,7 +69,7 @@ pub fn valid_script_name(name: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_' || *b == b'-')
 }
 
-fn find<'a>(d: &'a Data, name: &str) -> Result<&'a ScriptRec, ApiError> {
+pub(super) fn find<'a>(d: &'a Data, name: &str) -> Result<&'a ScriptRec, ApiError> {
     d.scripts.get(name).ok_or_else(ApiError::script_not_found)
 }
 
@@ -80,9 +81,12 @@ struct ScriptOut {
     script: Script,
     logpush: bool,
     tail_consumers: Vec<Value>,
-    last_deployed_from: &'static str,
+    last_deployed_from: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     startup_time_ms: Option<u32>,
+    /// On an upload: the new version's id (wrangler reads it as "Current Version ID"; §7.3).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    deployment_id: Option<String>,
 }
 
 fn script_out(rec: &ScriptRec, startup: bool) -> ScriptOut {
@@ -101,8 +105,9 @@ fn script_out(rec: &ScriptRec, startup: bool) -> ScriptOut {
         },
         logpush: rec.logpush,
         tail_consumers: rec.tail_consumers.clone(),
-        last_deployed_from: "api",
+        last_deployed_from: rec.last_deployed_from.clone(),
         startup_time_ms: startup.then_some(0),
+        deployment_id: None,
     }
 }
 
@@ -115,17 +120,7 @@ struct SettingsOut {
 }
 
 fn settings_out(rec: &ScriptRec) -> SettingsOut {
-    let bindings = rec
-        .bindings
-        .iter()
-        .map(|b| match b {
-            Binding::SecretText { name, .. } => Binding::SecretText {
-                name: name.clone(),
-                text: None,
-            },
-            other => other.clone(),
-        })
-        .collect();
+    let bindings = rec.bindings.iter().map(history::public_binding).collect();
     SettingsOut {
         settings: ScriptSettings {
             bindings,
@@ -171,7 +166,7 @@ fn renamed(b: &Binding, name: &str) -> Result<Binding, ApiError> {
 
 /// Resolves `inherit` bindings and text-less secrets against `old`, appends kept bindings,
 /// and checks that bound KV namespaces exist.
-fn resolve_bindings(
+pub(super) fn resolve_bindings(
     d: &Data,
     new: Vec<Binding>,
     old: &[Binding],
@@ -272,11 +267,11 @@ fn module_type(part: &Part, name: &str) -> Result<String, ApiError> {
 }
 
 /// The parsed, validated body of an upload.
-struct Upload {
-    meta: ScriptMetadata,
-    raw_meta: serde_json::Map<String, Value>,
-    meta_bytes: Vec<u8>,
-    modules: Vec<ModuleRec>,
+pub(super) struct Upload {
+    pub meta: ScriptMetadata,
+    pub raw_meta: serde_json::Map<String, Value>,
+    pub meta_bytes: Vec<u8>,
+    pub modules: Vec<ModuleRec>,
 }
 
 /// Splits a multipart body into the `metadata` part (if any) and the modules, enforcing the
@@ -343,7 +338,7 @@ fn check_entry(
     }
 }
 
-fn parse_upload(parts: Vec<Part>) -> Result<Upload, ApiError> {
+pub(super) fn parse_upload(parts: Vec<Part>) -> Result<Upload, ApiError> {
     let (meta_bytes, modules) = collect_parts(parts)?;
     let meta_bytes =
         meta_bytes.ok_or_else(|| ApiError::validation("missing the 'metadata' part"))?;
@@ -362,7 +357,7 @@ fn parse_upload(parts: Vec<Part>) -> Result<Upload, ApiError> {
     })
 }
 
-fn etag(name: &str, modules: &[ModuleRec], meta: &[u8], counter: u64) -> String {
+pub(super) fn etag(name: &str, modules: &[ModuleRec], meta: &[u8], counter: u64) -> String {
     let mut h = Sha256::new();
     h.update(name.as_bytes());
     h.update([0]);
@@ -379,7 +374,7 @@ fn etag(name: &str, modules: &[ModuleRec], meta: &[u8], counter: u64) -> String 
     hex::encode(h.finalize())
 }
 
-fn str_field(raw: &serde_json::Map<String, Value>, key: &str) -> Option<String> {
+pub(super) fn str_field(raw: &serde_json::Map<String, Value>, key: &str) -> Option<String> {
     raw.get(key).and_then(Value::as_str).map(str::to_owned)
 }
 
@@ -390,6 +385,7 @@ pub async fn upload_script(
     q: Q,
     req: Request,
 ) -> ApiResult {
+    let source = history::client_of(req.headers());
     if !valid_script_name(&name) {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -411,6 +407,15 @@ pub async fn upload_script(
             let old = d.scripts.get(&name);
             let old_bindings = old.map(|s| s.bindings.clone()).unwrap_or_default();
             let created = old.map(|s| s.created_micros);
+            let kept = old.map(|s| {
+                (
+                    s.versions.clone(),
+                    s.deployments.clone(),
+                    s.version_counter,
+                    s.subdomain,
+                )
+            });
+            let (versions, deployments, version_counter, subdomain) = kept.unwrap_or_default();
             let bindings =
                 resolve_bindings(d, meta.bindings, &old_bindings, &meta.keep_bindings, strict)?;
             d.upload_counter += 1;
@@ -443,8 +448,16 @@ pub async fn upload_script(
                 etag,
                 created_micros: created.unwrap_or(stamp),
                 modified_micros: stamp,
+                versions,
+                deployments,
+                version_counter,
+                last_deployed_from: source.to_owned(),
+                subdomain,
             };
-            let out = script_out(&rec, true);
+            let mut rec = rec;
+            let version = history::record_deployed(d, &mut rec, source, Default::default());
+            let mut out = script_out(&rec, true);
+            out.deployment_id = Some(version);
             d.scripts.insert(name, rec);
             Ok(out)
         })
@@ -463,6 +476,7 @@ pub async fn put_content(
     P((_a, name)): P<(String, String)>,
     req: Request,
 ) -> ApiResult {
+    let source = history::client_of(req.headers());
     let header_main = header_text(req.headers(), "cf-worker-main-module-part");
     let header_body = header_text(req.headers(), "cf-worker-body-part");
     let (meta_bytes, modules) = collect_parts(multipart::read_parts(req).await?)?;
@@ -493,7 +507,9 @@ pub async fn put_content(
             rec.main_module = main_module;
             rec.body_part = body_part;
             rec.modified_micros = d.next_stamp();
-            let out = script_out(&rec, true);
+            let version = history::record_deployed(d, &mut rec, source, Default::default());
+            let mut out = script_out(&rec, true);
+            out.deployment_id = Some(version);
             d.scripts.insert(name, rec);
             Ok(out)
         })
@@ -599,6 +615,7 @@ pub async fn patch_settings(
     P((_a, name)): P<(String, String)>,
     req: Request,
 ) -> ApiResult {
+    let source = history::client_of(req.headers());
     let settings_bytes = if multipart::is_multipart(req.headers()) {
         multipart::read_parts(req)
             .await?
@@ -641,6 +658,15 @@ pub async fn patch_settings(
                 rec.usage_model = v.to_owned();
             }
             rec.modified_micros = d.next_stamp();
+            let versioned = [
+                "bindings",
+                "compatibility_date",
+                "compatibility_flags",
+                "usage_model",
+            ];
+            if versioned.iter().any(|k| patch.contains_key(*k)) {
+                history::record_deployed(d, &mut rec, source, Default::default());
+            }
             let out = settings_out(&rec);
             d.scripts.insert(name, rec);
             Ok(out)
@@ -762,7 +788,7 @@ pub async fn get_service(
                 "handlers": ["fetch"],
                 "modified_on": modified,
                 "created_on": created,
-                "last_deployed_from": "api",
+                "last_deployed_from": rec.last_deployed_from,
             }
         }
     }))

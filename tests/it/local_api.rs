@@ -2048,6 +2048,16 @@ const NEWER_ROUTES: &[(&str, &str, &str)] = &[
         "/accounts/{account_id}/storage/kv/namespaces/{namespace_id}/bulk/get",
         "bulk read in the newer reference docs (API-NOTES §1.2); the SDKs' bulk_get/bulkGet and `wrangler kv bulk get` call it",
     ),
+    (
+        "DELETE",
+        "/accounts/{account_id}/workers/subdomain",
+        "account subdomain delete, new in the 2026 spec (API-NOTES §7.2): 204, no body",
+    ),
+    (
+        "GET",
+        "/accounts/{account_id}/workers/workers/{worker_id}",
+        "the newer Worker resource; `wrangler deploy` (4.1xx) reads its `subdomain` before the subdomain POST",
+    ),
 ];
 
 fn openapi_path() -> PathBuf {
@@ -2060,7 +2070,9 @@ fn openapi_path() -> PathBuf {
 /// * `workers_usage_model` also allows `standard`, the current default the newer reference
 ///   documents (the 2024 pattern is `^(bundled|unbound)$`);
 /// * `workers_binding` also allows the `plain_text` and `secret_text` bindings (newer docs;
-///   secret text omitted on read), which the 2024 `oneOf` lacks.
+///   secret text omitted on read), which the 2024 `oneOf` lacks;
+/// * a `writeOnly` property is not `required` (OpenAPI: write-only properties are required
+///   only in requests; these are answers, e.g. a secret's `text`).
 fn conformance_doc() -> Value {
     let text = std::fs::read_to_string(openapi_path()).expect("read the OpenAPI slice");
     let mut doc: Value = serde_json::from_str(&text).expect("OpenAPI JSON");
@@ -2084,6 +2096,33 @@ fn conformance_doc() -> Value {
         }
     }
     nullable(&mut doc);
+    fn write_only_not_required(v: &mut Value) {
+        match v {
+            Value::Object(map) => {
+                let write_only: Vec<String> = map
+                    .get("properties")
+                    .and_then(Value::as_object)
+                    .map(|props| {
+                        props
+                            .iter()
+                            .filter(|(_, p)| p.get("writeOnly") == Some(&Value::Bool(true)))
+                            .map(|(k, _)| k.clone())
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                if let Some(Value::Array(req)) = map.get_mut("required") {
+                    req.retain(|r| {
+                        !r.as_str()
+                            .is_some_and(|r| write_only.iter().any(|w| w == r))
+                    });
+                }
+                map.values_mut().for_each(write_only_not_required);
+            }
+            Value::Array(items) => items.iter_mut().for_each(write_only_not_required),
+            _ => {}
+        }
+    }
+    write_only_not_required(&mut doc);
     let schemas = &mut doc["components"]["schemas"];
     schemas["workers_usage_model"]["pattern"] = json!("^(bundled|unbound|standard)$");
     schemas["workers_plain_text_binding"] = json!({
@@ -2416,6 +2455,153 @@ async fn routes_and_responses_conform_to_the_openapi_slice() {
         .json(call(Method::GET, s.acct("/workers/scripts/none/settings")))
         .await;
     check("GET", &format!("{sc_t}/settings"), st.as_u16(), &body);
+
+    // Secrets, subdomains, versions and deployments (API-NOTES §7).
+    let secret_t = format!("{sc_t}/secrets");
+    let (st, body) = s
+        .json(
+            call(Method::PUT, s.acct("/workers/scripts/conf/secrets"))
+                .json(&json!({"name": "API_KEY", "text": "t", "type": "secret_text"})),
+        )
+        .await;
+    assert_eq!(st, 200, "{body}");
+    check("PUT", &secret_t, st.as_u16(), &body);
+    let (st, body) = s
+        .json(call(Method::GET, s.acct("/workers/scripts/conf/secrets")))
+        .await;
+    check("GET", &secret_t, st.as_u16(), &body);
+    let (st, body) = s
+        .json(call(
+            Method::GET,
+            s.acct("/workers/scripts/conf/secrets/API_KEY"),
+        ))
+        .await;
+    check(
+        "GET",
+        &format!("{secret_t}/{{secret_name}}"),
+        st.as_u16(),
+        &body,
+    );
+    let (st, body) = s
+        .json(
+            call(Method::PATCH, s.acct("/workers/scripts/conf/secrets-bulk")).json(
+                &json!({"secrets": {"B": {"name": "B", "text": "t", "type": "secret_text"}}}),
+            ),
+        )
+        .await;
+    assert_eq!(st, 200, "{body}");
+    check("PATCH", &format!("{sc_t}/secrets-bulk"), st.as_u16(), &body);
+    let (st, body) = s
+        .json(call(
+            Method::DELETE,
+            s.acct("/workers/scripts/conf/secrets/API_KEY?url_encoded=true"),
+        ))
+        .await;
+    assert_eq!(st, 200, "{body}");
+    check(
+        "DELETE",
+        &format!("{secret_t}/{{secret_name}}"),
+        st.as_u16(),
+        &body,
+    );
+    let (st, body) = s
+        .json(call(
+            Method::DELETE,
+            s.acct("/workers/scripts/conf/secrets/API_KEY"),
+        ))
+        .await;
+    assert_eq!(st, 404, "{body}");
+    check(
+        "DELETE",
+        &format!("{secret_t}/{{secret_name}}"),
+        st.as_u16(),
+        &body,
+    );
+    let (st, body) = s
+        .json(call(Method::GET, s.acct("/workers/subdomain")))
+        .await;
+    assert_eq!(body["result"]["subdomain"], "lumierd-local", "{body}");
+    check("GET", "/accounts/{a}/workers/subdomain", st.as_u16(), &body);
+    let (st, body) = s
+        .json(call(Method::PUT, s.acct("/workers/subdomain")).json(&json!({"subdomain": "conf"})))
+        .await;
+    check("PUT", "/accounts/{a}/workers/subdomain", st.as_u16(), &body);
+    let sub_t = format!("{sc_t}/subdomain");
+    for (method, body) in [
+        (Method::GET, None),
+        (Method::POST, Some(json!({"enabled": true}))),
+        (Method::DELETE, None),
+    ] {
+        let mut rb = call(method.clone(), s.acct("/workers/scripts/conf/subdomain"));
+        if let Some(b) = body {
+            rb = rb.json(&b);
+        }
+        let (st, body) = s.json(rb).await;
+        assert_eq!(st, 200, "{body}");
+        check(method.as_str(), &sub_t, st.as_u16(), &body);
+    }
+    let versions_t = format!("{sc_t}/versions");
+    let (st, body) = s
+        .json(
+            call(
+                Method::POST,
+                s.acct("/workers/scripts/conf/versions?bindings_inherit=strict"),
+            )
+            .multipart(wrangler_form(
+                &json!({"main_module": "index.js", "bindings": [{"name": "KV", "type": "inherit"}],
+                        "keep_bindings": ["secret_text"], "annotations": {"workers/message": "m"}}),
+                &[("index.js", "application/javascript+module", INDEX_JS)],
+            )),
+        )
+        .await;
+    assert_eq!(st, 200, "{body}");
+    check("POST", &versions_t, st.as_u16(), &body);
+    let version = body["result"]["id"]
+        .as_str()
+        .expect("version id")
+        .to_owned();
+    let (st, body) = s
+        .json(call(Method::GET, s.acct("/workers/scripts/conf/versions")))
+        .await;
+    check("GET", &versions_t, st.as_u16(), &body);
+    let (st, body) = s
+        .json(call(
+            Method::GET,
+            s.acct(&format!("/workers/scripts/conf/versions/{version}")),
+        ))
+        .await;
+    check(
+        "GET",
+        &format!("{versions_t}/{{version_id}}"),
+        st.as_u16(),
+        &body,
+    );
+    let deployments_t = format!("{sc_t}/deployments");
+    let (st, body) = s
+        .json(
+            call(Method::POST, s.acct("/workers/scripts/conf/deployments")).json(&json!({
+                "strategy": "percentage",
+                "versions": [{"version_id": version, "percentage": 100}]
+            })),
+        )
+        .await;
+    assert_eq!(st, 200, "{body}");
+    check("POST", &deployments_t, st.as_u16(), &body);
+    let (st, body) = s
+        .json(call(
+            Method::GET,
+            s.acct("/workers/scripts/conf/deployments"),
+        ))
+        .await;
+    check("GET", &deployments_t, st.as_u16(), &body);
+    let (st, body) = s
+        .json(call(
+            Method::GET,
+            s.acct("/workers/scripts/none/deployments"),
+        ))
+        .await;
+    assert_eq!(body["errors"][0]["code"], 10007, "{body}");
+    check("GET", &deployments_t, st.as_u16(), &body);
     let (st, body) = s.json(call(Method::GET, s.acct("/tokens/verify"))).await;
     check("GET", "/accounts/{a}/tokens/verify", st.as_u16(), &body);
     let (st, body) = s
@@ -2437,7 +2623,7 @@ async fn routes_and_responses_conform_to_the_openapi_slice() {
         .json(call(Method::GET, format!("{}/accounts/{a}/nope", s.root)))
         .await;
     check("GET", ns_t, st.as_u16(), &body);
-    assert!(checked >= 25, "only {checked} answers checked");
+    assert!(checked >= 44, "only {checked} answers checked");
     s.stop().await;
 }
 

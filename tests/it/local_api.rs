@@ -2649,3 +2649,377 @@ fn the_validator_rejects_wrong_shapes() {
     let not_an_error = json!({"success": true, "errors": [], "messages": [], "result": null});
     assert!(validate(&doc, &failure, &not_an_error).is_err());
 }
+
+// ---------------------------------------------------------------------------------------------
+// The real Workers workflow: secrets, workers.dev, versions and deployments (API-NOTES §7)
+// ---------------------------------------------------------------------------------------------
+
+/// A canary secret text: it must never come back from the API, nor reach the request log.
+const CANARY: &str = "canary-7f3a91c2-never-answered";
+
+impl Server {
+    /// Uploads `name` with `PUT …/scripts/{name}` (wrangler's form) and `metadata`; returns
+    /// the result.
+    async fn upload(&self, name: &str, metadata: Value) -> Value {
+        self.ok(self
+            .req(Method::PUT, &self.acct(&format!("/workers/scripts/{name}")))
+            .multipart(wrangler_form(
+                &metadata,
+                &[("index.js", "application/javascript+module", INDEX_JS)],
+            )))
+        .await
+    }
+
+    /// Names of the script's bindings of `kind` from its settings.
+    async fn binding_names(&self, name: &str, kind: &str) -> Vec<String> {
+        let settings = self
+            .ok(self.req(
+                Method::GET,
+                &self.acct(&format!("/workers/scripts/{name}/settings")),
+            ))
+            .await;
+        settings["bindings"]
+            .as_array()
+            .expect("bindings")
+            .iter()
+            .filter(|b| b["type"] == kind)
+            .map(|b| b["name"].as_str().expect("name").to_owned())
+            .collect()
+    }
+}
+
+#[tokio::test]
+async fn secrets_are_write_only_and_survive_uploads_that_keep_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log_path = dir.path().join("requests.jsonl");
+    let mut cfg = config();
+    cfg.request_log = Some(log_path.clone());
+    let s = Server::start(cfg).await;
+    let secrets = s.acct("/workers/scripts/app/secrets");
+    let put = |name: &str, text: &str| {
+        s.req(Method::PUT, &secrets)
+            .json(&json!({"name": name, "text": text, "type": "secret_text"}))
+    };
+
+    // No script: 10007 (wrangler then uploads a draft Worker and retries).
+    s.err(put("API_KEY", CANARY), 404, 10007).await;
+    s.err(s.req(Method::GET, &secrets), 404, 10007).await;
+    s.upload(
+        "app",
+        json!({"main_module": "index.js", "bindings": [{"type": "plain_text", "name": "STAGE", "text": "dev"}]}),
+    )
+    .await;
+    assert_eq!(s.ok(s.req(Method::GET, &secrets)).await, json!([]));
+
+    // Put answers {name, type}; list, get and settings never carry the text.
+    let put_answer = s.ok(put("API_KEY", CANARY)).await;
+    assert_eq!(
+        put_answer,
+        json!({"name": "API_KEY", "type": "secret_text"})
+    );
+    s.ok(put("API_KEY", &format!("{CANARY}-rotated"))).await;
+    let list = s.ok(s.req(Method::GET, &secrets)).await;
+    assert_eq!(list, json!([{"name": "API_KEY", "type": "secret_text"}]));
+    let one = s
+        .ok(s.req(Method::GET, &format!("{secrets}/API_KEY?url_encoded=true")))
+        .await;
+    assert_eq!(one, json!({"name": "API_KEY", "type": "secret_text"}));
+    let settings = s
+        .ok(s.req(Method::GET, &s.acct("/workers/scripts/app/settings")))
+        .await;
+    assert!(!settings.to_string().contains(CANARY), "{settings}");
+
+    // A name held by another binding type: 10053; a missing secret: 10056.
+    s.err(put("STAGE", "x"), 400, 10053).await;
+    s.err(s.req(Method::GET, &format!("{secrets}/NOPE")), 404, 10056)
+        .await;
+    s.err(
+        s.req(Method::DELETE, &format!("{secrets}/NOPE")),
+        404,
+        10056,
+    )
+    .await;
+    s.err(
+        s.req(Method::DELETE, &format!("{secrets}/STAGE")),
+        404,
+        10056,
+    )
+    .await;
+    s.err(
+        s.req(Method::PUT, &secrets)
+            .json(&json!({"name": "X", "type": "secret_text"})),
+        400,
+        10021,
+    )
+    .await;
+
+    // A re-upload with keep_bindings (what wrangler sends) keeps the secret; one without drops it.
+    let kept = json!({"main_module": "index.js", "keep_bindings": ["secret_text", "secret_key"]});
+    s.upload("app", kept).await;
+    assert_eq!(s.binding_names("app", "secret_text").await, ["API_KEY"]);
+    s.upload("app", json!({"main_module": "index.js"})).await;
+    assert!(s.binding_names("app", "secret_text").await.is_empty());
+
+    // Bulk: puts and deletes in one version; answers every secret after the change.
+    s.ok(put("OLD", CANARY)).await;
+    let bulk = s
+        .ok(s
+            .req(Method::PATCH, &s.acct("/workers/scripts/app/secrets-bulk"))
+            .header("content-type", "application/merge-patch+json")
+            .body(
+                json!({"secrets": {"A": {"name": "A", "text": CANARY, "type": "secret_text"}, "OLD": null}})
+                    .to_string(),
+            ))
+        .await;
+    assert_eq!(bulk, json!({"A": {"name": "A", "type": "secret_text"}}));
+    s.ok(s.req(Method::DELETE, &format!("{secrets}/A?url_encoded=true")))
+        .await;
+    assert_eq!(s.ok(s.req(Method::GET, &secrets)).await, json!([]));
+
+    // Nothing answered or logged carries the text.
+    for r in s.api.request_log() {
+        assert!(!format!("{r:?}").contains(CANARY), "{r:?}");
+    }
+    let log = std::fs::read_to_string(&log_path).expect("request log");
+    assert!(!log.contains(CANARY));
+    let versions = s
+        .ok(s.req(
+            Method::GET,
+            &s.acct("/workers/scripts/app/versions?deployable=true"),
+        ))
+        .await;
+    for v in versions["items"].as_array().expect("items") {
+        let id = v["id"].as_str().expect("id");
+        let full = s
+            .ok(s.req(
+                Method::GET,
+                &s.acct(&format!("/workers/scripts/app/versions/{id}")),
+            ))
+            .await;
+        assert!(!full.to_string().contains(CANARY), "{full}");
+    }
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn versions_deploy_only_when_deployed_and_rollbacks_guard_changed_secrets() {
+    let s = Server::start(config()).await;
+    let script = |p: &str| s.acct(&format!("/workers/scripts/app{p}"));
+    let content = || s.bytes(s.req(Method::GET, &script("/content/v2")));
+
+    // An upload answers deployment_id = the new version's id, deployed at 100 %.
+    let up = s
+        .upload("app", json!({"main_module": "index.js", "bindings": [{"type": "plain_text", "name": "V", "text": "1"}]}))
+        .await;
+    let v1 = up["deployment_id"]
+        .as_str()
+        .expect("deployment_id")
+        .to_owned();
+    assert_eq!(v1.len(), 36, "{up}");
+    assert_eq!(up["last_deployed_from"], "api", "{up}");
+    let deps = s.ok(s.req(Method::GET, &script("/deployments"))).await;
+    assert_eq!(
+        deps["deployments"][0]["versions"],
+        json!([{"version_id": v1, "percentage": 100.0}])
+    );
+    s.ok(s
+        .req(Method::PUT, &script("/secrets"))
+        .json(&json!({"name": "S", "text": "one", "type": "secret_text"})))
+        .await;
+    // The secret put made and deployed a version of its own.
+    let deps = s.ok(s.req(Method::GET, &script("/deployments"))).await;
+    let v_one = deps["deployments"][0]["versions"][0]["version_id"]
+        .as_str()
+        .expect("version id")
+        .to_owned();
+    assert_ne!(v_one, v1);
+
+    // A version upload (as wrangler sends it) is not live until deployed; `inherit` and
+    // keep_bindings resolve against the newest version.
+    let body = "export default { fetch() { return new Response('v2') } }";
+    let version = s
+        .ok(s
+            .req(Method::POST, &script("/versions?bindings_inherit=strict"))
+            .header("user-agent", "wrangler/4.164.0")
+            .multipart(wrangler_form(
+                &json!({"main_module": "index.js", "bindings": [{"type": "inherit", "name": "V"}],
+                        "keep_bindings": ["secret_text", "secret_key"],
+                        "annotations": {"workers/message": "second"}}),
+                &[("index.js", "application/javascript+module", body)],
+            )))
+        .await;
+    let v2 = version["id"].as_str().expect("id").to_owned();
+    assert_eq!(version["metadata"]["source"], "wrangler", "{version}");
+    assert_eq!(version["annotations"]["workers/message"], "second");
+    assert!(version["startup_time_ms"].is_number(), "{version}");
+    let names: Vec<&str> = version["resources"]["bindings"]
+        .as_array()
+        .expect("bindings")
+        .iter()
+        .filter_map(|b| b["name"].as_str())
+        .collect();
+    assert_eq!(names, ["V", "S"], "{version}");
+    let (_, _, live) = content().await;
+    assert!(!String::from_utf8_lossy(&live).contains("v2"));
+    // Secret edits need the newest version deployed: 10215.
+    s.err(
+        s.req(Method::PUT, &script("/secrets"))
+            .json(&json!({"name": "S", "text": "two", "type": "secret_text"})),
+        400,
+        10215,
+    )
+    .await;
+    // strict inherit of a binding that does not exist: 10057.
+    s.err(
+        s.req(Method::POST, &script("/versions?bindings_inherit=strict"))
+            .multipart(wrangler_form(
+                &json!({"main_module": "index.js", "bindings": [{"type": "inherit", "name": "NOPE"}]}),
+                &[("index.js", "application/javascript+module", INDEX_JS)],
+            )),
+        400,
+        10057,
+    )
+    .await;
+
+    let deploy = |id: &str, force: bool| {
+        s.req(
+            Method::POST,
+            &script(if force { "/deployments?force=true" } else { "/deployments" }),
+        )
+        .header("user-agent", "wrangler/4.164.0")
+        .json(&json!({"strategy": "percentage", "versions": [{"version_id": id, "percentage": 100}], "annotations": {}}))
+    };
+    s.ok(deploy(&v2, false)).await;
+    let (_, _, live) = content().await;
+    assert!(String::from_utf8_lossy(&live).contains("v2"));
+    let listed = s.ok(s.req(Method::GET, &s.acct("/workers/scripts"))).await;
+    assert_eq!(listed[0]["last_deployed_from"], "wrangler", "{listed}");
+
+    // Rolling back to the version holding S=one after S changed: 10220 naming it, unless
+    // forced.
+    s.ok(s
+        .req(Method::PUT, &script("/secrets"))
+        .json(&json!({"name": "S", "text": "two", "type": "secret_text"})))
+        .await;
+    let msg = s.err(deploy(&v_one, false), 400, 10220).await;
+    assert!(msg.ends_with(": S"), "{msg}");
+    s.ok(deploy(&v_one, true)).await;
+    let (_, _, live) = content().await;
+    assert!(!String::from_utf8_lossy(&live).contains("v2"));
+
+    // Bad bodies and unknown ids.
+    s.err(
+        s.req(Method::POST, &script("/deployments")).json(
+            &json!({"strategy": "percentage", "versions": [{"version_id": v1, "percentage": 50}]}),
+        ),
+        400,
+        10021,
+    )
+    .await;
+    s.err(
+        deploy("00000000-0000-4000-8000-000000000000", false),
+        400,
+        10021,
+    )
+    .await;
+    s.err(
+        s.req(
+            Method::GET,
+            &script("/versions/00000000-0000-4000-8000-000000000000"),
+        ),
+        404,
+        10007,
+    )
+    .await;
+    for path in ["/versions", "/deployments"] {
+        s.err(
+            s.req(
+                Method::GET,
+                &s.acct(&format!("/workers/scripts/none{path}")),
+            ),
+            404,
+            10007,
+        )
+        .await;
+    }
+    let listed = s.ok(s.req(Method::GET, &script("/versions"))).await;
+    let numbers: Vec<u64> = listed["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|v| v["number"].as_u64())
+        .collect();
+    assert!(numbers.windows(2).all(|w| w[0] > w[1]), "{numbers:?}");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn workers_dev_subdomains() {
+    let s = Server::start(config()).await;
+    let account = s.acct("/workers/subdomain");
+    assert_eq!(
+        s.ok(s.req(Method::GET, &account)).await,
+        json!({"subdomain": "lumierd-local"})
+    );
+    s.err(
+        s.req(Method::PUT, &account)
+            .json(&json!({"subdomain": "Bad_Name"})),
+        400,
+        10021,
+    )
+    .await;
+    s.ok(s
+        .req(Method::PUT, &account)
+        .json(&json!({"subdomain": "team"})))
+        .await;
+    assert_eq!(
+        s.ok(s.req(Method::GET, &account)).await,
+        json!({"subdomain": "team"})
+    );
+    let (status, _, body) = s.bytes(s.req(Method::DELETE, &account)).await;
+    assert_eq!((status.as_u16(), body.len()), (204, 0));
+    s.err(s.req(Method::GET, &account), 404, 10007).await;
+
+    let sub = s.acct("/workers/scripts/app/subdomain");
+    s.err(s.req(Method::GET, &sub), 404, 10007).await;
+    s.err(
+        s.req(Method::POST, &sub).json(&json!({"enabled": true})),
+        404,
+        10007,
+    )
+    .await;
+    s.upload("app", json!({"main_module": "index.js"})).await;
+    let off = json!({"enabled": false, "previews_enabled": false});
+    assert_eq!(s.ok(s.req(Method::GET, &sub)).await, off);
+    // An omitted previews_enabled follows enabled.
+    let on = s
+        .ok(s
+            .req(Method::POST, &sub)
+            .header("Cloudflare-Workers-Script-Api-Date", "2025-08-01")
+            .json(&json!({"enabled": true})))
+        .await;
+    assert_eq!(on, json!({"enabled": true, "previews_enabled": true}));
+    let worker = s
+        .ok(s.req(Method::GET, &s.acct("/workers/workers/app")))
+        .await;
+    assert_eq!(worker["subdomain"], on, "{worker}");
+    let mixed = s
+        .ok(s
+            .req(Method::POST, &sub)
+            .json(&json!({"enabled": true, "previews_enabled": false})))
+        .await;
+    assert_eq!(mixed, json!({"enabled": true, "previews_enabled": false}));
+    s.err(s.req(Method::POST, &sub).json(&json!({})), 400, 10021)
+        .await;
+    // The route survives a re-upload, and DELETE turns both off.
+    s.upload("app", json!({"main_module": "index.js"})).await;
+    assert_eq!(s.ok(s.req(Method::GET, &sub)).await, mixed);
+    assert_eq!(s.ok(s.req(Method::DELETE, &sub)).await, off);
+    s.err(
+        s.req(Method::GET, &s.acct("/workers/workers/none")),
+        404,
+        10007,
+    )
+    .await;
+    s.stop().await;
+}

@@ -154,8 +154,23 @@ pub struct ScriptMetadata {
     pub compatibility_flags: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<String>,
+    /// Binding types kept from the previous version when this upload does not name them
+    /// (e.g. [`KEEP_SECRET_BINDINGS`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub keep_bindings: Vec<String>,
+}
+
+impl ScriptMetadata {
+    /// Adds [`KEEP_SECRET_BINDINGS`] to `keep_bindings` (once), so the upload keeps the
+    /// script's secrets.
+    pub fn keep_secrets(mut self) -> Self {
+        for kind in KEEP_SECRET_BINDINGS {
+            if !self.keep_bindings.iter().any(|k| k == kind) {
+                self.keep_bindings.push(kind.to_owned());
+            }
+        }
+        self
+    }
 }
 
 /// One module of a Worker: its name (the multipart part and file name), content type and bytes.
@@ -230,6 +245,29 @@ pub struct ScriptSettings {
     pub logpush: bool,
 }
 
+/// The binding types an upload sends in `keep_bindings` to keep the script's secrets, which
+/// it cannot re-send (their text is never read back): what wrangler sends (API-NOTES §7.1).
+pub const KEEP_SECRET_BINDINGS: [&str; 2] = ["secret_text", "secret_key"];
+
+/// A Worker secret as the API answers it (`GET …/secrets`, `PUT …/secrets`): never its text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecretInfo {
+    pub name: String,
+    /// `secret_text` or `secret_key`.
+    #[serde(rename = "type")]
+    pub kind: String,
+}
+
+/// A script's workers.dev route (`GET/POST …/scripts/{name}/subdomain`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScriptSubdomain {
+    /// Served at `https://{script}.{account subdomain}.workers.dev`.
+    pub enabled: bool,
+    /// Preview URLs of versions served on workers.dev.
+    #[serde(default)]
+    pub previews_enabled: bool,
+}
+
 /// Result of token verify (`GET /accounts/{a}/tokens/verify`, `GET /user/tokens/verify`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TokenStatus {
@@ -255,6 +293,8 @@ pub mod codes {
     pub const SCRIPT_TOO_LARGE: u32 = 10027;
     pub const BOUND_NAMESPACE_MISSING: u32 = 10041;
     pub const NAMESPACE_STILL_BOUND: u32 = 10052;
+    /// A binding (secret) of that name does not exist on the script.
+    pub const BINDING_NOT_FOUND: u32 = 10056;
 }
 
 #[cfg(test)]

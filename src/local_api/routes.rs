@@ -166,6 +166,11 @@ fn table() -> Vec<(&'static str, &'static str, MethodRouter<AppState>)> {
             on(MethodFilter::GET, workers::get_service),
         ),
         (
+            "DELETE",
+            "/accounts/{account_id}/workers/services/{service_name}",
+            on(MethodFilter::DELETE, workers::delete_script),
+        ),
+        (
             "PUT",
             "/accounts/{account_id}/workers/scripts/{script_name}/secrets",
             on(MethodFilter::PUT, secrets::put_secret),

@@ -2050,6 +2050,11 @@ const NEWER_ROUTES: &[(&str, &str, &str)] = &[
     ),
     (
         "DELETE",
+        "/accounts/{account_id}/workers/services/{service_name}",
+        "`wrangler delete` deletes the Worker through its service (`?force=true`); same as the script DELETE",
+    ),
+    (
+        "DELETE",
         "/accounts/{account_id}/workers/subdomain",
         "account subdomain delete, new in the 2026 spec (API-NOTES §7.2): 204, no body",
     ),
@@ -3021,5 +3026,58 @@ async fn workers_dev_subdomains() {
         10007,
     )
     .await;
+    // `wrangler delete` goes through the service.
+    s.ok(s.req(Method::DELETE, &s.acct("/workers/services/app?force=true")))
+        .await;
+    s.err(s.req(Method::GET, &sub), 404, 10007).await;
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn secrets_versions_and_subdomains_survive_a_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cfg = config();
+    cfg.data_dir = Some(dir.path().join("api-state"));
+    let s = Server::start(cfg.clone()).await;
+    let up = s.upload("app", json!({"main_module": "index.js"})).await;
+    s.ok(s
+        .req(Method::PUT, &s.acct("/workers/scripts/app/secrets"))
+        .json(&json!({"name": "K", "text": CANARY, "type": "secret_text"})))
+        .await;
+    s.ok(s
+        .req(Method::POST, &s.acct("/workers/scripts/app/subdomain"))
+        .json(&json!({"enabled": true})))
+        .await;
+    s.ok(s
+        .req(Method::PUT, &s.acct("/workers/subdomain"))
+        .json(&json!({"subdomain": "kept"})))
+        .await;
+    let before = s
+        .ok(s.req(Method::GET, &s.acct("/workers/scripts/app/deployments")))
+        .await;
+    s.stop().await;
+
+    let s = Server::start(cfg).await;
+    let after = s
+        .ok(s.req(Method::GET, &s.acct("/workers/scripts/app/deployments")))
+        .await;
+    assert_eq!(after, before);
+    let version = up["deployment_id"].as_str().expect("deployment_id");
+    s.ok(s.req(
+        Method::GET,
+        &s.acct(&format!("/workers/scripts/app/versions/{version}")),
+    ))
+    .await;
+    assert_eq!(s.binding_names("app", "secret_text").await, ["K"]);
+    assert_eq!(
+        s.ok(s.req(Method::GET, &s.acct("/workers/scripts/app/subdomain")))
+            .await,
+        json!({"enabled": true, "previews_enabled": true})
+    );
+    assert_eq!(
+        s.ok(s.req(Method::GET, &s.acct("/workers/subdomain")))
+            .await,
+        json!({"subdomain": "kept"})
+    );
     s.stop().await;
 }

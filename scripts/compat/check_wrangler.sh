@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # wrangler against `lumierd emulator`: the KV commands, then the Workers workflow (`deploy`,
 # `secret put/list/delete`, a second `deploy` through the versions and deployments API,
-# `deployments list`, `versions list/view`, a secret put that creates a draft Worker, `delete`).
+# `deployments list`, `versions list/view/upload/deploy`, `rollback`, a secret put refused
+# after a rollback, a secret put that creates a draft Worker, `delete`).
 # Env: CF_BASE (…/client/v4), CF_TOKEN, CF_ACCOUNT; WRANGLER (the wrangler command, default
 # "npx --no-install wrangler"); REQUEST_LOG (optional: the emulator's request log, checked for
 # the secret text). Prints PASS/FAIL lines and a summary; exits 1 if anything failed.
@@ -138,6 +139,13 @@ check "versions list" "$first" $W versions list
 check "versions view" "STAGE" $W versions view "$second"
 check "secret delete" "Success! Deleted secret API_KEY" $W secret delete API_KEY
 check "secret list (after delete)" '^\[\]$' $W secret list
+check "versions upload (not deployed)" "Worker Version ID: $uuid" $W versions upload --message "staged"
+staged=$(grep -Eo "Worker Version ID: $uuid" <<<"$LAST" | awk '{print $4}')
+check "versions deploy VERSION@100%" "Deployed $worker version $staged at 100%" $W versions deploy "$staged@100%" --yes
+check "rollback" "has been deployed to 100% of traffic" $W rollback --message "back" -y
+# After a rollback the newest version is not the deployed one: the API refuses secret edits (10215).
+rb_put() { printf 'x' | $W secret put AFTER_ROLLBACK; }
+check_fails "secret put after a rollback (10215)" "versions secret put" rb_put
 draft_put() { printf 'v' | $W secret put DRAFT --name "$tag-draft"; }
 check "secret put on a missing worker (draft worker)" "Success! Uploaded secret DRAFT" draft_put
 check "delete" "Successfully deleted" $W delete --force

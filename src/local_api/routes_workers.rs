@@ -421,7 +421,7 @@ pub async fn upload_script(
             d.upload_counter += 1;
             let etag = etag(&name, &modules, &meta_bytes, d.upload_counter);
             let stamp = d.next_stamp();
-            let rec = ScriptRec {
+            let mut rec = ScriptRec {
                 name: name.clone(),
                 modules,
                 main_module: meta.main_module,
@@ -454,7 +454,6 @@ pub async fn upload_script(
                 last_deployed_from: source.to_owned(),
                 subdomain,
             };
-            let mut rec = rec;
             let version = history::record_deployed(d, &mut rec, source, Default::default());
             let mut out = script_out(&rec, true);
             out.deployment_id = Some(version);

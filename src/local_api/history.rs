@@ -15,8 +15,11 @@
 //! | `POST …/deployments` | none | new |
 //!
 //! Only the newest [`MAX_VERSIONS`] versions and [`MAX_DEPLOYMENTS`] deployments are kept,
-//! except that versions the latest deployment names are never dropped (each version holds a
-//! copy of the modules: this bounds the state file).
+//! except that versions the latest deployment names are never dropped. A version refers to
+//! its modules' contents by SHA-256 in [`Data::module_blobs`], so versions sharing code store
+//! it once; [`gc`] drops contents no version refers to any more. Together these bound the
+//! state file (rewritten whole on every mutation) to about one copy of each distinct module
+//! among the kept versions.
 //!
 //! Secret texts live in version bindings like in the live bindings: persisted in the
 //! emulator's data, never answered ([`public_binding`]).
@@ -25,7 +28,10 @@ use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::state::{rfc3339_micros, Data, ModuleRec, ScriptRec};
+use sha2::{Digest, Sha256};
+
+use super::envelope::ApiError;
+use super::state::{rfc3339_micros, Data, ModuleBlob, ModuleRec, ScriptRec};
 use crate::cloudflare::types::Binding;
 
 /// Versions kept per script.
@@ -48,7 +54,7 @@ pub struct VersionRec {
     /// `workers/message`, `workers/tag`, … as uploaded, plus `workers/triggered_by`.
     #[serde(default)]
     pub annotations: serde_json::Map<String, Value>,
-    pub modules: Vec<ModuleRec>,
+    pub modules: Vec<VersionModule>,
     #[serde(default)]
     pub main_module: Option<String>,
     #[serde(default)]
@@ -62,6 +68,15 @@ pub struct VersionRec {
     pub compatibility_flags: Vec<String>,
     pub usage_model: String,
     pub etag: String,
+}
+
+/// A module of a version; its content is `Data::module_blobs[sha256]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct VersionModule {
+    pub name: String,
+    pub content_type: String,
+    /// SHA-256 of the content, lowercase hex.
+    pub sha256: String,
 }
 
 /// One deployment.
@@ -116,13 +131,28 @@ pub fn snapshot(
     annotations: serde_json::Map<String, Value>,
 ) -> VersionRec {
     rec.version_counter += 1;
+    let modules = rec
+        .modules
+        .iter()
+        .map(|m| {
+            let sha256 = hex::encode(Sha256::digest(&m.content));
+            d.module_blobs
+                .entry(sha256.clone())
+                .or_insert_with(|| ModuleBlob(m.content.clone()));
+            VersionModule {
+                name: m.name.clone(),
+                content_type: m.content_type.clone(),
+                sha256,
+            }
+        })
+        .collect();
     VersionRec {
         id: uuid(),
         number: rec.version_counter,
         created_micros: d.next_stamp(),
         source: source.to_owned(),
         annotations,
-        modules: rec.modules.clone(),
+        modules,
         main_module: rec.main_module.clone(),
         body_part: rec.body_part.clone(),
         bindings: rec.bindings.clone(),
@@ -199,9 +229,44 @@ pub fn trim(rec: &mut ScriptRec) {
     });
 }
 
-/// Makes `v` the live code and settings of `rec`.
-pub fn apply(rec: &mut ScriptRec, v: &VersionRec) {
-    rec.modules = v.modules.clone();
+/// Drops module contents that no kept version refers to. Call after versions are trimmed or
+/// a script is deleted.
+pub fn gc(d: &mut Data) {
+    let used: std::collections::BTreeSet<&str> = d
+        .scripts
+        .values()
+        .flat_map(|s| s.versions.iter())
+        .flat_map(|v| v.modules.iter().map(|m| m.sha256.as_str()))
+        .collect();
+    let unused: Vec<String> = d
+        .module_blobs
+        .keys()
+        .filter(|k| !used.contains(k.as_str()))
+        .cloned()
+        .collect();
+    for k in unused {
+        d.module_blobs.remove(&k);
+    }
+}
+
+/// Makes `v` the live code and settings of `rec`. 500 if a module's content is missing (a
+/// corrupt state file).
+pub fn apply(d: &Data, rec: &mut ScriptRec, v: &VersionRec) -> Result<(), ApiError> {
+    let mut modules = Vec::with_capacity(v.modules.len());
+    for m in &v.modules {
+        let Some(ModuleBlob(content)) = d.module_blobs.get(&m.sha256) else {
+            return Err(ApiError::internal(format!(
+                "the content of module {:?} of version {} is missing",
+                m.name, v.id
+            )));
+        };
+        modules.push(ModuleRec {
+            name: m.name.clone(),
+            content_type: m.content_type.clone(),
+            content: content.clone(),
+        });
+    }
+    rec.modules = modules;
     rec.main_module = v.main_module.clone();
     rec.body_part = v.body_part.clone();
     rec.bindings = v.bindings.clone();
@@ -209,6 +274,7 @@ pub fn apply(rec: &mut ScriptRec, v: &VersionRec) {
     rec.compatibility_flags = v.compatibility_flags.clone();
     rec.usage_model = v.usage_model.clone();
     rec.etag = v.etag.clone();
+    Ok(())
 }
 
 /// True when the newest version is part of the latest deployment (secret edits require it:

@@ -150,6 +150,7 @@ fn change_secrets(
     rec.modified_micros = d.next_stamp();
     history::record_deployed(d, &mut rec, source, Default::default());
     d.scripts.insert(rec.name.clone(), rec.clone());
+    history::gc(d);
     Ok(rec)
 }
 

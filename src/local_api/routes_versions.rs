@@ -102,6 +102,7 @@ pub async fn upload_version(
             history::trim(rec);
             let mut out = history::version_full(rec, &version);
             out["startup_time_ms"] = json!(0);
+            history::gc(d);
             Ok(out)
         })
         .await?;
@@ -253,7 +254,7 @@ pub async fn create_deployment(
                     format!("The following secrets have changed: {}", changed.join(", ")),
                 ));
             }
-            history::apply(&mut rec, &target);
+            history::apply(d, &mut rec, &target)?;
             rec.modified_micros = d.next_stamp();
             let shares = body
                 .versions
@@ -263,6 +264,7 @@ pub async fn create_deployment(
             let annotations = body.annotations.unwrap_or_default();
             let dep = history::add_deployment(d, &mut rec, source, shares, annotations);
             d.scripts.insert(name, rec);
+            history::gc(d);
             Ok(history::deployment_json(&dep))
         })
         .await?;

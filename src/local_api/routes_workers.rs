@@ -458,6 +458,7 @@ pub async fn upload_script(
             let mut out = script_out(&rec, true);
             out.deployment_id = Some(version);
             d.scripts.insert(name, rec);
+            history::gc(d);
             Ok(out)
         })
         .await?;
@@ -510,6 +511,7 @@ pub async fn put_content(
             let mut out = script_out(&rec, true);
             out.deployment_id = Some(version);
             d.scripts.insert(name, rec);
+            history::gc(d);
             Ok(out)
         })
         .await?;
@@ -588,8 +590,9 @@ pub async fn delete_script(
         .mutate(|d| {
             d.scripts
                 .remove(&name)
-                .map(|_| ())
-                .ok_or_else(ApiError::script_not_found)
+                .ok_or_else(ApiError::script_not_found)?;
+            history::gc(d);
+            Ok(())
         })
         .await?;
     ok(json!({ "id": name }))
@@ -668,6 +671,7 @@ pub async fn patch_settings(
             }
             let out = settings_out(&rec);
             d.scripts.insert(name, rec);
+            history::gc(d);
             Ok(out)
         })
         .await?;

@@ -46,7 +46,15 @@ pub struct Data {
     /// The account's workers.dev subdomain (`GET/PUT/DELETE …/workers/subdomain`).
     #[serde(default)]
     pub account_subdomain: AccountSubdomain,
+    /// Module contents of versions by SHA-256 (hex), stored once however many versions share
+    /// them (see [`super::history`]).
+    #[serde(default)]
+    pub module_blobs: BTreeMap<String, ModuleBlob>,
 }
+
+/// The bytes of one module, serialized as hex.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModuleBlob(#[serde(with = "hex_bytes")] pub Vec<u8>);
 
 /// The account's workers.dev subdomain: [`AccountSubdomain::DEFAULT`] until set or deleted.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

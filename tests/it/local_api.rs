@@ -3081,3 +3081,47 @@ async fn secrets_versions_and_subdomains_survive_a_restart() {
     );
     s.stop().await;
 }
+
+#[tokio::test]
+async fn version_history_is_bounded_and_stores_each_module_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cfg = config();
+    cfg.data_dir = Some(dir.path().join("api-state"));
+    let snapshot = dir.path().join("api-state/state.json");
+    let s = Server::start(cfg).await;
+    let code_hex = hex_of(INDEX_JS.as_bytes());
+    let copies = || {
+        std::fs::read_to_string(&snapshot)
+            .expect("state.json")
+            .matches(&code_hex)
+            .count()
+    };
+    // 25 uploads of the same code (a var changes each time): 20 versions kept, the code
+    // stored twice (the live script and one shared version blob).
+    for i in 0..25 {
+        s.upload(
+            "app",
+            json!({"main_module": "index.js", "bindings": [{"type": "plain_text", "name": "N", "text": i.to_string()}]}),
+        )
+        .await;
+    }
+    let listed = s
+        .ok(s.req(
+            Method::GET,
+            &s.acct("/workers/scripts/app/versions?deployable=true"),
+        ))
+        .await;
+    let items = listed["items"].as_array().expect("items");
+    assert_eq!(items.len(), 20);
+    assert_eq!(items[0]["number"], 25);
+    assert_eq!(copies(), 2);
+    // Deleting the script drops its versions' contents too.
+    s.ok(s.req(Method::DELETE, &s.acct("/workers/scripts/app")))
+        .await;
+    assert_eq!(copies(), 0);
+    s.stop().await;
+}
+
+fn hex_of(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

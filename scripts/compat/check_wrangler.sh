@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # wrangler against `lumierd emulator`: the KV commands, then the Workers workflow (`deploy`,
 # `secret put/list/delete`, a second `deploy` through the versions and deployments API,
-# `deployments list`, `versions list/view/upload/deploy`, `rollback`, a secret put refused
+# `deployments list`, `secret bulk`, `versions list/view/upload/deploy`, `rollback`, a secret put refused
 # after a rollback, a secret put that creates a draft Worker, `delete`).
 # Env: CF_BASE (…/client/v4), CF_TOKEN, CF_ACCOUNT; WRANGLER (the wrangler command, default
 # "npx --no-install wrangler"); REQUEST_LOG (optional: the emulator's request log, checked for
@@ -139,6 +139,9 @@ check "versions list" "$first" $W versions list
 check "versions view" "STAGE" $W versions view "$second"
 check "secret delete" "Success! Deleted secret API_KEY" $W secret delete API_KEY
 check "secret list (after delete)" '^\[\]$' $W secret list
+printf '{"BULK_A": "%s", "BULK_B": "b"}' "$secret_text" > ../bulk-secrets.json
+check "secret bulk (PATCH …/secrets-bulk)" "2 secrets successfully created" $W secret bulk ../bulk-secrets.json
+check "secret list (after bulk)" '"name": "BULK_B"' $W secret list
 check "versions upload (not deployed)" "Worker Version ID: $uuid" $W versions upload --message "staged"
 staged=$(grep -Eo "Worker Version ID: $uuid" <<<"$LAST" | awk '{print $4}')
 check "versions deploy VERSION@100%" "Deployed $worker version $staged at 100%" $W versions deploy "$staged@100%" --yes

@@ -2,13 +2,16 @@
 //!
 //! | path | answer |
 //! | --- | --- |
-//! | `GET /healthz` | `200 ok` while the process serves at all (liveness) |
-//! | `GET /readyz` | `200 ready` once the manifests are loaded and the first pass is done, else `503` |
+//! | `GET /healthz` | `200 ok` while the process serves and its state store can write (liveness), else `503` |
+//! | `GET /readyz` | `200 ready` once the manifests are loaded and the first pass is done and the store can write, else `503` |
 //! | `GET /metrics` | Prometheus text format 0.0.4 ([`crate::metrics`]) |
 //! | `GET /status[?stage=S]` | the JSON of `lumierd status --json` |
 //!
 //! It has no authentication and exposes no secret; it binds loopback unless
-//! `--admin-allow-remote` is given. The server takes its listener and a shutdown future.
+//! `--admin-allow-remote` is given. The server takes its listener and a shutdown future, and
+//! bounds what clients can cost ([`listener`]: connections, header and idle timeouts).
+
+pub mod listener;
 
 use crate::cloudflare::Client;
 use crate::metrics::{Metrics, CONTENT_TYPE};
@@ -18,6 +21,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
+pub use listener::Limits;
 use std::future::Future;
 use std::sync::Arc;
 
@@ -46,24 +50,39 @@ pub fn router(state: AdminState) -> Router {
         .with_state(state)
 }
 
-/// Serves the admin API on `listener` until `shutdown` completes.
+/// Serves the admin API on `listener` until `shutdown` completes, within the default
+/// [`Limits`] (bounded connections, header and idle timeouts: see [`listener`]).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AdminState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), AdminError> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    listener::serve(listener, router(state), Limits::default(), shutdown).await;
     Ok(())
 }
 
-async fn healthz() -> &'static str {
-    "ok\n"
+/// Liveness: the process serves, and its store can write (a store that cannot record what
+/// lumierd does stops all provider writes; a restart reopens it).
+async fn healthz(State(state): State<AdminState>) -> Response {
+    if state.store.can_write() {
+        (StatusCode::OK, "ok\n").into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unhealthy: the state store cannot write (disk full or failing?)\n",
+        )
+            .into_response()
+    }
 }
 
 async fn readyz(State(state): State<AdminState>) -> Response {
-    if state.metrics.is_ready() {
+    if !state.store.can_write() {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: the state store cannot write (disk full or failing?)\n",
+        )
+            .into_response()
+    } else if state.metrics.is_ready() {
         (StatusCode::OK, "ready\n").into_response()
     } else {
         (

@@ -45,6 +45,10 @@ pub enum Command {
     Validate {
         /// The manifests folder.
         dir: PathBuf,
+        /// Accept a folder with no stage manifest (else an error: an empty folder would
+        /// delete every resource).
+        #[arg(long)]
+        allow_empty: bool,
     },
     /// Show every resource's state (works whether or not the daemon runs).
     Status(StatusArgs),
@@ -86,8 +90,18 @@ pub struct Common {
     #[arg(long)]
     pub api_url: Option<String>,
     /// Where the embedded local API listens (default: an ephemeral loopback port).
+    /// A non-loopback address needs --local-api-allow-remote.
     #[arg(long)]
     pub local_api_listen: Option<SocketAddr>,
+    /// Allow --local-api-listen on a non-loopback address (anyone who reaches it and holds
+    /// the token in STATE/local-api/token can read and change the sandbox).
+    #[arg(long)]
+    pub local_api_allow_remote: bool,
+    /// Accept a manifests folder with no stage manifest, and so delete every resource it
+    /// managed (Argo CD's `allowEmpty`). Without it, an empty folder is an error and nothing
+    /// is deleted.
+    #[arg(long)]
+    pub allow_empty: bool,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -109,6 +123,16 @@ pub struct RunArgs {
     /// Most resources one pass may delete; a larger prune is held until approved.
     #[arg(long, default_value_t = 10)]
     pub max_prune: usize,
+    /// Approve the held deletions of APP or APP/STAGE for this run: an app no manifest
+    /// declares any more, or a stage whose protection was lifted in the same change that
+    /// removed its resources. Repeatable.
+    #[arg(long, value_name = "APP[/STAGE]")]
+    pub approve_delete: Vec<String>,
+    /// Take over objects lumierd has no record of but finds by their names: a KV namespace
+    /// with a managed title, a Worker script of another installation (e.g. after the state
+    /// folder was lost). Each adoption is logged.
+    #[arg(long)]
+    pub adopt: bool,
     /// Most resources reconciled at once.
     #[arg(long, default_value_t = 8)]
     pub concurrency: usize,
@@ -155,9 +179,13 @@ pub struct EmulatorArgs {
     /// Persist everything in this folder (default: memory only).
     #[arg(long)]
     pub data: Option<PathBuf>,
-    /// The API token clients must send (default: the local development token).
+    /// The API token clients must send (default on loopback: the local development token
+    /// `lumierd-local-token`; required with --allow-remote).
     #[arg(long, env = "LUMIERD_EMULATOR_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// Allow --listen on a non-loopback address (needs --token: the default token is public).
+    #[arg(long)]
+    pub allow_remote: bool,
     /// The account id (32 hex; default: the local development account).
     #[arg(long)]
     pub account_id: Option<String>,
@@ -228,7 +256,7 @@ pub fn main() -> i32 {
         }
     };
     match cli.command {
-        Command::Validate { dir } => validate(&dir),
+        Command::Validate { dir, allow_empty } => validate(&dir, allow_empty),
         Command::Schema => schema(),
         Command::Run(args) => cmd_run(args),
         Command::Plan(args) => cmd_plan(args),
@@ -238,11 +266,15 @@ pub fn main() -> i32 {
     }
 }
 
-fn validate(dir: &std::path::Path) -> i32 {
-    match crate::source::load(dir) {
+fn validate(dir: &std::path::Path, allow_empty: bool) -> i32 {
+    let options = manifest::LoadOptions { allow_empty };
+    match crate::source::load_with(dir, &options) {
         Ok(loaded) => {
-            for file in &loaded.skipped {
-                eprintln!("note: {file}: skipped, not a stage manifest (no `app`, `stage` or `resources`)");
+            for file in &loaded.unclassified {
+                eprintln!(
+                    "note: {}: a worker module, not a stage manifest",
+                    manifest::text::escape(&file.display)
+                );
             }
             println!("ok: {}", loaded.desired.summary());
             EXIT_OK
@@ -255,11 +287,11 @@ fn validate(dir: &std::path::Path) -> i32 {
                 "error: {} problem{} in manifests under {}",
                 diags.len(),
                 if diags.len() == 1 { "" } else { "s" },
-                dir.display()
+                manifest::text::escape(&dir.display().to_string())
             );
             EXIT_USAGE
         }
-        Err(e @ LoadError::Root { .. }) => {
+        Err(e @ (LoadError::Root { .. } | LoadError::Empty { .. })) => {
             eprintln!("error: {e}");
             EXIT_USAGE
         }
@@ -363,6 +395,44 @@ fn read_token() -> anyhow::Result<String> {
     anyhow::bail!("--provider cloudflare needs CLOUDFLARE_API_TOKEN (or the systemd credential `cloudflare-api-token`)")
 }
 
+/// Refuses a non-loopback `--local-api-listen` without `--local-api-allow-remote` (the embedded
+/// API holds the sandbox's data; like `--admin-listen`, leaving this host is a decision).
+fn check_local_api_listen(common: &Common) -> Result<(), String> {
+    match common.local_api_listen {
+        Some(addr) if !crate::admin::is_local(&addr) && !common.local_api_allow_remote => {
+            Err(format!(
+                "error: --local-api-listen {addr} is not a loopback address; serving the \
+                 embedded API beyond this host needs --local-api-allow-remote (clients then \
+                 need the token in STATE/local-api/token)"
+            ))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Refuses `lumierd emulator --listen` on a non-loopback address without `--allow-remote`,
+/// and with it but without `--token` (the default token is written in this README).
+fn check_emulator_listen(args: &EmulatorArgs) -> Result<(), String> {
+    if crate::admin::is_local(&args.listen) {
+        return Ok(());
+    }
+    if !args.allow_remote {
+        return Err(format!(
+            "error: --listen {} is not a loopback address; serving the emulator beyond this \
+             host needs --allow-remote (and a --token of your own)",
+            args.listen
+        ));
+    }
+    if args.token.as_deref().is_none_or(str::is_empty) {
+        return Err(
+            "error: --allow-remote needs --token (or LUMIERD_EMULATOR_TOKEN): the default \
+             token is public"
+                .to_owned(),
+        );
+    }
+    Ok(())
+}
+
 fn run_config(
     common: &Common,
     once: bool,
@@ -379,6 +449,9 @@ fn run_config(
         policy,
         provider: provider_config(common)?,
         admin_listen: None,
+        load: manifest::LoadOptions {
+            allow_empty: common.allow_empty,
+        },
     })
 }
 
@@ -401,17 +474,28 @@ fn cmd_run(args: RunArgs) -> i32 {
             return EXIT_USAGE;
         }
     }
+    if let Err(e) = check_local_api_listen(&args.common) {
+        eprintln!("{e}");
+        return EXIT_USAGE;
+    }
     init_logs(args.log_format, args.log_level.as_deref());
+    crate::fdlimit::raise_nofile_logged();
     let policy = Policy {
         drift: args.drift.into(),
         max_prune: args.max_prune,
         concurrency: args.concurrency,
         act: true,
+        approve_delete: args.approve_delete.clone(),
+        adopt: args.adopt,
     };
     let outcome = (|| -> anyhow::Result<Result<bool, DaemonError>> {
         let mut cfg = run_config(&args.common, args.once, policy, args.resync, args.debounce)?;
         cfg.admin_listen = args.admin_listen;
-        Ok(runtime()?.block_on(daemon::run(cfg)))
+        let rt = runtime()?;
+        let result = rt.block_on(daemon::run(cfg));
+        // A flush stuck on a frozen disk runs on a blocking thread: don't wait for it.
+        rt.shutdown_timeout(Duration::from_secs(1));
+        Ok(result)
     })();
     match outcome {
         Ok(Ok(true)) => EXIT_OK,
@@ -461,12 +545,18 @@ fn cmd_healthcheck(url: &str) -> i32 {
 }
 
 fn cmd_plan(args: PlanArgs) -> i32 {
+    if let Err(e) = check_local_api_listen(&args.common) {
+        eprintln!("{e}");
+        return EXIT_USAGE;
+    }
     init_logs(LogFormat::Human, Some("warn"));
     let policy = Policy {
         drift: DriftMode::Correct,
         max_prune: usize::MAX,
         concurrency: 8,
         act: false,
+        approve_delete: Vec::new(),
+        adopt: false,
     };
     let outcome = (|| -> anyhow::Result<Result<Vec<Change>, DaemonError>> {
         let cfg = run_config(
@@ -515,8 +605,19 @@ fn cmd_plan(args: PlanArgs) -> i32 {
 fn cmd_status(args: StatusArgs) -> i32 {
     let state = state_dir(args.state);
     let outcome = (|| -> anyhow::Result<serde_json::Value> {
+        use crate::runtime::status_socket::{self, AskError};
         let rt = runtime()?;
-        if let Some(v) = rt.block_on(daemon::ask_daemon(&state, args.stage.as_deref())) {
+        let request = format!("status {}", args.stage.as_deref().unwrap_or(""));
+        // `None`: no daemon listens (none runs, or one is starting); an error: one is stuck.
+        let ask = || match rt.block_on(status_socket::query(&state, &request)) {
+            Ok(v) => Ok(Some(v)),
+            Err(AskError::NoDaemon(_)) => Ok(None),
+            Err(why @ AskError::NotAnswering { .. }) => Err(anyhow::anyhow!(
+                "{why}; a lumierd daemon runs on this state folder but does not answer (it may \
+                 be stuck): see its log, or restart it"
+            )),
+        };
+        if let Some(v) = ask()? {
             return Ok(v);
         }
         if !state.join("db").exists() {
@@ -531,8 +632,7 @@ fn cmd_status(args: StatusArgs) -> i32 {
                 // A daemon that is starting holds the store before its socket is up.
                 for _ in 0..50 {
                     std::thread::sleep(Duration::from_millis(100));
-                    if let Some(v) = rt.block_on(daemon::ask_daemon(&state, args.stage.as_deref()))
-                    {
+                    if let Some(v) = ask()? {
                         return Ok(v);
                     }
                 }
@@ -572,6 +672,10 @@ fn parse_rate_limit(s: &str) -> Result<crate::local_api::RateLimitModel, String>
 }
 
 fn cmd_emulator(args: EmulatorArgs) -> i32 {
+    if let Err(e) = check_emulator_listen(&args) {
+        eprintln!("{e}");
+        return EXIT_USAGE;
+    }
     init_logs(LogFormat::Human, None);
     let outcome = (|| -> anyhow::Result<()> {
         let rate_limit = args

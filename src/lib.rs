@@ -20,6 +20,7 @@
 pub mod admin;
 pub mod cli;
 pub mod cloudflare;
+pub mod fdlimit;
 pub mod local_api;
 pub mod manifest;
 pub mod memory;

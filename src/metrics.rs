@@ -23,6 +23,16 @@
 //! | `lumierd_cloudflare_ratelimit_wait_seconds_total` | counter | |
 //! | `lumierd_cloudflare_ratelimit_blocked_seconds` | gauge | |
 //! | `process_start_time_seconds` | gauge | |
+//!
+//! Kept by hand rather than `prometheus-client` (issue #10.6), because that crate (0.26.0, the
+//! current one, tried on 2026-11-30) only writes OpenMetrics 1.0, which changes what scrapers,
+//! dashboards and the tests read: it refuses a counter registered as `…_total` and writes its
+//! `# TYPE` line without the suffix (`# TYPE lumierd_passes counter`, samples
+//! `lumierd_passes_total`); it appends a period to every HELP text; it ends with `# EOF`; and
+//! its content type is `application/openmetrics-text`. Serving text format 0.0.4 unchanged
+//! (names, HELP texts, `# TYPE …_total counter`) would mean writing the encoder by hand anyway.
+//! The cost stays bounded: every label set here is a fixed list, so memory does not grow with
+//! the number of resources.
 
 use crate::cloudflare::RequestStats;
 use crate::store::State;

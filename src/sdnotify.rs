@@ -5,6 +5,14 @@
 //! States sent by the daemon: `READY=1` once the first pass is done, `WATCHDOG=1` every half
 //! watchdog interval, `RELOADING=1` then `READY=1` around a SIGHUP reload, `STOPPING=1` on
 //! shutdown, and a human-readable `STATUS=…` along the way.
+//!
+//! Kept by hand rather than the `sd-notify` crate (issue #10.6), for two reasons measured with
+//! sd-notify 0.5.0 (a scratch program, 2026-11-30): its `notify` fails with `ENOENT` for an
+//! abstract socket (`NOTIFY_SOCKET=@name`, which systemd hands out too, and which
+//! `sends_to_path_and_abstract_sockets` below covers), and it sends on a blocking socket: with
+//! a manager that stops reading, the 12th datagram blocked the sending thread for good (more
+//! than 2 s, then the run was ended) — here that thread is a tokio worker. This notifier is
+//! non-blocking and drops a note instead. The crate would save about 60 lines.
 
 use std::os::unix::net::{SocketAddr, UnixDatagram};
 use std::time::Duration;

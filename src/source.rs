@@ -64,8 +64,10 @@ pub struct Snapshot {
     pub desired: Arc<Desired>,
     /// The canonical manifests root.
     pub root: PathBuf,
-    /// JSON files skipped as not being manifests.
-    pub skipped: Vec<String>,
+    /// JSON files that are not manifests (each a module of some worker, checked at load).
+    pub unclassified: Vec<manifest::Unclassified>,
+    /// The options of the first load, kept by every reload from this snapshot.
+    options: manifest::LoadOptions,
     /// Built workers by entry path, reused by the next load while their files are unchanged.
     cache: HashMap<PathBuf, Cached>,
     /// The manifest files' fingerprint ([`manifest::Sources::fingerprint`]).
@@ -141,13 +143,19 @@ impl Snapshot {
 /// Loads the manifests under `root` and builds every worker's modules. Module errors are
 /// reported like manifest errors, at the worker's declaration.
 pub fn load(root: &Path) -> Result<Snapshot, LoadError> {
-    load_after(root, None)
+    load_with(root, &manifest::LoadOptions::default())
+}
+
+/// Like [`load`], as `options` say (e.g. `--allow-empty`); reloads from the snapshot keep them.
+pub fn load_with(root: &Path, options: &manifest::LoadOptions) -> Result<Snapshot, LoadError> {
+    build(root, manifest::read(root)?, None, options)
 }
 
 /// Like [`load`], reusing the workers of `previous` whose files did not change (a reload in
 /// the daemon rebuilds only what an edit touched). Workers sharing an entry share a bundle.
 pub fn load_after(root: &Path, previous: Option<&Snapshot>) -> Result<Snapshot, LoadError> {
-    build(root, manifest::read(root)?, previous)
+    let options = previous.map(|p| p.options).unwrap_or_default();
+    build(root, manifest::read(root)?, previous, &options)
 }
 
 /// Reloads for the daemon. When no manifest file's content changed, the manifests are not
@@ -157,16 +165,18 @@ pub fn load_after(root: &Path, previous: Option<&Snapshot>) -> Result<Snapshot, 
 pub fn reload(root: &Path, previous: &Arc<Snapshot>) -> Result<Arc<Snapshot>, LoadError> {
     let sources = manifest::read(root)?;
     if sources.has_problems() || sources.fingerprint != previous.fingerprint {
-        return build(root, sources, Some(previous)).map(Arc::new);
+        return build(root, sources, Some(previous), &previous.options).map(Arc::new);
     }
     let built = build_bundles(root, &previous.root, &previous.desired, Some(previous))?;
+    check_unclassified(&previous.unclassified, &built.cache)?;
     if built.rebuilt == 0 {
         return Ok(Arc::clone(previous));
     }
     Ok(Arc::new(Snapshot {
         desired: Arc::clone(&previous.desired),
         root: previous.root.clone(),
-        skipped: previous.skipped.clone(),
+        unclassified: previous.unclassified.clone(),
+        options: previous.options,
         fingerprint: previous.fingerprint,
         cache: built.cache,
     }))
@@ -176,16 +186,36 @@ fn build(
     root: &Path,
     sources: manifest::Sources,
     previous: Option<&Snapshot>,
+    options: &manifest::LoadOptions,
 ) -> Result<Snapshot, LoadError> {
-    let loaded = sources.decode()?;
+    let loaded = sources.decode_with(options)?;
     let built = build_bundles(root, &loaded.root, &loaded.desired, previous)?;
+    check_unclassified(&loaded.unclassified, &built.cache)?;
     Ok(Snapshot {
         desired: Arc::new(loaded.desired),
         root: loaded.root,
-        skipped: loaded.skipped,
+        unclassified: loaded.unclassified,
+        options: *options,
         fingerprint: loaded.fingerprint,
         cache: built.cache,
     })
+}
+
+/// A JSON file that is not a manifest must be a module of some built worker.
+fn check_unclassified(
+    unclassified: &[manifest::Unclassified],
+    cache: &HashMap<PathBuf, Cached>,
+) -> Result<(), LoadError> {
+    let modules: std::collections::HashSet<&Path> = cache
+        .values()
+        .flat_map(|c| c.bundle.sources.iter().map(PathBuf::as_path))
+        .collect();
+    let diags = manifest::unclassified_errors(unclassified, |p| modules.contains(p));
+    if diags.is_empty() {
+        Ok(())
+    } else {
+        Err(LoadError::Invalid(diags))
+    }
 }
 
 /// Every worker's bundle by entry path, and how many had to be built (not reused from
@@ -329,6 +359,34 @@ mod tests {
             fourth.bundle(&key("a")).unwrap().content_hash,
             third.bundle(&key("a")).unwrap().content_hash,
             "{names:?}"
+        );
+    }
+
+    /// A JSON file is accepted only while a worker imports it, on the daemon's reload path
+    /// too (where unchanged manifests are not decoded again).
+    #[test]
+    fn a_json_file_no_worker_imports_any_more_fails_the_reload() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::write(root.join("data.json"), "{}").unwrap();
+        std::fs::write(
+            root.join("index.js"),
+            "import d from \"./data.json\";\nexport default { d };\n",
+        )
+        .unwrap();
+        std::fs::write(
+            root.join("m.yaml"),
+            "app: { name: shop }\nstage: dev\nresources:\n  a: { type: worker, entry: index.js }\n",
+        )
+        .unwrap();
+        let first = Arc::new(load(root).unwrap());
+        // A different length: the build cache sees the edit whatever the clock's resolution.
+        std::fs::write(root.join("index.js"), "export default {};\n").unwrap();
+        let err = reload(root, &first).unwrap_err().to_string();
+        assert!(
+            err.contains("data.json:1:1: not a stage manifest")
+                && err.contains("no worker imports it"),
+            "{err}"
         );
     }
 

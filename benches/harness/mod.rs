@@ -365,11 +365,15 @@ impl Fleet {
         let controller = Controller {
             client: Client::new(cfg)?,
             store: store.clone(),
+            installation: lumierd::store::installation::installation_id(&self.state(), true)?
+                .unwrap_or_default(),
             policy: Policy {
                 drift: lumierd::manifest::DriftMode::Correct,
                 max_prune: 10,
                 concurrency: DAEMON_CONCURRENCY,
                 act: true,
+                approve_delete: Vec::new(),
+                adopt: false,
             },
             metrics: Default::default(),
         };

@@ -183,6 +183,8 @@ pub(crate) struct Inner {
     max_retries: u32,
     backoff_base: Duration,
     stats: Mutex<RequestStats>,
+    /// Set when lumierd stops (SIGTERM): no new attempt is sent after it, retries included.
+    stopping: std::sync::atomic::AtomicBool,
 }
 
 /// A request body that can be rebuilt for every attempt.
@@ -367,6 +369,7 @@ impl Client {
                 max_retries: config.max_retries,
                 backoff_base: config.backoff_base,
                 stats: Mutex::new(RequestStats::default()),
+                stopping: std::sync::atomic::AtomicBool::new(false),
             }),
         })
     }
@@ -377,6 +380,32 @@ impl Client {
     }
 
     /// A snapshot of the request counters.
+    /// Stops sending: every clone refuses new attempts from now on (calls in flight finish).
+    /// For a graceful stop: nothing new is written to the provider after SIGTERM.
+    pub fn stop_sending(&self) {
+        self.inner
+            .stopping
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Whether [`Client::stop_sending`] was called.
+    pub fn is_stopping(&self) -> bool {
+        self.inner
+            .stopping
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn refuse_if_stopping(&self, operation: &'static str) -> Result<(), ApiError> {
+        if self.is_stopping() {
+            return Err(ApiError::new(
+                operation,
+                ErrorKind::Retryable,
+                "lumierd is stopping: not sending",
+            ));
+        }
+        Ok(())
+    }
+
     pub fn stats(&self) -> RequestStats {
         let mut stats = self
             .inner
@@ -485,6 +514,7 @@ impl Client {
         let url = self.url(&req);
         let mut attempt: u32 = 0;
         loop {
+            self.refuse_if_stopping(req.operation)?;
             if let Err(blocked) = inner.limiter.acquire(MAX_RATE_LIMIT_WAIT).await {
                 self.bump(|s| s.refused_while_blocked += 1);
                 return Err(ApiError::new(
@@ -494,6 +524,8 @@ impl Client {
                 )
                 .with_retry_after(Some(blocked)));
             }
+            // Again: stopped while waiting for the bucket.
+            self.refuse_if_stopping(req.operation)?;
             let started = Instant::now();
             let outcome = self.attempt(&req, &url).await;
             let elapsed = started.elapsed();
@@ -518,10 +550,11 @@ impl Client {
                     .entry((req.operation.to_owned(), status))
                     .or_insert(0) += 1;
             });
-            let err = match outcome {
+            let mut err = match outcome {
                 Ok(resp) => return Ok(resp),
                 Err(err) => err,
             };
+            err.attempts = attempt + 1;
             if !err.kind.is_retried() || attempt >= inner.max_retries {
                 return Err(err);
             }

@@ -105,6 +105,9 @@ pub struct ApiError {
     pub detail: String,
     /// How long the API asked us to wait (`Retry-After`, or the remaining account-wide block).
     retry_after: Option<Duration>,
+    /// Attempts the client sent for this call (1 = no retry). A retried call's earlier
+    /// attempt may have been applied although its answer was lost.
+    pub attempts: u32,
 }
 
 impl ApiError {
@@ -118,6 +121,7 @@ impl ApiError {
             operation,
             detail: detail.into(),
             retry_after: None,
+            attempts: 1,
         }
     }
 
@@ -137,6 +141,7 @@ impl ApiError {
             operation,
             detail: detail.into(),
             retry_after,
+            attempts: 1,
         }
     }
 

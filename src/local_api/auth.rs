@@ -4,6 +4,7 @@ use axum::http::{header, HeaderMap};
 use sha2::{Digest, Sha256};
 
 use super::envelope::ApiError;
+use super::faults::Bucket;
 
 const PREFIX: &str = "/client/v4";
 
@@ -67,11 +68,42 @@ pub fn token_id(token: &str) -> String {
     hex::encode(&digest[..16])
 }
 
-/// The rate-limit bucket of a path: its account id, or `user` for everything else.
-pub fn rate_limit_bucket(path: &str) -> &str {
-    path.strip_prefix(PREFIX)
-        .and_then(|rest| rest.strip_prefix("/accounts/"))
-        .and_then(|after| after.split('/').next())
-        .filter(|a| !a.is_empty())
-        .unwrap_or("user")
+/// The rate-limit bucket of a path: [`Bucket::Account`] for the served account,
+/// [`Bucket::User`] for `/client/v4/user/…`, and none for anything else (another account's
+/// path is refused by [`check`]; counting it would keep state per unknown account).
+pub fn rate_limit_bucket(path: &str, account_id: &str) -> Option<Bucket> {
+    let rest = path.strip_prefix(PREFIX)?;
+    if rest.starts_with("/user/") {
+        return Some(Bucket::User);
+    }
+    let account = rest.strip_prefix("/accounts/")?.split('/').next()?;
+    account
+        .eq_ignore_ascii_case(account_id)
+        .then_some(Bucket::Account)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_served_account_and_the_user_routes_have_a_bucket() {
+        let me = "1ae1d0c0ffee00000000000000000001";
+        let path = |a: &str| format!("/client/v4/accounts/{a}/storage/kv/namespaces");
+        assert_eq!(rate_limit_bucket(&path(me), me), Some(Bucket::Account));
+        assert_eq!(
+            rate_limit_bucket(&path(&me.to_ascii_uppercase()), me),
+            Some(Bucket::Account)
+        );
+        assert_eq!(
+            rate_limit_bucket(&path("ffffffffffffffffffffffffffffffff"), me),
+            None
+        );
+        assert_eq!(
+            rate_limit_bucket("/client/v4/user/tokens/verify", me),
+            Some(Bucket::User)
+        );
+        assert_eq!(rate_limit_bucket("/elsewhere", me), None);
+        assert_eq!(rate_limit_bucket("/client/v4/accounts", me), None);
+    }
 }

@@ -1,6 +1,5 @@
 //! Fault injection knobs (latency, 500s, dropped connections) and the rate-limit model.
 
-use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -22,7 +21,7 @@ pub struct Faults {
     pub rate_limit: Option<RateLimitModel>,
 }
 
-/// `requests` per `window`, counted per account over fixed windows (the first counted request
+/// `requests` per `window`, counted per [`Bucket`] over fixed windows (the first counted request
 /// opens a window). Beyond the budget every request is answered `429`, code 971, with
 /// `Retry-After` = whole seconds until the window ends (rounded up, at least 1), until it ends.
 #[derive(Debug, Clone, Copy)]
@@ -41,8 +40,30 @@ pub enum Verdict {
     Drop,
 }
 
-/// Decides the fault for one request. `bucket` names the rate-limit bucket (the account).
-pub fn decide(faults: &Faults, limiter: &RateLimiter, bucket: &str) -> Verdict {
+/// Who a request's budget is counted against. There are exactly two, so the limiter's memory
+/// is fixed whatever the requests say: paths naming another account (answered 403 by auth)
+/// and paths outside `/client/v4` are counted against nobody (`None` from the caller), so
+/// that unknown accounts and tokens leave nothing behind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bucket {
+    /// `/client/v4/accounts/{the served account}/…`.
+    Account,
+    /// `/client/v4/user/…` (token verify).
+    User,
+}
+
+impl Bucket {
+    fn index(self) -> usize {
+        match self {
+            Bucket::Account => 0,
+            Bucket::User => 1,
+        }
+    }
+}
+
+/// Decides the fault for one request. `bucket` names the rate-limit bucket; `None` is never
+/// rate limited (see [`Bucket`]).
+pub fn decide(faults: &Faults, limiter: &RateLimiter, bucket: Option<Bucket>) -> Verdict {
     use rand::Rng;
     let mut rng = rand::thread_rng();
     if faults.reset_rate > 0.0 && rng.gen::<f64>() < faults.reset_rate {
@@ -51,16 +72,16 @@ pub fn decide(faults: &Faults, limiter: &RateLimiter, bucket: &str) -> Verdict {
     if faults.error_rate > 0.0 && rng.gen::<f64>() < faults.error_rate {
         return Verdict::Reject(ApiError::internal("Internal server error (injected fault)"));
     }
-    match faults.rate_limit {
-        None => Verdict::Proceed(Vec::new()),
-        Some(model) => limiter.check(model, bucket, Instant::now()),
+    match (faults.rate_limit, bucket) {
+        (Some(model), Some(bucket)) => limiter.check(model, bucket, Instant::now()),
+        _ => Verdict::Proceed(Vec::new()),
     }
 }
 
-/// Fixed-window counters per bucket.
+/// Fixed-window counters, one per [`Bucket`] (fixed size: nothing grows per request).
 #[derive(Debug, Default)]
 pub struct RateLimiter {
-    windows: Mutex<HashMap<String, Window>>,
+    windows: Mutex<[Option<Window>; 2]>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -72,16 +93,13 @@ struct Window {
 impl RateLimiter {
     /// Forgets every window (used when the model changes).
     pub fn reset(&self) {
-        self.windows
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clear();
+        *self.windows.lock().unwrap_or_else(|p| p.into_inner()) = [None, None];
     }
 
-    fn check(&self, model: RateLimitModel, bucket: &str, now: Instant) -> Verdict {
+    fn check(&self, model: RateLimitModel, bucket: Bucket, now: Instant) -> Verdict {
         let window_len = model.window.max(Duration::from_millis(1));
         let mut windows = self.windows.lock().unwrap_or_else(|p| p.into_inner());
-        let w = windows.entry(bucket.to_owned()).or_insert(Window {
+        let w = windows[bucket.index()].get_or_insert(Window {
             start: now,
             used: 0,
         });
@@ -157,9 +175,15 @@ mod tests {
             window: Duration::from_secs(10),
         };
         let t0 = Instant::now();
-        assert!(matches!(limiter.check(model, "a", t0), Verdict::Proceed(_)));
-        assert!(matches!(limiter.check(model, "a", t0), Verdict::Proceed(_)));
-        match limiter.check(model, "a", t0 + Duration::from_millis(2500)) {
+        assert!(matches!(
+            limiter.check(model, Bucket::Account, t0),
+            Verdict::Proceed(_)
+        ));
+        assert!(matches!(
+            limiter.check(model, Bucket::Account, t0),
+            Verdict::Proceed(_)
+        ));
+        match limiter.check(model, Bucket::Account, t0 + Duration::from_millis(2500)) {
             Verdict::Reject(e) => {
                 assert_eq!(e.code, 971);
                 let retry = e
@@ -172,10 +196,13 @@ mod tests {
             _ => panic!("expected 429"),
         }
         // Another bucket is independent.
-        assert!(matches!(limiter.check(model, "b", t0), Verdict::Proceed(_)));
+        assert!(matches!(
+            limiter.check(model, Bucket::User, t0),
+            Verdict::Proceed(_)
+        ));
         // The next window opens at t0 + 10s.
         assert!(matches!(
-            limiter.check(model, "a", t0 + Duration::from_secs(10)),
+            limiter.check(model, Bucket::Account, t0 + Duration::from_secs(10)),
             Verdict::Proceed(_)
         ));
     }

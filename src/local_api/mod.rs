@@ -24,6 +24,9 @@
 //! * **Wrong method** on a served path: 405 with code 10000 "<METHOD> method not allowed for
 //!   the api_token authentication scheme" (the real gateway's wording).
 //! * **Dropped connections** (`reset_rate`) are logged with status 0.
+//! * **A client that goes away** does not cancel its request: each request is handled in a
+//!   task of its own that runs to its end, applies what it applies and is logged with the
+//!   status it would have answered (as a server that received a whole request does).
 //! * **Request bodies are read to the end before answering**, also when the answer does not
 //!   need them (auth failure, 404, validation error): hyper closes a connection whose request
 //!   body is unread, and a client still sending it (undici's `fetch` in wrangler and the
@@ -41,26 +44,38 @@
 //!
 //! Request pipeline, in order: latency → connection drop → injected 500 → rate limit → auth →
 //! route. Every request, whatever its fate, is recorded in the request log.
+//!
+//! **Bounded memory.** Nothing kept across requests grows with them: the in-memory request
+//! log is a ring (see `reqlog`), the rate limiter has one window for the served account and
+//! one for `/user/…` and counts nothing else (requests naming another account are refused by
+//! auth and leave no trace but their log entry).
 
+mod app_state;
 mod auth;
 mod envelope;
+mod extract;
 mod faults;
 mod history;
 mod multipart;
+mod private_fs;
 mod reqlog;
 mod routes;
 mod routes_kv;
+mod routes_kv_bulk;
 mod routes_secrets;
 mod routes_subdomain;
 mod routes_tokens;
 mod routes_versions;
 mod routes_workers;
 mod state;
+mod token_file;
+mod worker_bindings;
+mod worker_upload;
 
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
@@ -69,7 +84,11 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tower::ServiceExt;
 
 pub use faults::{Faults, RateLimitModel};
-pub use reqlog::LoggedRequest;
+pub use reqlog::{
+    LoggedRequest, MEMORY_BYTES as REQUEST_LOG_MEMORY_BYTES,
+    MEMORY_ENTRIES as REQUEST_LOG_MEMORY_ENTRIES,
+};
+pub use token_file::{load_or_create as load_or_create_token, token_path, TOKEN_FILE};
 
 use faults::{RateLimiter, Verdict};
 use reqlog::RequestLog;
@@ -77,7 +96,9 @@ use state::Store;
 
 /// The account id of the embedded default configuration (32 lowercase hex).
 pub const DEFAULT_ACCOUNT_ID: &str = "1ae1d0c0ffee00000000000000000001";
-/// The bearer token of the embedded default configuration (local development only).
+/// The bearer token of the in-memory default configuration and of `lumierd emulator` without
+/// `--token` on a loopback address (local development only). A persisted API embedded in
+/// `lumierd run` uses the random token of its data folder instead ([`load_or_create_token`]).
 pub const DEFAULT_TOKEN: &str = "lumierd-local-token";
 
 /// `(method, path)` of every route the local API serves. Paths are relative to `/client/v4`
@@ -199,7 +220,7 @@ impl LocalApi {
         }
         let store = Store::open(config.data_dir.as_deref())?;
         let log = RequestLog::open(config.request_log.as_deref())?;
-        let router = routes::router(routes::AppState {
+        let router = routes::router(app_state::AppState {
             store: store.clone(),
             token_id: auth::token_id(&config.token),
         })
@@ -245,7 +266,9 @@ impl LocalApi {
         &self.inner.account_id
     }
 
-    /// A copy of every request logged since start (or the last [`clear_request_log`]).
+    /// A copy of the requests logged since start (or the last [`clear_request_log`]), oldest
+    /// first: the newest [`REQUEST_LOG_MEMORY_ENTRIES`] at most, within
+    /// [`REQUEST_LOG_MEMORY_BYTES`] of path and query text (the `request_log` file keeps all).
     ///
     /// [`clear_request_log`]: LocalApi::clear_request_log
     pub fn request_log(&self) -> Vec<LoggedRequest> {
@@ -290,7 +313,19 @@ impl LocalApi {
                     let inner = Arc::clone(&self.inner);
                     let service = hyper::service::service_fn(move |req| {
                         let inner = Arc::clone(&inner);
-                        async move { inner.handle(req).await }
+                        // Each request runs in a task of its own, so that it runs to its end
+                        // (applied and logged) also when its client goes away: hyper drops
+                        // this future when the connection closes, not the task.
+                        let task = tokio::spawn(async move { inner.handle(req).await });
+                        async move {
+                            match task.await {
+                                Ok(answer) => answer,
+                                Err(_) => Ok(envelope::ApiError::internal(
+                                    "Internal server error (the request handler failed)",
+                                )
+                                .into_response()),
+                            }
+                        }
                     });
                     let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
                     tokio::spawn(async move {
@@ -313,11 +348,15 @@ impl LocalApi {
 struct ConnectionDropped;
 
 impl Inner {
+    /// Handles one request and logs it: with its answer's status, or with status 0 when the
+    /// connection is dropped by fault injection or the handling ends without an answer.
     async fn handle(&self, req: hyper::Request<Incoming>) -> Result<Response, ConnectionDropped> {
-        let started = Instant::now();
-        let method = req.method().to_string();
         let path = req.uri().path().to_owned();
-        let query = req.uri().query().unwrap_or("").to_owned();
+        let entry = self.log.start(
+            req.method().to_string(),
+            path.clone(),
+            req.uri().query().unwrap_or("").to_owned(),
+        );
         let faults = self
             .faults
             .read()
@@ -326,10 +365,10 @@ impl Inner {
         if !faults.latency.is_zero() {
             tokio::time::sleep(faults.latency).await;
         }
-        let bucket = auth::rate_limit_bucket(&path);
+        let bucket = auth::rate_limit_bucket(&path, &self.account_id);
         let response = match faults::decide(&faults, &self.limiter, bucket) {
             Verdict::Drop => {
-                self.log.record(method, path, query, 0, started.elapsed());
+                entry.finish(0);
                 return Err(ConnectionDropped);
             }
             Verdict::Reject(err) => {
@@ -351,13 +390,7 @@ impl Inner {
                 response
             }
         };
-        self.log.record(
-            method,
-            path,
-            query,
-            response.status().as_u16(),
-            started.elapsed(),
-        );
+        entry.finish(response.status().as_u16());
         Ok(response)
     }
 

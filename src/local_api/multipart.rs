@@ -1,4 +1,5 @@
-//! `multipart/form-data`: reading request bodies into parts, and writing response bodies.
+//! `multipart/form-data`: reading request bodies into parts (multer, through axum), and
+//! writing response bodies.
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Multipart, Request};
@@ -77,6 +78,9 @@ fn multipart_error(e: axum::extract::multipart::MultipartError) -> ApiError {
 
 /// Builds a `multipart/form-data` body; returns (content type with boundary, body).
 /// Each part is `(name, content type, bytes)` and is written with `filename = name`.
+///
+/// Written by hand: reading is multer's (through axum's `Multipart`), but multer only parses,
+/// and `reqwest::multipart::Form` renders only into a reqwest request, not a response body.
 pub fn write_form(parts: &[(&str, &str, &[u8])]) -> (String, Vec<u8>) {
     use rand::Rng;
     let boundary = format!("----lumierd{:032x}", rand::thread_rng().gen::<u128>());

@@ -1,30 +1,23 @@
 //! The route table: one list of `(method, path, handler)` that both builds the axum router and
 //! answers [`served_routes`], so the list the conformance test checks is the one served.
+//!
+//! Dependencies point one way: this table imports the route files, and the route files import
+//! their extractors (`extract`) and shared state (`app_state`), never this table.
 
-use std::collections::HashMap;
-
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
-use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::routing::{on, MethodFilter, MethodRouter};
 use axum::Router;
 
+pub use super::app_state::AppState;
 use super::envelope::ApiError;
+#[cfg(test)]
 use super::state::Store;
-use super::{routes_kv as kv, routes_tokens as tokens, routes_workers as workers};
+use super::{
+    routes_kv as kv, routes_kv_bulk as bulk, routes_tokens as tokens, routes_workers as workers,
+};
 use super::{
     routes_secrets as secrets, routes_subdomain as subdomain, routes_versions as versions,
 };
-
-/// Shared by every handler.
-#[derive(Clone)]
-pub struct AppState {
-    pub store: Store,
-    /// The public id of the configured token (answered by token verify).
-    pub token_id: String,
-}
 
 /// All routes, relative to `/client/v4`, in OpenAPI path syntax. A trailing `{key_name}`
 /// matches the rest of the path (greedy: some clients leave `/` in key names unencoded).
@@ -93,22 +86,22 @@ fn table() -> Vec<(&'static str, &'static str, MethodRouter<AppState>)> {
         (
             "PUT",
             "/accounts/{account_id}/storage/kv/namespaces/{namespace_id}/bulk",
-            on(MethodFilter::PUT, kv::bulk_write),
+            on(MethodFilter::PUT, bulk::bulk_write),
         ),
         (
             "DELETE",
             "/accounts/{account_id}/storage/kv/namespaces/{namespace_id}/bulk",
-            on(MethodFilter::DELETE, kv::bulk_delete),
+            on(MethodFilter::DELETE, bulk::bulk_delete),
         ),
         (
             "POST",
             "/accounts/{account_id}/storage/kv/namespaces/{namespace_id}/bulk/delete",
-            on(MethodFilter::POST, kv::bulk_delete),
+            on(MethodFilter::POST, bulk::bulk_delete),
         ),
         (
             "POST",
             "/accounts/{account_id}/storage/kv/namespaces/{namespace_id}/bulk/get",
-            on(MethodFilter::POST, kv::bulk_get),
+            on(MethodFilter::POST, bulk::bulk_get),
         ),
         (
             "GET",
@@ -289,89 +282,6 @@ async fn method_not_allowed(method: axum::http::Method) -> ApiError {
         crate::cloudflare::types::codes::AUTH_ERROR,
         format!("{method} method not allowed for the api_token authentication scheme"),
     )
-}
-
-/// Path parameters; a malformed one (e.g. bad percent-encoding) is a 400/10021 envelope.
-pub struct P<T>(pub T);
-
-impl<T, S> FromRequestParts<S> for P<T>
-where
-    T: serde::de::DeserializeOwned + Send,
-    S: Send + Sync,
-{
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        Path::<T>::from_request_parts(parts, state)
-            .await
-            .map(|Path(t)| P(t))
-            .map_err(|e| ApiError::validation(e.body_text()))
-    }
-}
-
-/// Query parameters as a map (the last occurrence of a name wins).
-pub struct Q(pub HashMap<String, String>);
-
-impl<S: Send + Sync> FromRequestParts<S> for Q {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        Query::<HashMap<String, String>>::from_request_parts(parts, state)
-            .await
-            .map(|Query(q)| Q(q))
-            .map_err(|e| ApiError::validation(e.body_text()))
-    }
-}
-
-impl Q {
-    /// A numeric parameter: `default` when absent, 400/10021 when not a number in `min..=max`.
-    pub fn number(&self, name: &str, default: u32, min: u32, max: u32) -> Result<u32, ApiError> {
-        match self.0.get(name).map(|s| s.trim()).filter(|s| !s.is_empty()) {
-            None => Ok(default),
-            Some(text) => match text.parse::<u32>() {
-                Ok(n) if (min..=max).contains(&n) => Ok(n),
-                _ => Err(ApiError::validation(format!(
-                    "Invalid {name}: must be an integer between {min} and {max}"
-                ))),
-            },
-        }
-    }
-
-    pub fn get(&self, name: &str) -> Option<&str> {
-        self.0.get(name).map(String::as_str)
-    }
-}
-
-/// The whole request body; one too large for the server is a 413 envelope.
-pub struct B(pub Bytes);
-
-impl<S: Send + Sync> FromRequest<S> for B {
-    type Rejection = ApiError;
-
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        Bytes::from_request(req, state)
-            .await
-            .map(B)
-            .map_err(|e: BytesRejection| {
-                ApiError::new(e.status(), super::envelope::PAYLOAD_CODE, e.body_text())
-            })
-    }
-}
-
-/// Answers `Err` unless `id` is a well-formed namespace id (32 hex characters): the real API
-/// gateway does not route malformed ids (404, code 7003).
-pub fn check_namespace_id(account: &str, id: &str) -> Result<(), ApiError> {
-    if id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()) {
-        Ok(())
-    } else {
-        Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            crate::cloudflare::types::codes::NO_ROUTE,
-            format!(
-                "Could not route to /client/v4/accounts/{account}/storage/kv/namespaces/{id}, perhaps your object identifier is invalid?"
-            ),
-        ))
-    }
 }
 
 #[cfg(test)]

@@ -3,7 +3,8 @@
 //!
 //! Limits enforced (from the real service): title 1..=512 characters and unique per account
 //! (10014); key 1..=512 bytes, not `.` or `..`; metadata ≤ 1024 bytes serialized; value
-//! ≤ 25 MiB (413); `expiration_ttl` ≥ 60 and `expiration` ≥ now + 60 (`expiration_ttl` wins);
+//! ≤ 25 MiB (413); `expiration_ttl` ≥ 60 and `expiration` ≥ now + 60 (`expiration_ttl` wins),
+//! both ending no later than 9999-12-31T23:59:59Z (our bound, see [`MAX_EXPIRATION_SECS`]);
 //! key list `limit` 10..=1000 (default 1000); namespace list `per_page` 1..=1000 (default 20,
 //! the newer documented bounds), `page` ≥ 1, a page past the end is `[]`. Validation failures
 //! without a documented code answer 400/10021.
@@ -13,12 +14,12 @@ use std::ops::Bound;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use base64::Engine as _;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
+use super::app_state::AppState;
 use super::envelope::{ok, ok_list, ok_null, parse_json, ApiError, ApiResult};
+use super::extract::{BodyBytes, PathParams, QueryParams};
 use super::multipart;
-use super::routes::{check_namespace_id, AppState, B, P, Q};
 use super::state::{now_secs, Data, NamespaceRec, ValueRec};
 use crate::cloudflare::types::{codes, KvKey, Namespace, ResultInfo};
 
@@ -27,7 +28,11 @@ const MAX_KEY_BYTES: usize = 512;
 const MAX_METADATA_BYTES: usize = 1024;
 const MAX_VALUE_BYTES: usize = 25 * 1024 * 1024;
 const MIN_TTL_SECS: u64 = 60;
-const MAX_BULK_ITEMS: usize = 10_000;
+/// Latest expiration accepted: 9999-12-31T23:59:59Z, the last instant RFC 3339 can write.
+/// The real API documents no upper bound but refuses `expiration_ttl = u64::MAX`; its code
+/// and message for that case are not documented, so the emulator answers with the closest
+/// documented validation error (400/10021, worded like the documented lower-bound errors).
+const MAX_EXPIRATION_SECS: u64 = 253_402_300_799;
 
 fn to_api(ns: &NamespaceRec) -> Namespace {
     Namespace {
@@ -37,13 +42,13 @@ fn to_api(ns: &NamespaceRec) -> Namespace {
     }
 }
 
-fn find<'a>(data: &'a Data, id: &str) -> Result<&'a NamespaceRec, ApiError> {
+pub fn find<'a>(data: &'a Data, id: &str) -> Result<&'a NamespaceRec, ApiError> {
     data.namespaces
         .get(&id.to_ascii_lowercase())
         .ok_or_else(ApiError::namespace_not_found)
 }
 
-fn find_mut<'a>(data: &'a mut Data, id: &str) -> Result<&'a mut NamespaceRec, ApiError> {
+pub fn find_mut<'a>(data: &'a mut Data, id: &str) -> Result<&'a mut NamespaceRec, ApiError> {
     data.namespaces
         .get_mut(&id.to_ascii_lowercase())
         .ok_or_else(ApiError::namespace_not_found)
@@ -79,8 +84,8 @@ fn duplicate_title(action: &str) -> ApiError {
 /// `GET …/namespaces?page&per_page&order&direction`. Default order: `id` ascending.
 pub async fn list_namespaces(
     State(state): State<AppState>,
-    P((_account,)): P<(String,)>,
-    q: Q,
+    PathParams((_account,)): PathParams<(String,)>,
+    q: QueryParams,
 ) -> ApiResult {
     let page = q.number("page", 1, 1, u32::MAX)?;
     let per_page = q.number("per_page", 20, 1, 1000)?;
@@ -131,8 +136,8 @@ pub async fn list_namespaces(
 /// `POST …/namespaces` with `{title}` → the new namespace.
 pub async fn create_namespace(
     State(state): State<AppState>,
-    P((_account,)): P<(String,)>,
-    B(body): B,
+    PathParams((_account,)): PathParams<(String,)>,
+    BodyBytes(body): BodyBytes,
 ) -> ApiResult {
     let title = validate_title(&body)?;
     let created = state
@@ -169,7 +174,7 @@ fn random_id() -> String {
 /// `GET …/namespaces/{id}`.
 pub async fn get_namespace(
     State(state): State<AppState>,
-    P((account, id)): P<(String, String)>,
+    PathParams((account, id)): PathParams<(String, String)>,
 ) -> ApiResult {
     check_namespace_id(&account, &id)?;
     let ns = state.store.read(|d| find(d, &id).map(to_api))?;
@@ -180,8 +185,8 @@ pub async fn get_namespace(
 /// `result.title`; the 2024 spec's empty result is not what clients need).
 pub async fn rename_namespace(
     State(state): State<AppState>,
-    P((account, id)): P<(String, String)>,
-    B(body): B,
+    PathParams((account, id)): PathParams<(String, String)>,
+    BodyBytes(body): BodyBytes,
 ) -> ApiResult {
     check_namespace_id(&account, &id)?;
     let title = validate_title(&body)?;
@@ -206,7 +211,7 @@ pub async fn rename_namespace(
 /// `DELETE …/namespaces/{id}` → `null`; 400/10052 while a script binds it.
 pub async fn delete_namespace(
     State(state): State<AppState>,
-    P((account, id)): P<(String, String)>,
+    PathParams((account, id)): PathParams<(String, String)>,
 ) -> ApiResult {
     check_namespace_id(&account, &id)?;
     state
@@ -232,8 +237,8 @@ pub async fn delete_namespace(
 /// last page. The cursor is opaque to clients (hex of the last key returned).
 pub async fn list_keys(
     State(state): State<AppState>,
-    P((account, id)): P<(String, String)>,
-    q: Q,
+    PathParams((account, id)): PathParams<(String, String)>,
+    q: QueryParams,
 ) -> ApiResult {
     check_namespace_id(&account, &id)?;
     let limit = q.number("limit", 1000, 10, 1000)? as usize;
@@ -285,7 +290,7 @@ pub async fn list_keys(
 /// header (unix seconds) when the value expires; 404/10009 when missing or expired.
 pub async fn get_value(
     State(state): State<AppState>,
-    P((account, id, key)): P<(String, String, String)>,
+    PathParams((account, id, key)): PathParams<(String, String, String)>,
 ) -> ApiResult {
     check_namespace_id(&account, &id)?;
     let now = now_secs();
@@ -316,7 +321,7 @@ pub async fn get_value(
 /// `GET …/metadata/{key}` → the key's metadata (`null` when it has none); 404/10009 when missing.
 pub async fn get_metadata(
     State(state): State<AppState>,
-    P((account, id, key)): P<(String, String, String)>,
+    PathParams((account, id, key)): PathParams<(String, String, String)>,
 ) -> ApiResult {
     check_namespace_id(&account, &id)?;
     let now = now_secs();
@@ -335,8 +340,8 @@ pub async fn get_metadata(
 /// with part `value` and optional part `metadata` (JSON text). Answers `null`.
 pub async fn put_value(
     State(state): State<AppState>,
-    P((account, id, key)): P<(String, String, String)>,
-    q: Q,
+    PathParams((account, id, key)): PathParams<(String, String, String)>,
+    q: QueryParams,
     req: Request,
 ) -> ApiResult {
     check_namespace_id(&account, &id)?;
@@ -359,7 +364,7 @@ pub async fn put_value(
             value.ok_or_else(|| ApiError::validation("multipart body has no 'value' part"))?;
         (value, metadata)
     } else {
-        let B(body) = B::from_request_into(req).await?;
+        let BodyBytes(body) = BodyBytes::read(req).await?;
         (body.to_vec(), None)
     };
     let expiration = parse_number_param(q.get("expiration"), "expiration")?;
@@ -377,13 +382,6 @@ pub async fn put_value(
     ok_null()
 }
 
-impl B {
-    /// Reads a request body outside the extractor position.
-    async fn from_request_into(req: Request) -> Result<B, ApiError> {
-        <B as axum::extract::FromRequest<()>>::from_request(req, &()).await
-    }
-}
-
 fn parse_number_param(text: Option<&str>, name: &str) -> Result<Option<u64>, ApiError> {
     match text.map(str::trim).filter(|t| !t.is_empty()) {
         None => Ok(None),
@@ -395,7 +393,7 @@ fn parse_number_param(text: Option<&str>, name: &str) -> Result<Option<u64>, Api
 }
 
 /// Validates one write and builds its record. `ttl` wins over `expiration`.
-fn validate_write(
+pub fn validate_write(
     key: &str,
     value: Vec<u8>,
     expiration: Option<u64>,
@@ -420,10 +418,21 @@ fn validate_write(
                 "Invalid expiration_ttl of {ttl}. Expiration TTL must be at least {MIN_TTL_SECS}."
             )))
         }
+        (Some(ttl), _) if ttl > MAX_EXPIRATION_SECS.saturating_sub(now) => {
+            return Err(ApiError::validation(format!(
+                "Invalid expiration_ttl of {ttl}. Expiration TTL must be at most {}.",
+                MAX_EXPIRATION_SECS.saturating_sub(now)
+            )))
+        }
         (Some(ttl), _) => Some(now.saturating_add(ttl)),
         (None, Some(exp)) if exp < now.saturating_add(MIN_TTL_SECS) => {
             return Err(ApiError::validation(format!(
                 "Invalid expiration of {exp}. Expiration times must be at least {MIN_TTL_SECS} seconds in the future."
+            )))
+        }
+        (None, Some(exp)) if exp > MAX_EXPIRATION_SECS => {
+            return Err(ApiError::validation(format!(
+                "Invalid expiration of {exp}. Expiration times must be at most {MAX_EXPIRATION_SECS}."
             )))
         }
         (None, exp) => exp,
@@ -456,7 +465,7 @@ fn validate_key(key: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn purge_expired(ns: &mut NamespaceRec) {
+pub fn purge_expired(ns: &mut NamespaceRec) {
     let now = now_secs();
     ns.values.retain(|_, v| v.is_live(now));
 }
@@ -464,7 +473,7 @@ fn purge_expired(ns: &mut NamespaceRec) {
 /// `DELETE …/values/{key}` → `null` (also when the key does not exist).
 pub async fn delete_value(
     State(state): State<AppState>,
-    P((account, id, key)): P<(String, String, String)>,
+    PathParams((account, id, key)): PathParams<(String, String, String)>,
 ) -> ApiResult {
     check_namespace_id(&account, &id)?;
     state
@@ -478,206 +487,18 @@ pub async fn delete_value(
     ok_null()
 }
 
-#[derive(Deserialize)]
-struct BulkItem {
-    key: String,
-    value: String,
-    #[serde(default)]
-    base64: bool,
-    #[serde(default)]
-    expiration: Option<u64>,
-    #[serde(default)]
-    expiration_ttl: Option<u64>,
-    #[serde(default)]
-    metadata: Option<serde_json::Value>,
-}
-
-/// Result of the bulk endpoints.
-#[derive(Serialize)]
-struct BulkResult {
-    successful_key_count: usize,
-    unsuccessful_keys: Vec<String>,
-}
-
-fn check_bulk_len(n: usize) -> Result<(), ApiError> {
-    if n > MAX_BULK_ITEMS {
-        return Err(ApiError::validation(format!(
-            "Too many items: {n} (at most {MAX_BULK_ITEMS})"
-        )));
+/// Answers `Err` unless `id` is a well-formed namespace id (32 hex characters): the real API
+/// gateway does not route malformed ids (404, code 7003).
+pub fn check_namespace_id(account: &str, id: &str) -> Result<(), ApiError> {
+    if id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            crate::cloudflare::types::codes::NO_ROUTE,
+            format!(
+                "Could not route to /client/v4/accounts/{account}/storage/kv/namespaces/{id}, perhaps your object identifier is invalid?"
+            ),
+        ))
     }
-    Ok(())
-}
-
-/// `PUT …/bulk` with `[{key, value, base64?, expiration?, expiration_ttl?, metadata?}]`: all or
-/// nothing — one invalid item rejects the request.
-pub async fn bulk_write(
-    State(state): State<AppState>,
-    P((account, id)): P<(String, String)>,
-    B(body): B,
-) -> ApiResult {
-    check_namespace_id(&account, &id)?;
-    let items: Vec<BulkItem> = parse_json(&body)?;
-    check_bulk_len(items.len())?;
-    let now = now_secs();
-    let mut records = Vec::with_capacity(items.len());
-    for item in items {
-        let value = if item.base64 {
-            base64::engine::general_purpose::STANDARD
-                .decode(item.value.as_bytes())
-                .map_err(|e| {
-                    ApiError::validation(format!(
-                        "Invalid base64 value for key {:?}: {e}",
-                        item.key
-                    ))
-                })?
-        } else {
-            item.value.into_bytes()
-        };
-        let record = validate_write(
-            &item.key,
-            value,
-            item.expiration,
-            item.expiration_ttl,
-            item.metadata,
-            now,
-        )?;
-        records.push((item.key, record));
-    }
-    let count = records.len();
-    state
-        .store
-        .mutate(|d| {
-            let ns = find_mut(d, &id)?;
-            purge_expired(ns);
-            ns.values.extend(records);
-            Ok(())
-        })
-        .await?;
-    ok(BulkResult {
-        successful_key_count: count,
-        unsuccessful_keys: Vec::new(),
-    })
-}
-
-/// `DELETE …/bulk` (deprecated, wrangler) and `POST …/bulk/delete` (SDKs) with a JSON array of
-/// key names. Missing keys count as deleted.
-pub async fn bulk_delete(
-    State(state): State<AppState>,
-    P((account, id)): P<(String, String)>,
-    B(body): B,
-) -> ApiResult {
-    check_namespace_id(&account, &id)?;
-    let keys: Vec<String> = parse_json(&body)?;
-    check_bulk_len(keys.len())?;
-    let count = keys.len();
-    state
-        .store
-        .mutate(|d| {
-            let ns = find_mut(d, &id)?;
-            for key in &keys {
-                ns.values.remove(key);
-            }
-            Ok(())
-        })
-        .await?;
-    ok(BulkResult {
-        successful_key_count: count,
-        unsuccessful_keys: Vec::new(),
-    })
-}
-
-/// Most keys one `bulk/get` may ask for.
-const MAX_BULK_GET_KEYS: usize = 100;
-
-#[derive(Deserialize)]
-struct BulkGetBody {
-    keys: Vec<String>,
-    #[serde(default, rename = "type")]
-    kind: Option<String>,
-    #[serde(default, rename = "withMetadata")]
-    with_metadata: Option<bool>,
-}
-
-/// `POST …/bulk/get` with `{keys: [1..=100], type?: "text"|"json", withMetadata?: bool}` →
-/// `{values: {key: value}}`, or with metadata `{values: {key: {value, metadata, expiration?}}}`;
-/// missing (or expired) keys map to `null`. Values must be UTF-8 text ("Binary values are not
-/// supported"), and with `type: "json"` valid JSON, else the request is 400/10021 (as the
-/// runtime's bulk read answers). Newer than the 2024 slice (API-NOTES §1.2); the SDKs'
-/// `bulk_get`/`bulkGet` and `wrangler kv bulk get` call it.
-pub async fn bulk_get(
-    State(state): State<AppState>,
-    P((account, id)): P<(String, String)>,
-    B(body): B,
-) -> ApiResult {
-    check_namespace_id(&account, &id)?;
-    let BulkGetBody {
-        keys,
-        kind,
-        with_metadata,
-    } = parse_json(&body)?;
-    let as_json = match kind.as_deref() {
-        None | Some("text") => false,
-        Some("json") => true,
-        Some(other) => {
-            return Err(ApiError::validation(format!(
-                "\"{other}\" is not a valid type. Use \"json\" or \"text\""
-            )))
-        }
-    };
-    if keys.is_empty() {
-        return Err(ApiError::validation("You must request a minimum of 1 key"));
-    }
-    if keys.len() > MAX_BULK_GET_KEYS {
-        return Err(ApiError::validation(format!(
-            "You can request a maximum of {MAX_BULK_GET_KEYS} keys"
-        )));
-    }
-    let with_metadata = with_metadata.unwrap_or(false);
-    let now = now_secs();
-    let found: Vec<(String, Option<ValueRec>)> = state.store.read(|d| {
-        let ns = find(d, &id)?;
-        Ok::<_, ApiError>(
-            keys.iter()
-                .map(|k| {
-                    let v = ns.values.get(k).filter(|v| v.is_live(now)).cloned();
-                    (k.clone(), v)
-                })
-                .collect(),
-        )
-    })?;
-    let mut values = serde_json::Map::with_capacity(found.len());
-    for (key, rec) in found {
-        let Some(rec) = rec else {
-            values.insert(key, serde_json::Value::Null);
-            continue;
-        };
-        let kind_name = if as_json { "json" } else { "text" };
-        let non_kind = || {
-            ApiError::validation(format!(
-                "At least one of the requested keys corresponds to a non-{kind_name} value"
-            ))
-        };
-        let text = String::from_utf8(rec.value).map_err(|_| non_kind())?;
-        let value = if as_json {
-            serde_json::from_str(&text).map_err(|_| non_kind())?
-        } else {
-            serde_json::Value::String(text)
-        };
-        let entry = if with_metadata {
-            let mut obj = serde_json::Map::new();
-            obj.insert("value".into(), value);
-            obj.insert(
-                "metadata".into(),
-                rec.metadata.unwrap_or(serde_json::Value::Null),
-            );
-            if let Some(exp) = rec.expiration {
-                obj.insert("expiration".into(), exp.into());
-            }
-            serde_json::Value::Object(obj)
-        } else {
-            value
-        };
-        values.insert(key, entry);
-    }
-    ok(serde_json::json!({ "values": values }))
 }

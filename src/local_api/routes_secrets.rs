@@ -23,9 +23,10 @@ use axum::http::StatusCode;
 use serde::Serialize;
 use serde_json::Value;
 
+use super::app_state::AppState;
 use super::envelope::{ok, ok_null, parse_json, ApiError, ApiResult};
+use super::extract::{BodyBytes, PathParams};
 use super::history;
-use super::routes::{AppState, B, P};
 use super::routes_workers::find;
 use super::state::{Data, ScriptRec};
 use crate::cloudflare::types::Binding;
@@ -157,11 +158,11 @@ fn change_secrets(
 /// `PUT …/secrets` with a JSON secret → `{name, type}`.
 pub async fn put_secret(
     State(state): State<AppState>,
-    P((_a, script)): P<(String, String)>,
+    PathParams((_a, script)): PathParams<(String, String)>,
     req: Request,
 ) -> ApiResult {
     let source = history::client_of(req.headers());
-    let B(body) = <B as axum::extract::FromRequest<()>>::from_request(req, &()).await?;
+    let BodyBytes(body) = BodyBytes::read(req).await?;
     let secret = parse_secret(parse_json::<Value>(&body)?)?;
     let out = SecretOut {
         name: secret.name().unwrap_or_default().to_owned(),
@@ -178,7 +179,7 @@ pub async fn put_secret(
 /// `GET …/secrets` → `[{name, type}]`.
 pub async fn list_secrets(
     State(state): State<AppState>,
-    P((_a, script)): P<(String, String)>,
+    PathParams((_a, script)): PathParams<(String, String)>,
 ) -> ApiResult {
     let out = state.store.read(|d| find(d, &script).map(secrets_of))?;
     ok(out)
@@ -187,7 +188,7 @@ pub async fn list_secrets(
 /// `GET …/secrets/{secret_name}` → `{name, type}`.
 pub async fn get_secret(
     State(state): State<AppState>,
-    P((_a, script, name)): P<(String, String, String)>,
+    PathParams((_a, script, name)): PathParams<(String, String, String)>,
 ) -> ApiResult {
     let out = state.store.read(|d| {
         find(d, &script).and_then(|rec| {
@@ -203,7 +204,7 @@ pub async fn get_secret(
 /// `DELETE …/secrets/{secret_name}` → `result: null`.
 pub async fn delete_secret(
     State(state): State<AppState>,
-    P((_a, script, name)): P<(String, String, String)>,
+    PathParams((_a, script, name)): PathParams<(String, String, String)>,
     req: Request,
 ) -> ApiResult {
     let source = history::client_of(req.headers());
@@ -218,11 +219,11 @@ pub async fn delete_secret(
 /// name is unchanged) → every secret after the change, by name.
 pub async fn patch_secrets_bulk(
     State(state): State<AppState>,
-    P((_a, script)): P<(String, String)>,
+    PathParams((_a, script)): PathParams<(String, String)>,
     req: Request,
 ) -> ApiResult {
     let source = history::client_of(req.headers());
-    let B(body) = <B as axum::extract::FromRequest<()>>::from_request(req, &()).await?;
+    let BodyBytes(body) = BodyBytes::read(req).await?;
     let Some(Value::Object(secrets)) = parse_json::<Value>(&body)?
         .get_mut("secrets")
         .map(Value::take)

@@ -18,8 +18,9 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use serde_json::{json, Value};
 
+use super::app_state::AppState;
 use super::envelope::{ok, parse_json, ApiError, ApiResult};
-use super::routes::{AppState, B, P};
+use super::extract::{BodyBytes, PathParams};
 use super::routes_workers::find;
 use super::state::{rfc3339_micros, ScriptSubdomain};
 use crate::cloudflare::types::codes;
@@ -38,7 +39,7 @@ fn valid_subdomain(name: &str) -> bool {
 /// `GET /accounts/{a}/workers/subdomain` → `{subdomain}`.
 pub async fn get_account_subdomain(
     State(state): State<AppState>,
-    P((_a,)): P<(String,)>,
+    PathParams((_a,)): PathParams<(String,)>,
 ) -> ApiResult {
     let name = state.store.read(|d| d.account_subdomain.name.clone());
     match name {
@@ -54,8 +55,8 @@ pub async fn get_account_subdomain(
 /// `PUT /accounts/{a}/workers/subdomain` with `{subdomain}` → `{subdomain}`.
 pub async fn put_account_subdomain(
     State(state): State<AppState>,
-    P((_a,)): P<(String,)>,
-    B(body): B,
+    PathParams((_a,)): PathParams<(String,)>,
+    BodyBytes(body): BodyBytes,
 ) -> ApiResult {
     let v: Value = parse_json(&body)?;
     let name = v
@@ -82,7 +83,7 @@ pub async fn put_account_subdomain(
 /// `DELETE /accounts/{a}/workers/subdomain` → 204.
 pub async fn delete_account_subdomain(
     State(state): State<AppState>,
-    P((_a,)): P<(String,)>,
+    PathParams((_a,)): PathParams<(String,)>,
 ) -> ApiResult {
     state
         .store
@@ -97,7 +98,7 @@ pub async fn delete_account_subdomain(
 /// `GET …/scripts/{n}/subdomain` → `{enabled, previews_enabled}`.
 pub async fn get_script_subdomain(
     State(state): State<AppState>,
-    P((_a, name)): P<(String, String)>,
+    PathParams((_a, name)): PathParams<(String, String)>,
 ) -> ApiResult {
     let sub = state.store.read(|d| find(d, &name).map(|r| r.subdomain))?;
     ok(sub)
@@ -106,8 +107,8 @@ pub async fn get_script_subdomain(
 /// `POST …/scripts/{n}/subdomain` with `{enabled, previews_enabled?}` → the state after.
 pub async fn post_script_subdomain(
     State(state): State<AppState>,
-    P((_a, name)): P<(String, String)>,
-    B(body): B,
+    PathParams((_a, name)): PathParams<(String, String)>,
+    BodyBytes(body): BodyBytes,
 ) -> ApiResult {
     let v: Value = parse_json(&body)?;
     let Some(enabled) = v.get("enabled").and_then(Value::as_bool) else {
@@ -132,7 +133,7 @@ pub async fn post_script_subdomain(
 /// `DELETE …/scripts/{n}/subdomain` → `{enabled: false, previews_enabled: false}`.
 pub async fn delete_script_subdomain(
     State(state): State<AppState>,
-    P((_a, name)): P<(String, String)>,
+    PathParams((_a, name)): PathParams<(String, String)>,
 ) -> ApiResult {
     set_script_subdomain(&state, name, ScriptSubdomain::default()).await
 }
@@ -156,7 +157,7 @@ async fn set_script_subdomain(state: &AppState, name: String, sub: ScriptSubdoma
 /// wrangler builds the workers.dev host from `GET /workers/subdomain`.
 pub async fn get_worker(
     State(state): State<AppState>,
-    P((_a, name)): P<(String, String)>,
+    PathParams((_a, name)): PathParams<(String, String)>,
 ) -> ApiResult {
     let rec = state.store.read(|d| find(d, &name).cloned())?;
     ok(json!({

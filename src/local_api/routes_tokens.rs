@@ -3,8 +3,8 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 
+use super::app_state::AppState;
 use super::envelope::{ok, ApiError, ApiResult};
-use super::routes::AppState;
 use crate::cloudflare::types::{codes, TokenStatus};
 
 /// `GET /accounts/{a}/tokens/verify` → `{id, status: "active"}` (auth checked upstream).

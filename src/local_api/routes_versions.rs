@@ -17,12 +17,15 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::app_state::AppState;
 use super::envelope::{ok, parse_json, ApiError, ApiResult};
+use super::extract::{BodyBytes, PathParams, QueryParams};
 use super::history::{self, VersionRec};
 use super::multipart;
-use super::routes::{AppState, B, P, Q};
-use super::routes_workers::{etag, find, parse_upload, resolve_bindings, str_field, Upload};
+use super::routes_workers::{find, str_field};
 use super::state::ScriptRec;
+use super::worker_bindings::resolve_bindings;
+use super::worker_upload::{etag, parse_upload, Upload};
 use crate::cloudflare::types::{codes, Binding};
 
 /// Rolling back to a version whose secrets changed since (API-NOTES §7.3).
@@ -41,8 +44,8 @@ fn version_not_found(id: &str) -> ApiError {
 /// `POST …/scripts/{n}/versions` → the new (undeployed) version.
 pub async fn upload_version(
     State(state): State<AppState>,
-    P((_a, name)): P<(String, String)>,
-    q: Q,
+    PathParams((_a, name)): PathParams<(String, String)>,
+    q: QueryParams,
     req: Request,
 ) -> ApiResult {
     let source = history::client_of(req.headers());
@@ -112,8 +115,8 @@ pub async fn upload_version(
 /// `GET …/scripts/{n}/versions` → `{items}`, newest first.
 pub async fn list_versions(
     State(state): State<AppState>,
-    P((_a, name)): P<(String, String)>,
-    q: Q,
+    PathParams((_a, name)): PathParams<(String, String)>,
+    q: QueryParams,
 ) -> ApiResult {
     let deployable = q.get("deployable") == Some("true");
     let page = q.number("page", 1, 1, u32::MAX)? as usize;
@@ -138,7 +141,7 @@ pub async fn list_versions(
 /// `GET …/scripts/{n}/versions/{id}` → the version with its resources.
 pub async fn get_version(
     State(state): State<AppState>,
-    P((_a, name, id)): P<(String, String, String)>,
+    PathParams((_a, name, id)): PathParams<(String, String, String)>,
 ) -> ApiResult {
     let out = state.store.read(|d| {
         let rec = find(d, &name)?;
@@ -154,7 +157,7 @@ pub async fn get_version(
 /// `GET …/scripts/{n}/deployments` → `{deployments}`, newest first.
 pub async fn list_deployments(
     State(state): State<AppState>,
-    P((_a, name)): P<(String, String)>,
+    PathParams((_a, name)): PathParams<(String, String)>,
 ) -> ApiResult {
     let deployments: Vec<Value> = state.store.read(|d| {
         find(d, &name).map(|rec| {
@@ -197,13 +200,13 @@ fn changed_secrets(rec: &ScriptRec, target: &VersionRec) -> Vec<String> {
 /// becomes the live code.
 pub async fn create_deployment(
     State(state): State<AppState>,
-    P((_a, name)): P<(String, String)>,
-    q: Q,
+    PathParams((_a, name)): PathParams<(String, String)>,
+    q: QueryParams,
     req: Request,
 ) -> ApiResult {
     let source = history::client_of(req.headers());
     let force = q.get("force") == Some("true");
-    let B(body) = <B as axum::extract::FromRequest<()>>::from_request(req, &()).await?;
+    let BodyBytes(body) = BodyBytes::read(req).await?;
     let body: DeploymentBody = parse_json(&body)?;
     if body.strategy != "percentage" {
         return Err(ApiError::validation("strategy must be \"percentage\""));

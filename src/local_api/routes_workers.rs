@@ -9,6 +9,8 @@
 //!   module (400/10021); modules must use a content type the real API accepts;
 //! * name must match `^[a-z0-9_][a-z0-9-_]*$`, ≤ 63 characters (400/10016); total size
 //!   ≤ 10 MiB (400/10027); `kv_namespace` bindings must name existing namespaces (400/10041);
+//! * bindings need string `type` and `name`, and the typed ones (`kv_namespace`, `plain_text`,
+//!   `secret_text`) their fields (400/10021);
 //! * bindings: `inherit` keeps the previous binding of that name (`old_name` supported; with
 //!   `?bindings_inherit=strict` an unresolvable one is 400/10057, else it is dropped);
 //!   `secret_text` without `text` keeps the previous secret; `keep_bindings` keeps previous
@@ -29,34 +31,19 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
+use super::app_state::AppState;
 use super::envelope::{ok, parse_json, ApiError, ApiResult};
+use super::extract::{BodyBytes, PathParams, QueryParams};
 use super::history;
-use super::multipart::{self, Part};
-use super::routes::{AppState, B, P, Q};
-use super::state::{rfc3339_micros, Data, ModuleRec, ScriptRec};
-use crate::cloudflare::types::{codes, Binding, Script, ScriptMetadata, ScriptSettings};
+use super::multipart;
+use super::state::{rfc3339_micros, Data, ScriptRec};
+use super::worker_bindings::resolve_bindings;
+use super::worker_upload::{check_entry, collect_parts, etag, parse_upload, Upload};
+use crate::cloudflare::types::{codes, Binding, Script, ScriptSettings};
 
 const MAX_NAME_LEN: usize = 63;
-const MAX_SCRIPT_BYTES: usize = 10 * 1024 * 1024;
-/// Unresolvable `inherit` binding under `bindings_inherit=strict`.
-const INHERIT_UNRESOLVED: u32 = 10057;
 /// `workers/services/{name}` not found.
 const SERVICE_NOT_FOUND: u32 = 10090;
-
-/// Module content types the real API accepts ([DOCS] "files").
-const MODULE_TYPES: &[&str] = &[
-    "application/javascript+module",
-    "text/javascript+module",
-    "application/javascript",
-    "text/javascript",
-    "text/x-python",
-    "text/x-python-requirement",
-    "application/json",
-    "text/plain",
-    "application/octet-stream",
-    "application/wasm",
-    "application/source-map",
-];
 
 /// True for names the real API accepts: `^[a-z0-9_][a-z0-9-_]*$`, at most 63 characters.
 pub fn valid_script_name(name: &str) -> bool {
@@ -135,243 +122,14 @@ fn settings_out(rec: &ScriptRec) -> SettingsOut {
 }
 
 /// `GET …/workers/scripts` → every script (no pagination), by name.
-pub async fn list_scripts(State(state): State<AppState>, P((_a,)): P<(String,)>) -> ApiResult {
+pub async fn list_scripts(
+    State(state): State<AppState>,
+    PathParams((_a,)): PathParams<(String,)>,
+) -> ApiResult {
     let all: Vec<ScriptOut> = state
         .store
         .read(|d| d.scripts.values().map(|s| script_out(s, false)).collect());
     ok(all)
-}
-
-fn binding_type(b: &Binding) -> String {
-    match b {
-        Binding::KvNamespace { .. } => "kv_namespace".into(),
-        Binding::PlainText { .. } => "plain_text".into(),
-        Binding::SecretText { .. } => "secret_text".into(),
-        Binding::Other(v) => v
-            .get("type")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned(),
-    }
-}
-
-/// A copy of `b` exposed as `name`.
-fn renamed(b: &Binding, name: &str) -> Result<Binding, ApiError> {
-    let mut v = serde_json::to_value(b).map_err(|e| ApiError::internal(e.to_string()))?;
-    if let Some(obj) = v.as_object_mut() {
-        obj.insert("name".into(), Value::String(name.to_owned()));
-    }
-    serde_json::from_value(v).map_err(|e| ApiError::internal(e.to_string()))
-}
-
-/// Resolves `inherit` bindings and text-less secrets against `old`, appends kept bindings,
-/// and checks that bound KV namespaces exist.
-pub(super) fn resolve_bindings(
-    d: &Data,
-    new: Vec<Binding>,
-    old: &[Binding],
-    keep_types: &[String],
-    strict: bool,
-) -> Result<Vec<Binding>, ApiError> {
-    let find_old = |name: &str| old.iter().find(|b| b.name() == Some(name));
-    let mut out = Vec::with_capacity(new.len());
-    for b in new {
-        match &b {
-            Binding::Other(v) if v.get("type").and_then(Value::as_str) == Some("inherit") => {
-                let name = v.get("name").and_then(Value::as_str).unwrap_or_default();
-                let from = v.get("old_name").and_then(Value::as_str).unwrap_or(name);
-                match find_old(from) {
-                    Some(prev) => out.push(renamed(prev, name)?),
-                    None if strict => {
-                        return Err(ApiError::new(
-                            StatusCode::BAD_REQUEST,
-                            INHERIT_UNRESOLVED,
-                            format!("Cannot inherit binding '{from}': the previous version has no such binding."),
-                        ))
-                    }
-                    None => {}
-                }
-            }
-            Binding::SecretText { name, text: None } => match find_old(name) {
-                Some(prev @ Binding::SecretText { text: Some(_), .. }) => out.push(prev.clone()),
-                _ => {
-                    return Err(ApiError::validation(format!(
-                        "secret_text binding '{name}' has no text and no previous value"
-                    )))
-                }
-            },
-            _ => out.push(b),
-        }
-    }
-    for prev in old {
-        let kept_type = keep_types.iter().any(|t| *t == binding_type(prev));
-        let named = prev
-            .name()
-            .is_some_and(|n| out.iter().any(|b| b.name() == Some(n)));
-        if kept_type && !named {
-            out.push(prev.clone());
-        }
-    }
-    for b in &out {
-        if let Binding::KvNamespace { namespace_id, .. } = b {
-            if !d
-                .namespaces
-                .contains_key(&namespace_id.to_ascii_lowercase())
-            {
-                return Err(ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    codes::BOUND_NAMESPACE_MISSING,
-                    format!("KV namespace '{namespace_id}' not found."),
-                ));
-            }
-        }
-    }
-    Ok(out)
-}
-
-/// Content type of a module part: its declared type (parameters dropped), else one inferred
-/// from the file extension.
-fn module_type(part: &Part, name: &str) -> Result<String, ApiError> {
-    let declared = part
-        .content_type
-        .as_deref()
-        .map(|ct| {
-            ct.split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_ascii_lowercase()
-        })
-        .filter(|ct| !ct.is_empty());
-    let ct = declared.unwrap_or_else(|| {
-        let ext = name.rsplit('.').next().unwrap_or("");
-        match ext {
-            "js" | "mjs" => "application/javascript+module",
-            "cjs" => "application/javascript",
-            "py" => "text/x-python",
-            "json" => "application/json",
-            "wasm" => "application/wasm",
-            "map" => "application/source-map",
-            "txt" => "text/plain",
-            _ => "application/octet-stream",
-        }
-        .to_owned()
-    });
-    if MODULE_TYPES.contains(&ct.as_str()) {
-        Ok(ct)
-    } else {
-        Err(ApiError::validation(format!(
-            "Unsupported content type {ct:?} for module {name:?}"
-        )))
-    }
-}
-
-/// The parsed, validated body of an upload.
-pub(super) struct Upload {
-    pub meta: ScriptMetadata,
-    pub raw_meta: serde_json::Map<String, Value>,
-    pub meta_bytes: Vec<u8>,
-    pub modules: Vec<ModuleRec>,
-}
-
-/// Splits a multipart body into the `metadata` part (if any) and the modules, enforcing the
-/// total size limit. Module parts are named by their filename when they have one (the Python
-/// SDK names every module part `files`), else by their part name.
-fn collect_parts(parts: Vec<Part>) -> Result<(Option<Vec<u8>>, Vec<ModuleRec>), ApiError> {
-    let total: usize = parts.iter().map(|p| p.data.len()).sum();
-    if total > MAX_SCRIPT_BYTES {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            codes::SCRIPT_TOO_LARGE,
-            format!("Script body was too large: {total} bytes (limit {MAX_SCRIPT_BYTES})"),
-        ));
-    }
-    let mut meta_bytes = None;
-    let mut modules: Vec<ModuleRec> = Vec::new();
-    for part in parts {
-        if part.name.as_deref() == Some("metadata") && meta_bytes.is_none() {
-            meta_bytes = Some(part.data.to_vec());
-            continue;
-        }
-        let Some(name) = part
-            .file_name
-            .clone()
-            .or_else(|| part.name.clone())
-            .filter(|n| !n.is_empty())
-        else {
-            return Err(ApiError::validation(
-                "a module part has neither a filename nor a name",
-            ));
-        };
-        if modules.iter().any(|m| m.name == name) {
-            return Err(ApiError::validation(format!(
-                "module {name:?} uploaded twice"
-            )));
-        }
-        let content_type = module_type(&part, &name)?;
-        modules.push(ModuleRec {
-            name,
-            content_type,
-            content: part.data.to_vec(),
-        });
-    }
-    Ok((meta_bytes, modules))
-}
-
-/// Checks that the entry point (`main_module` wins over `body_part`) names an uploaded module.
-fn check_entry(
-    main_module: Option<&String>,
-    body_part: Option<&String>,
-    modules: &[ModuleRec],
-) -> Result<(), ApiError> {
-    match (main_module, body_part) {
-        (Some(main), _) if !modules.iter().any(|m| &m.name == main) => Err(ApiError::validation(
-            format!("main_module {main:?} does not name an uploaded module"),
-        )),
-        (None, Some(body)) if !modules.iter().any(|m| &m.name == body) => Err(
-            ApiError::validation(format!("body_part {body:?} does not name an uploaded part")),
-        ),
-        (None, None) => Err(ApiError::validation(
-            "metadata must set main_module (module syntax) or body_part",
-        )),
-        _ => Ok(()),
-    }
-}
-
-pub(super) fn parse_upload(parts: Vec<Part>) -> Result<Upload, ApiError> {
-    let (meta_bytes, modules) = collect_parts(parts)?;
-    let meta_bytes =
-        meta_bytes.ok_or_else(|| ApiError::validation("missing the 'metadata' part"))?;
-    let raw: Value = parse_json(&meta_bytes)?;
-    let Value::Object(raw_meta) = raw else {
-        return Err(ApiError::validation("metadata must be a JSON object"));
-    };
-    let meta: ScriptMetadata = serde_json::from_value(Value::Object(raw_meta.clone()))
-        .map_err(|e| ApiError::validation(format!("invalid metadata: {e}")))?;
-    check_entry(meta.main_module.as_ref(), meta.body_part.as_ref(), &modules)?;
-    Ok(Upload {
-        meta,
-        raw_meta,
-        meta_bytes,
-        modules,
-    })
-}
-
-pub(super) fn etag(name: &str, modules: &[ModuleRec], meta: &[u8], counter: u64) -> String {
-    let mut h = Sha256::new();
-    h.update(name.as_bytes());
-    h.update([0]);
-    for m in modules {
-        h.update(m.name.as_bytes());
-        h.update([0]);
-        h.update(m.content_type.as_bytes());
-        h.update([0]);
-        h.update((m.content.len() as u64).to_le_bytes());
-        h.update(&m.content);
-    }
-    h.update(meta);
-    h.update(counter.to_le_bytes());
-    hex::encode(h.finalize())
 }
 
 pub(super) fn str_field(raw: &serde_json::Map<String, Value>, key: &str) -> Option<String> {
@@ -381,8 +139,8 @@ pub(super) fn str_field(raw: &serde_json::Map<String, Value>, key: &str) -> Opti
 /// `PUT …/workers/scripts/{name}` (multipart) → the script (see the module doc).
 pub async fn upload_script(
     State(state): State<AppState>,
-    P((_a, name)): P<(String, String)>,
-    q: Q,
+    PathParams((_a, name)): PathParams<(String, String)>,
+    q: QueryParams,
     req: Request,
 ) -> ApiResult {
     let source = history::client_of(req.headers());
@@ -473,7 +231,7 @@ pub async fn upload_script(
 /// `modified_on`. Answers the script; 404/10007 when there is no such script.
 pub async fn put_content(
     State(state): State<AppState>,
-    P((_a, name)): P<(String, String)>,
+    PathParams((_a, name)): PathParams<(String, String)>,
     req: Request,
 ) -> ApiResult {
     let source = history::client_of(req.headers());
@@ -534,7 +292,7 @@ fn header_text(headers: &axum::http::HeaderMap, name: &str) -> Option<String> {
 /// body part.
 pub async fn download_script(
     State(state): State<AppState>,
-    P((_a, name)): P<(String, String)>,
+    PathParams((_a, name)): PathParams<(String, String)>,
 ) -> ApiResult {
     let rec = state.store.read(|d| find(d, &name).cloned())?;
     match (&rec.main_module, &rec.body_part) {
@@ -583,7 +341,7 @@ pub async fn download_script(
 /// `DELETE …/scripts/{name}?force=` → `{id: name}`; 404/10007 when missing.
 pub async fn delete_script(
     State(state): State<AppState>,
-    P((_a, name)): P<(String, String)>,
+    PathParams((_a, name)): PathParams<(String, String)>,
 ) -> ApiResult {
     state
         .store
@@ -602,7 +360,7 @@ pub async fn delete_script(
 /// usage model, logpush, tail consumers.
 pub async fn get_settings(
     State(state): State<AppState>,
-    P((_a, name)): P<(String, String)>,
+    PathParams((_a, name)): PathParams<(String, String)>,
 ) -> ApiResult {
     let out = state.store.read(|d| find(d, &name).map(settings_out))?;
     ok(out)
@@ -614,7 +372,7 @@ pub async fn get_settings(
 /// `modified_on`, keeps the etag.
 pub async fn patch_settings(
     State(state): State<AppState>,
-    P((_a, name)): P<(String, String)>,
+    PathParams((_a, name)): PathParams<(String, String)>,
     req: Request,
 ) -> ApiResult {
     let source = history::client_of(req.headers());
@@ -626,7 +384,7 @@ pub async fn patch_settings(
             .map(|p| p.data.to_vec())
             .ok_or_else(|| ApiError::validation("missing the 'settings' part"))?
     } else {
-        let B(body) = <B as axum::extract::FromRequest<()>>::from_request(req, &()).await?;
+        let BodyBytes(body) = BodyBytes::read(req).await?;
         body.to_vec()
     };
     let Value::Object(patch) = parse_json::<Value>(&settings_bytes)? else {
@@ -725,7 +483,7 @@ fn script_settings_out(rec: &ScriptRec) -> ScriptSettingsOut {
 /// `GET …/scripts/{name}/script-settings` → the non-versioned settings.
 pub async fn get_script_settings(
     State(state): State<AppState>,
-    P((_a, name)): P<(String, String)>,
+    PathParams((_a, name)): PathParams<(String, String)>,
 ) -> ApiResult {
     let out = state
         .store
@@ -736,8 +494,8 @@ pub async fn get_script_settings(
 /// `PATCH …/scripts/{name}/script-settings` with JSON `{logpush?, tail_consumers?, tags?}`.
 pub async fn patch_script_settings(
     State(state): State<AppState>,
-    P((_a, name)): P<(String, String)>,
-    B(body): B,
+    PathParams((_a, name)): PathParams<(String, String)>,
+    BodyBytes(body): BodyBytes,
 ) -> ApiResult {
     let Value::Object(patch) = parse_json::<Value>(&body)? else {
         return Err(ApiError::validation("body must be a JSON object"));
@@ -759,7 +517,7 @@ pub async fn patch_script_settings(
 /// `GET …/workers/services/{name}` → a minimal service; 404/10090 when there is no script.
 pub async fn get_service(
     State(state): State<AppState>,
-    P((_a, name)): P<(String, String)>,
+    PathParams((_a, name)): PathParams<(String, String)>,
 ) -> ApiResult {
     let rec = state.store.read(|d| d.scripts.get(&name).cloned());
     let Some(rec) = rec else {

@@ -7,7 +7,8 @@
 //! new snapshot, never a torn one) and simple, at the cost of O(state size) work per mutation:
 //! fine for development and tests (kilobytes to a few megabytes), not meant for large data.
 //! Snapshots carry a generation number so that concurrent writers never replace a newer
-//! snapshot with an older one.
+//! snapshot with an older one. The folder is private (0700) and its files 0600, also when
+//! an older build left them open (see `private_fs`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -18,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use super::envelope::ApiError;
 use super::history::{DeploymentRec, VersionRec};
+use super::private_fs;
 use super::LocalApiError;
 use crate::cloudflare::types::Binding;
 
@@ -223,11 +225,9 @@ impl Store {
         let (data, persist) = match dir {
             None => (Data::default(), None),
             Some(dir) => {
-                std::fs::create_dir_all(dir).map_err(|source| LocalApiError::Io {
-                    path: dir.to_path_buf(),
-                    source,
-                })?;
+                private_fs::private_dir(dir)?;
                 let file = dir.join(SNAPSHOT_FILE);
+                private_fs::tighten_file(&file)?;
                 let data = match std::fs::read(&file) {
                     Ok(bytes) => {
                         let data: Data = serde_json::from_slice(&bytes).map_err(|source| {
@@ -323,7 +323,7 @@ impl StoreInner {
         };
         {
             use std::io::Write;
-            let mut f = std::fs::File::create(&tmp).map_err(io(&tmp))?;
+            let mut f = private_fs::create_file(&tmp)?;
             f.write_all(bytes).map_err(io(&tmp))?;
             f.sync_all().map_err(io(&tmp))?;
         }

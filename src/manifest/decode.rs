@@ -20,8 +20,9 @@ pub struct DocDecl {
     /// Shared by the [`Origin`](super::Origin) of every resource the document declares.
     pub file: std::sync::Arc<str>,
     pub app: String,
-    /// `app.protect` when the document states it, with its position.
-    pub protect: Option<(Vec<String>, Pos)>,
+    /// `app.protect` when the document states it: each entry with its position, and the
+    /// position of the list.
+    pub protect: Option<(Vec<(String, Pos)>, Pos)>,
     pub stage: String,
     pub drift: Option<(DriftMode, Pos)>,
     pub resources: Vec<ResourceDecl>,
@@ -128,7 +129,8 @@ impl D<'_, '_> {
         }
     }
 
-    fn string_list(&mut self, node: &Node, what: &str) -> Option<Vec<String>> {
+    /// A list of strings, each with its position.
+    fn string_list(&mut self, node: &Node, what: &str) -> Option<Vec<(String, Pos)>> {
         let Value::Seq(items) = &*node.value else {
             self.err(
                 node.pos,
@@ -140,7 +142,7 @@ impl D<'_, '_> {
         let mut ok = true;
         for item in items {
             match self.string(item, &format!("an item of {what}")) {
-                Some(s) => out.push(s),
+                Some(s) => out.push((s, item.pos)),
                 None => ok = false,
             }
         }
@@ -169,6 +171,23 @@ pub fn looks_like_manifest(root: &Node) -> bool {
     ["app", "stage", "resources"]
         .iter()
         .any(|k| root.get(k).is_some())
+}
+
+/// Why a JSON document is not a stage manifest, for [`super::unclassified_errors`]: with a
+/// suggestion when a top-level key is a near miss of `app`, `stage` or `resources` (`App`).
+pub fn not_a_manifest(root: Option<&Node>) -> String {
+    const KEYS: [&str; 3] = ["app", "stage", "resources"];
+    let near = root.and_then(Node::as_map).and_then(|entries| {
+        entries.iter().find_map(|(k, _)| {
+            names::closest(&k.name.to_ascii_lowercase(), &KEYS).map(|near| (k.name.clone(), near))
+        })
+    });
+    match near {
+        Some((key, near)) => format!(
+            "not a stage manifest: it has `{key}` but no `{near}` (keys are lowercase; did you mean `{near}`?)"
+        ),
+        None => "not a stage manifest (no `app`, `stage` or `resources`)".to_owned(),
+    }
 }
 
 /// Decodes one document. Returns `None` when it has errors (all pushed to `diags`).
@@ -435,7 +454,12 @@ fn worker(
             }
             if let Some(f_node) = get(c_entries, "flags") {
                 if let Some(flags) = d.string_list(f_node, "`compatibility.flags`") {
-                    compatibility_flags = flags;
+                    for (flag, pos) in flags {
+                        match names::check_flag(&flag) {
+                            Ok(()) => compatibility_flags.push(flag),
+                            Err(m) => d.err(pos, m),
+                        }
+                    }
                 }
             }
         }

@@ -188,7 +188,9 @@ pub struct Stage {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Desired {
     pub stages: BTreeMap<StageKey, Stage>,
-    /// Every declared app → its `protect` list (empty when no document states one).
+    /// Every app a document states `protect` for → that list. An app no document states it
+    /// for is absent: then what was recorded decides (protection once recorded holds until
+    /// a document of the app says otherwise).
     pub protect: BTreeMap<String, Vec<String>>,
 }
 
@@ -206,13 +208,18 @@ impl Desired {
         self.stages.get(key)
     }
 
-    /// Whether a stage's resources must never be deleted: `Some(true/false)` when its app is
-    /// declared (its `protect` list decides), `None` when the app is no longer declared at all
-    /// (then only what was recorded can tell).
+    /// Whether a stage's resources must never be deleted: `Some(true/false)` when a document
+    /// of its app states `protect` (that list decides), `None` when none does, or the app is
+    /// no longer declared at all (then only what was recorded can tell).
     pub fn is_protected(&self, key: &StageKey) -> Option<bool> {
         self.protect
             .get(&key.app)
             .map(|list| list.contains(&key.stage))
+    }
+
+    /// Whether any document declares `app`.
+    pub fn declares_app(&self, app: &str) -> bool {
+        self.stages.keys().any(|k| k.app == app)
     }
 
     /// The drift mode in force for a resource: its own, else its stage's, else `default`.

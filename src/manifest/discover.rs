@@ -5,12 +5,19 @@
 //! resolves inside the root (one pointing outside is an error, so a manifest is never silently
 //! dropped); a folder reached twice through symlinks is read once. Files are read with a size cap
 //! and must be UTF-8.
+//!
+//! Paths listed in `.lumierdignore` at the root ([`super::ignore`]) are left out (an ignored
+//! folder is not entered).
+//!
+//! Only regular files are read: a FIFO, socket or device with a manifest's name is an error
+//! naming the path (not skipped: a skipped manifest would prune what it declares; and never
+//! opened blocking, so it cannot hang a load), see [`super::regular`].
 
+use super::ignore::Ignore;
 use super::yaml::Pos;
 use super::Diagnostic;
 use std::collections::HashSet;
 use std::fs;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 /// Largest manifest file accepted, in bytes.
@@ -51,9 +58,51 @@ fn at_file(file: &str, message: String) -> Diagnostic {
     }
 }
 
-/// Lists the manifest files under `root` (canonical) in a stable order.
-/// `root_display` is how the user spelled the root, used to show paths.
-pub fn find(root: &Path, root_display: &str, diags: &mut Vec<Diagnostic>) -> Vec<Found> {
+/// Name of the ignore file at the root ([`super::ignore`]).
+pub const IGNORE_FILE: &str = ".lumierdignore";
+/// Largest ignore file accepted, in bytes.
+const MAX_IGNORE_BYTES: u64 = 64 * 1024;
+
+/// The text of `root/.lumierdignore` ("" when there is none; a problem reading it is a
+/// diagnostic, and the text is then "" too: the load fails anyway).
+pub fn read_ignore(root: &Path, root_display: &str, diags: &mut Vec<Diagnostic>) -> String {
+    use super::regular::{read_regular, ReadError};
+    let path = root.join(IGNORE_FILE);
+    if fs::symlink_metadata(&path).is_err() {
+        return String::new();
+    }
+    let shown = display_join(root_display, Path::new(IGNORE_FILE));
+    // Like a manifest, a linked ignore file must stay inside the root.
+    if !fs::canonicalize(&path).is_ok_and(|target| target.starts_with(root)) {
+        diags.push(at_file(
+            &shown,
+            "symlink resolves outside the manifests root or to nothing; lumierd only reads files inside the root: copy the file in or remove the link".into(),
+        ));
+        return String::new();
+    }
+    let problem = match read_regular(&path, MAX_IGNORE_BYTES) {
+        Ok(bytes) => match String::from_utf8(bytes) {
+            Ok(text) => return text,
+            Err(_) => "not valid UTF-8; save it as UTF-8".to_owned(),
+        },
+        Err(ReadError::TooLarge(_)) => format!(
+            "larger than {} KiB; an ignore file needs a few patterns",
+            MAX_IGNORE_BYTES / 1024
+        ),
+        Err(e) => format!("cannot read this file: {e}"),
+    };
+    diags.push(at_file(&shown, problem));
+    String::new()
+}
+
+/// Lists the manifest files under `root` (canonical) in a stable order, leaving out what
+/// `ignore` lists. `root_display` is how the user spelled the root, used to show paths.
+pub fn find(
+    root: &Path,
+    root_display: &str,
+    ignore: &Ignore,
+    diags: &mut Vec<Diagnostic>,
+) -> Vec<Found> {
     let mut found = Vec::new();
     let mut seen_dirs: HashSet<PathBuf> = HashSet::new();
     seen_dirs.insert(root.to_path_buf());
@@ -80,6 +129,22 @@ pub fn find(root: &Path, root_display: &str, diags: &mut Vec<Diagnostic>) -> Vec
                 continue;
             };
             if file_type.is_file() && is_manifest_name(&name).is_none() {
+                continue;
+            }
+            // A symlink counts as a folder for `dir/` patterns when it leads to one.
+            let rel = rel_dir.join(&name);
+            let is_dir = file_type.is_dir() || (file_type.is_symlink() && entry.path().is_dir());
+            if ignore.is_ignored(&rel.to_string_lossy(), is_dir) {
+                continue;
+            }
+            if !file_type.is_file() && !file_type.is_dir() && !file_type.is_symlink() {
+                if is_manifest_name(&name).is_some() {
+                    let shown = display_join(root_display, &rel);
+                    diags.push(at_file(
+                        &shown,
+                        "this is not a regular file (a FIFO, socket or device); lumierd reads only regular files: remove it or rename it".into(),
+                    ));
+                }
                 continue;
             }
             names.push((name, entry.path(), file_type));
@@ -142,23 +207,22 @@ pub fn find(root: &Path, root_display: &str, diags: &mut Vec<Diagnostic>) -> Vec
     found
 }
 
-/// Reads a manifest file: at most [`MAX_FILE_BYTES`], and UTF-8.
+/// Reads a manifest file: a regular file, at most [`MAX_FILE_BYTES`] (never more read), UTF-8.
 pub fn read(found: &Found) -> Result<String, Diagnostic> {
-    let file = fs::File::open(&found.path)
-        .map_err(|e| at_file(&found.display, format!("cannot read this file: {e}")))?;
-    let mut bytes = Vec::new();
-    file.take(MAX_FILE_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| at_file(&found.display, format!("cannot read this file: {e}")))?;
-    if bytes.len() as u64 > MAX_FILE_BYTES {
-        return Err(at_file(
-            &found.display,
-            format!(
+    use super::regular::{read_regular, ReadError};
+    let bytes = read_regular(&found.path, MAX_FILE_BYTES).map_err(|e| {
+        let message = match e {
+            ReadError::TooLarge(_) => format!(
                 "file is larger than {} KiB; split it into several manifest files",
                 MAX_FILE_BYTES / 1024
             ),
-        ));
-    }
+            ReadError::NotRegular(_) => {
+                format!("cannot read this file: {e}: remove it or rename it")
+            }
+            ReadError::Io(e) => format!("cannot read this file: {e}"),
+        };
+        at_file(&found.display, message)
+    })?;
     String::from_utf8(bytes).map_err(|e| {
         let good = &e.as_bytes()[..e.utf8_error().valid_up_to()];
         let line = good.iter().filter(|&&b| b == b'\n').count() + 1;

@@ -3,13 +3,27 @@
 //! [`load`] is all-or-nothing: it returns a complete snapshot, or every error found (each as
 //! `file:line:col: message`). A caller that holds an older snapshot keeps it on error, so a
 //! broken manifest never deletes anything.
+//!
+//! Rules against a typo or a passing glitch pruning the fleet:
+//! - No manifest at all is [`LoadError::Empty`] unless [`LoadOptions::allow_empty`]: an empty
+//!   folder (a git-sync or CI step caught half-way) must not read as "delete everything".
+//! - A `.json` file is strict JSON (a trailing comma is an error, as in every JSON tool).
+//! - A `.json` file that is not a stage manifest is kept aside in [`Loaded::unclassified`]: it
+//!   is fine only as a module some worker imports (the caller checks that with
+//!   [`unclassified_errors`] once the workers are built) or when `.lumierdignore` lists it.
 
+mod crosscheck;
 mod decode;
 mod desired;
 mod discover;
+#[cfg(test)]
+mod fuzz;
 mod hash;
+pub mod ignore;
 mod names;
+pub mod regular;
 pub mod schema;
+pub mod text;
 pub mod yaml;
 
 pub use desired::{
@@ -35,12 +49,17 @@ pub struct Diagnostic {
     pub message: String,
 }
 
+/// `file:line:col: message` on one line: the file and the message (which quotes user text)
+/// are shown through [`text::escape`], so no input can break the line or reach the terminal.
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
             "{}:{}:{}: {}",
-            self.file, self.pos.line, self.pos.col, self.message
+            text::escape(&self.file),
+            self.pos.line,
+            self.pos.col,
+            text::escape(&self.message)
         )
     }
 }
@@ -48,7 +67,7 @@ impl fmt::Display for Diagnostic {
 /// Why manifests could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    #[error("manifests folder `{path}`: {source}; pass an existing folder with --manifests")]
+    #[error("manifests folder `{}`: {source}; pass an existing folder with --manifests", text::escape(&path.display().to_string()))]
     Root {
         path: PathBuf,
         #[source]
@@ -56,6 +75,49 @@ pub enum LoadError {
     },
     #[error("{}", render(.0))]
     Invalid(Vec<Diagnostic>),
+    /// No stage manifest under the root, and [`LoadOptions::allow_empty`] is off.
+    #[error("no stage manifests under `{}`: lumierd will not read an empty folder as \"delete every resource\"; add the manifests, or pass --allow-empty if every resource should really be deleted", text::escape(&path.display().to_string()))]
+    Empty { path: PathBuf },
+}
+
+/// How [`load_with`] and [`Sources::decode_with`] treat edge cases.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// Accept a root with no stage manifest (Argo CD's `allowEmpty`): the snapshot is then
+    /// empty and a controller deletes what it manages. Off by default (`--allow-empty`).
+    pub allow_empty: bool,
+}
+
+/// A `.json` file under the root that is not a stage manifest: acceptable only as a worker
+/// module (see [`unclassified_errors`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unclassified {
+    /// The file as shown to the user.
+    pub display: String,
+    /// Its canonical path (compare with the paths a worker build read).
+    pub path: PathBuf,
+    /// Why it is not a manifest, with a suggestion when its keys look like a typo.
+    reason: String,
+}
+
+/// The errors for the JSON files of `unclassified` that no worker imports (`is_module` says
+/// whether a canonical path is a module of some built worker). Empty when all are modules.
+pub fn unclassified_errors(
+    unclassified: &[Unclassified],
+    is_module: impl Fn(&Path) -> bool,
+) -> Vec<Diagnostic> {
+    unclassified
+        .iter()
+        .filter(|u| !is_module(&u.path))
+        .map(|u| Diagnostic {
+            file: u.display.clone(),
+            pos: Pos { line: 1, col: 1 },
+            message: format!(
+                "{}, and no worker imports it as a module; fix it, or list it in .lumierdignore if it is not a manifest",
+                u.reason
+            ),
+        })
+        .collect()
 }
 
 fn render(diags: &[Diagnostic]) -> String {
@@ -66,26 +128,34 @@ fn render(diags: &[Diagnostic]) -> String {
         .join("\n")
 }
 
-/// A successful load: the snapshot, and the JSON files skipped as not being manifests.
+/// A successful load: the snapshot, and the JSON files that are not manifests.
 #[derive(Debug, Clone)]
 pub struct Loaded {
     pub desired: Desired,
     /// The canonical manifests root the snapshot was read from.
     pub root: PathBuf,
-    /// JSON files without `app`, `stage` or `resources` (a worker's data, `package.json`).
-    pub skipped: Vec<String>,
+    /// JSON files without `app`, `stage` or `resources`: each must be a worker's module
+    /// (check with [`unclassified_errors`] after building the workers), else it is an error.
+    pub unclassified: Vec<Unclassified>,
     /// The fingerprint of the files it was decoded from ([`Sources::fingerprint`]).
     pub fingerprint: [u8; 32],
 }
 
-/// Reads and validates every manifest under `root`.
+/// Reads and validates every manifest under `root` (an empty root is an error).
 pub fn load(root: &Path) -> Result<Loaded, LoadError> {
-    read(root)?.decode()
+    load_with(root, &LoadOptions::default())
+}
+
+/// Reads and validates every manifest under `root`, as `options` say.
+pub fn load_with(root: &Path, options: &LoadOptions) -> Result<Loaded, LoadError> {
+    read(root)?.decode_with(options)
 }
 
 /// Every manifest file under a root, read but not yet parsed, with a fingerprint of them all.
 #[derive(Debug)]
 pub struct Sources {
+    /// The root as the caller gave it (for messages).
+    root_given: PathBuf,
     canonical: PathBuf,
     files: Vec<(discover::Found, String)>,
     /// Problems met while finding and reading (unreadable, too large, not UTF-8, ...).
@@ -125,7 +195,10 @@ pub fn read(root: &Path) -> Result<Sources, LoadError> {
     feed(canonical.as_os_str().as_encoded_bytes());
     let mut diags = Vec::new();
     let mut files = Vec::new();
-    for found in discover::find(&canonical, &root_display, &mut diags) {
+    let ignore_text = discover::read_ignore(&canonical, &root_display, &mut diags);
+    feed(ignore_text.as_bytes());
+    let ignore = ignore::Ignore::parse(&ignore_text);
+    for found in discover::find(&canonical, &root_display, &ignore, &mut diags) {
         match discover::read(&found) {
             Ok(text) => {
                 feed(found.display.as_bytes());
@@ -137,6 +210,7 @@ pub fn read(root: &Path) -> Result<Sources, LoadError> {
         }
     }
     Ok(Sources {
+        root_given: root.to_path_buf(),
         canonical,
         files,
         diags,
@@ -145,17 +219,30 @@ pub fn read(root: &Path) -> Result<Sources, LoadError> {
 }
 
 impl Sources {
-    /// Parses and validates what [`read`] found: a complete snapshot or every problem.
+    /// Parses and validates what [`read`] found: a complete snapshot or every problem (an
+    /// empty root is an error).
     pub fn decode(self) -> Result<Loaded, LoadError> {
+        self.decode_with(&LoadOptions::default())
+    }
+
+    /// Parses and validates what [`read`] found, as `options` say.
+    pub fn decode_with(self, options: &LoadOptions) -> Result<Loaded, LoadError> {
         let Sources {
+            root_given,
             canonical,
             files,
             mut diags,
             fingerprint,
         } = self;
         let mut docs = Vec::new();
-        let mut skipped = Vec::new();
+        let mut unclassified = Vec::new();
         for (found, text) in files {
+            if found.json {
+                if let Err(d) = strict_json(&found.display, &text) {
+                    diags.push(d);
+                    continue;
+                }
+            }
             let parsed = match yaml::parse(&text) {
                 Ok(parsed) => parsed,
                 Err(e) => {
@@ -178,7 +265,11 @@ impl Sources {
                 file: &found.display,
             };
             if found.json && !parsed.iter().any(|d| decode::looks_like_manifest(&d.root)) {
-                skipped.push(found.display.clone());
+                unclassified.push(Unclassified {
+                    reason: decode::not_a_manifest(parsed.first().map(|d| &d.root)),
+                    display: found.display,
+                    path: found.path,
+                });
                 continue;
             }
             for doc in &parsed {
@@ -187,12 +278,16 @@ impl Sources {
                 }
             }
         }
+        let no_documents = docs.is_empty();
         let desired = assemble(docs, &mut diags);
+        if diags.is_empty() && no_documents && !options.allow_empty {
+            return Err(LoadError::Empty { path: root_given });
+        }
         if diags.is_empty() {
             Ok(Loaded {
                 desired,
                 root: canonical,
-                skipped,
+                unclassified,
                 fingerprint,
             })
         } else {
@@ -209,16 +304,20 @@ fn assemble(docs: Vec<DocDecl>, diags: &mut Vec<Diagnostic>) -> Desired {
     let at = |file: &str, pos: Pos| format!("{file}:{}:{}", pos.line, pos.col);
     // app → (protect list, where it was stated)
     let mut protect: BTreeMap<String, (Vec<String>, String)> = BTreeMap::new();
+    // app → the entries of the first document that states them, with positions and file.
+    let mut protect_entries = crosscheck::ProtectEntries::new();
     for doc in &docs {
-        let Some((list, pos)) = &doc.protect else {
+        let Some((entries, pos)) = &doc.protect else {
             continue;
         };
+        let list: Vec<String> = entries.iter().map(|(s, _)| s.clone()).collect();
         let mut sorted = list.clone();
         sorted.sort();
         sorted.dedup();
         match protect.get(&doc.app) {
             None => {
                 protect.insert(doc.app.clone(), (sorted, at(&doc.file, *pos)));
+                protect_entries.insert(doc.app.clone(), (entries.clone(), doc.file.clone()));
             }
             Some((first, first_at)) if *first != sorted => diags.push(Diagnostic {
                 file: doc.file.to_string(),
@@ -363,20 +462,84 @@ fn assemble(docs: Vec<DocDecl>, diags: &mut Vec<Diagnostic>) -> Desired {
             }
         }
     }
-    let mut apps: BTreeMap<String, Vec<String>> =
-        stages.keys().map(|k| (k.app.clone(), Vec::new())).collect();
-    for (app, (list, _)) in protect {
-        apps.insert(app, list);
-    }
+    diags.extend(crosscheck::provider_name_collisions(&stages));
+    diags.extend(crosscheck::protect_typos(&stages, &protect_entries));
     Desired {
         stages,
-        protect: apps,
+        protect: protect
+            .into_iter()
+            .map(|(app, (list, _))| (app, list))
+            .collect(),
     }
+}
+
+/// Checks that a `.json` file is strict JSON (RFC 8259: no trailing commas, comments or
+/// single quotes, which the YAML reader would accept), at serde_json's line and column.
+fn strict_json(file: &str, text: &str) -> Result<(), Diagnostic> {
+    let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(text) else {
+        return Ok(());
+    };
+    let full = e.to_string();
+    // serde_json appends " at line L column C", which the diagnostic already says.
+    let message = match full.rfind(" at line ") {
+        Some(i) => full[..i].to_owned(),
+        None => full,
+    };
+    // serde_json counts columns in bytes; diagnostics count characters.
+    let line = e.line().max(1);
+    let line_text = text.lines().nth(line - 1).unwrap_or("");
+    let mut byte_col = (e.column().max(1) - 1).min(line_text.len());
+    while !line_text.is_char_boundary(byte_col) {
+        byte_col -= 1;
+    }
+    let before = &line_text[..byte_col];
+    let pos = Pos {
+        line,
+        col: before.chars().count() + 1,
+    };
+    // The usual culprit from YAML habits: a comma before `}` or `]`.
+    let after_comma = before.trim_end().ends_with(',')
+        || (before.trim().is_empty()
+            && text
+                .lines()
+                .take(pos.line - 1)
+                .filter(|l| !l.trim().is_empty())
+                .last()
+                .is_some_and(|l| l.trim_end().ends_with(',')));
+    let hint = if after_comma {
+        " (a trailing comma? JSON allows none: remove it)"
+    } else {
+        ""
+    };
+    Err(Diagnostic {
+        file: file.to_owned(),
+        pos,
+        message: format!("not valid JSON: {message}{hint}"),
+    })
 }
 
 fn mode_name(mode: DriftMode) -> &'static str {
     match mode {
         DriftMode::Correct => "correct",
         DriftMode::Report => "report",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strict_json_errors_are_at_character_columns_with_a_comma_hint() {
+        let d = strict_json("m.json", "{\"é\": 1,}").unwrap_err();
+        assert_eq!(d.pos, Pos { line: 1, col: 9 });
+        assert!(d.message.contains("trailing comma"), "{}", d.message);
+        let d = strict_json("m.json", "{\n  \"a\": [1, 2,\n  ]\n}").unwrap_err();
+        assert_eq!(d.pos.line, 3, "{d}");
+        assert!(d.message.contains("trailing comma"), "{}", d.message);
+        let d = strict_json("m.json", "").unwrap_err();
+        assert_eq!(d.pos, Pos { line: 1, col: 1 });
+        assert!(!d.message.contains("trailing comma"), "{}", d.message);
+        assert!(strict_json("m.json", "{\"a\": [1, 2]}").is_ok());
     }
 }

@@ -176,7 +176,12 @@ pub fn check_date(date: &str) -> Result<(), String> {
     let [y, m, d] = parts.as_slice() else {
         return Err(bad());
     };
-    if y.len() != 4 || m.len() != 2 || d.len() != 2 {
+    // Digits only: `u32::from_str` alone would take `+202` as a year.
+    if y.len() != 4
+        || m.len() != 2
+        || d.len() != 2
+        || !date.bytes().all(|b| b.is_ascii_digit() || b == b'-')
+    {
         return Err(bad());
     }
     let (Ok(y), Ok(m), Ok(d)) = (y.parse::<u32>(), m.parse::<u32>(), d.parse::<u32>()) else {
@@ -192,6 +197,27 @@ pub fn check_date(date: &str) -> Result<(), String> {
     };
     if d == 0 || d > days {
         return Err(bad());
+    }
+    Ok(())
+}
+
+/// A compatibility flag: non-empty, without surrounding whitespace or control characters
+/// (Cloudflare matches flags exactly, so `" nodejs_compat"` would silently be another flag).
+pub fn check_flag(flag: &str) -> Result<(), String> {
+    if flag.is_empty() {
+        return Err("a compatibility flag is empty; remove it or name the flag".into());
+    }
+    if flag.trim() != flag {
+        return Err(format!(
+            "compatibility flag `{flag}` has whitespace around it; write `{}`",
+            flag.trim()
+        ));
+    }
+    if let Some(c) = flag.chars().find(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!(
+            "compatibility flag `{flag}` contains {}; flags are single words like `nodejs_compat`",
+            describe_char(c)
+        ));
     }
     Ok(())
 }
@@ -308,8 +334,26 @@ mod tests {
             "2025-13-01",
             "yesterday",
             "2025-01-01T00:00",
+            "+202-01-01",
+            "2025-+1-01",
+            "2025-01-+1",
+            " 202-01-01",
         ] {
             assert!(check_date(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn flags() {
+        assert!(check_flag("nodejs_compat").is_ok());
+        for (bad, want) in [
+            ("", "is empty"),
+            (" x ", "whitespace around it; write `x`"),
+            ("a b", "contains a space"),
+            ("x\n", "whitespace around it"),
+        ] {
+            let err = check_flag(bad).unwrap_err();
+            assert!(err.contains(want), "{bad:?}: {err}");
         }
     }
 

@@ -1,7 +1,8 @@
 //! The JSON Schema (draft 2020-12) of the stage manifest format, printed by `lumierd schema`.
 //!
 //! It states what the loader accepts structurally; rules that need the file system or other
-//! documents (entry paths, `{ kv: X }` references, provider-name lengths) are only in the loader.
+//! documents (entry paths, `{ kv: X }` references, provider-name lengths and collisions,
+//! `protect` typos) are only in the loader.
 
 use serde_json::{json, Value};
 
@@ -34,7 +35,7 @@ pub fn manifest_schema() -> Value {
                     "protect": {
                         "type": "array",
                         "items": { "type": "string" },
-                        "description": "Stages whose resources are never deleted."
+                        "description": "Stages whose resources are never deleted. An entry close to a declared stage of the app but naming none (a typo such as `prodution`) is an error."
                     }
                 }
             },
@@ -115,7 +116,11 @@ pub fn manifest_schema() -> Value {
                                 "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}$",
                                 "default": super::DEFAULT_COMPATIBILITY_DATE
                             },
-                            "flags": { "type": "array", "items": { "type": "string" } }
+                            "flags": {
+                                "type": "array",
+                                "items": { "type": "string", "minLength": 1, "pattern": "^[^\\s]+$" },
+                                "description": "Compatibility flags, each one word without whitespace, e.g. `nodejs_compat`."
+                            }
                         }
                     }
                 }

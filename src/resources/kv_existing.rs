@@ -2,9 +2,9 @@
 //! created, renamed or deleted.
 
 use super::kv_namespace::{kv_output, KvStatus};
-use super::{Bound, Ctx, Decision, Kind, Reconciler, Status};
+use super::{Bound, Ctx, Decision, Kind, Reconciler, Rules, Status};
 use crate::cloudflare::ApiError;
-use crate::manifest::{DriftMode, ResourceKey};
+use crate::manifest::ResourceKey;
 use crate::source::Snapshot;
 
 /// The kind.
@@ -48,14 +48,7 @@ impl Reconciler for KvExisting {
         Ok(cx.index.namespace(id).is_some())
     }
 
-    fn decide(
-        _: &ResourceKey,
-        id: &String,
-        _: &KvStatus,
-        exists: &bool,
-        _: bool,
-        _: DriftMode,
-    ) -> Decision {
+    fn decide(_: &ResourceKey, id: &String, _: &KvStatus, exists: &bool, _: Rules) -> Decision {
         decide_existing(id, *exists)
     }
 

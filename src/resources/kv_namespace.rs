@@ -1,7 +1,7 @@
 //! A managed KV namespace (`KV("name")`), titled `{app}-{stage}-{name}`.
 
 use super::decision::drifted;
-use super::{Bound, Ctx, Decision, Kind, Reconciler, Status};
+use super::{Bound, Ctx, Decision, Kind, Reconciler, Rules, Status};
 use crate::cloudflare::{ApiError, ErrorKind};
 use crate::manifest::{DriftMode, ResourceKey};
 use crate::source::Snapshot;
@@ -101,16 +101,15 @@ impl Reconciler for KvNamespace {
         title: &String,
         status: &KvStatus,
         seen: &NamespaceSeen,
-        pending: bool,
-        mode: DriftMode,
+        rules: Rules,
     ) -> Decision {
         decide_namespace(
             title,
             status.observed.namespace_id.as_deref(),
-            pending,
+            rules.pending || rules.adopt,
             seen.by_id.as_deref(),
             seen.by_title.as_deref(),
-            mode,
+            rules.mode,
         )
     }
 
@@ -124,11 +123,22 @@ impl Reconciler for KvNamespace {
     }
 
     /// Not idempotent: the controller has flushed a create-pending marker first. A
-    /// duplicate-title answer (a timed-out earlier attempt that did succeed) is resolved by
-    /// looking the title up.
+    /// duplicate-title answer is ours only when this call retried an attempt whose answer was
+    /// lost (that attempt may have created it): then the title is looked up. Otherwise someone
+    /// else created the title since the pass listed the account: refused, never adopted.
     async fn create(cx: &Ctx<'_>, title: &String) -> Result<KvStatus, ApiError> {
         let id = match cx.client.create_namespace(title).await {
             Ok(ns) => ns.id,
+            Err(e) if e.kind == ErrorKind::AlreadyExists && e.attempts <= 1 => {
+                return Err(ApiError::new(
+                    "create_namespace",
+                    ErrorKind::AlreadyExists,
+                    format!(
+                        "a KV namespace titled `{title}` was created by someone else since this pass listed the account; \
+                         lumierd did not create it: declare it with `existing: {{ id }}`, or delete it"
+                    ),
+                ));
+            }
             Err(e) if e.kind == ErrorKind::AlreadyExists => {
                 let all = cx.client.list_namespaces().await?;
                 all.into_iter()
@@ -208,7 +218,7 @@ pub fn decide_namespace(
             Some(id) => Decision::Refuse {
                 reason: format!(
                     "a KV namespace titled `{title}` (id {id}) already exists and lumierd did not create it: \
-                     declare it with `existing: {{ id: {id} }}`, or delete it"
+                     declare it with `existing: {{ id: {id} }}`, or delete it; if it is lumierd's own and its state was lost, adopt it with `lumierd run --adopt`"
                 ),
             },
             None => Decision::Create,

@@ -82,6 +82,20 @@ pub struct Ctx<'a> {
     /// Whether acting is allowed (false under `plan`): observe may use it to skip reads whose
     /// only use is an act.
     pub act: bool,
+    /// This installation's id (kept in the state folder): what it creates carries it, so two
+    /// installations never take each other's objects.
+    pub installation: &'a str,
+}
+
+/// What the decision table is told besides desired, status and observation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rules {
+    /// A create-pending marker is set: a create may have happened before a crash.
+    pub pending: bool,
+    pub mode: DriftMode,
+    /// `run --adopt`: take over an object found by its natural key that lumierd has no
+    /// record of (lost state), instead of refusing it. Logged.
+    pub adopt: bool,
 }
 
 /// What the resources a kind depends on published in this pass: dependency name (in the same
@@ -135,14 +149,13 @@ pub trait Reconciler {
         status: &Self::Status,
     ) -> Result<Self::Observation, ApiError>;
 
-    /// The pure decision table. `pending`: a create-pending marker is set.
+    /// The pure decision table.
     fn decide(
         key: &ResourceKey,
         desired: &Self::Desired,
         status: &Self::Status,
         seen: &Self::Observation,
-        pending: bool,
-        mode: DriftMode,
+        rules: Rules,
     ) -> Decision;
 
     /// The status after the remote was found as desired (no write).

@@ -2,7 +2,7 @@
 //! tagged `lumierd:{app}:{stage}:{name}` so lumierd can tell its own scripts from others'.
 
 use super::decision::drifted;
-use super::{Bound, Ctx, Decision, Kind, Reconciler, Status};
+use super::{Bound, Ctx, Decision, Kind, Reconciler, Rules, Status};
 use crate::cloudflare::types::{Binding, Module, ScriptMetadata, ScriptSettings};
 use crate::cloudflare::{ApiError, ErrorKind, ScriptUpload};
 use crate::manifest::{BindingSpec, DriftMode, ResourceKey, WorkerSpec};
@@ -47,6 +47,11 @@ pub struct WorkerDesired {
 /// The ownership tag of the script for `key`.
 pub fn ownership_tag(key: &ResourceKey) -> String {
     format!("lumierd:{}:{}:{}", key.app, key.stage, key.name)
+}
+
+/// The tag of the installation (state folder) that uploaded a script.
+pub fn installation_tag(installation: &str) -> String {
+    format!("lumierd-installation:{installation}")
 }
 
 /// A binding in comparable form: `kv:<id>`, `text:<value>`, or the type of another kind.
@@ -158,11 +163,15 @@ impl Reconciler for WorkerScript {
             return Ok(ScriptSeen::Absent);
         };
         let Some(applied) = &status.applied else {
-            let owned = script
-                .tags
-                .as_ref()
-                .is_some_and(|t| t.contains(&desired.tag));
-            return Ok(ScriptSeen::Unrecorded { owned });
+            let tags = script.tags.as_deref().unwrap_or_default();
+            let owner = if !tags.contains(&desired.tag) {
+                Owner::Nobody
+            } else if tags.contains(&installation_tag(cx.installation)) {
+                Owner::This
+            } else {
+                Owner::Other
+            };
+            return Ok(ScriptSeen::Unrecorded { owner });
         };
         let observed = &status.observed;
         let same_etag = observed.etag.as_deref() == Some(script.etag.as_str());
@@ -189,15 +198,15 @@ impl Reconciler for WorkerScript {
         desired: &WorkerDesired,
         status: &WorkerStatus,
         seen: &ScriptSeen,
-        _: bool,
-        mode: DriftMode,
+        rules: Rules,
     ) -> Decision {
         decide_script(
             &desired.script,
             status.applied.as_ref(),
             &desired.facts,
             seen,
-            mode,
+            rules.mode,
+            rules.adopt,
         )
     }
 
@@ -252,7 +261,7 @@ async fn upload(cx: &Ctx<'_>, desired: &WorkerDesired) -> Result<WorkerStatus, A
             bindings: desired.bindings.clone(),
             compatibility_date: Some(desired.facts.compatibility_date.clone()),
             compatibility_flags: desired.facts.compatibility_flags.clone(),
-            tags: vec![desired.tag.clone()],
+            tags: vec![desired.tag.clone(), installation_tag(cx.installation)],
             ..ScriptMetadata::default()
         },
         modules: desired.bundle.modules.iter().map(Module::clone).collect(),
@@ -334,28 +343,55 @@ pub enum ScriptSeen {
     Unchanged,
     /// In the list, changed since applied; `facts` were read from settings and content.
     Changed { facts: WorkerFacts },
-    /// In the list, and lumierd has no record of applying it: `owned` says whether it carries
-    /// lumierd's tag for this resource.
-    Unrecorded { owned: bool },
+    /// In the list, and lumierd has no record of applying it: whose tags it carries.
+    Unrecorded { owner: Owner },
 }
 
-/// A worker script.
+/// Whose a script lumierd has no record of is, by its tags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Owner {
+    /// This resource's tag and this installation's: lumierd's own (its record was lost).
+    This,
+    /// This resource's tag, but another installation's (another host or state folder), or
+    /// none (written before installations were tagged, or this installation's state was lost).
+    Other,
+    /// No lumierd tag for this resource.
+    Nobody,
+}
+
+/// A worker script. `adopt`: `run --adopt` was given.
 pub fn decide_script(
     script: &str,
     applied: Option<&WorkerFacts>,
     desired: &WorkerFacts,
     seen: &ScriptSeen,
     mode: DriftMode,
+    adopt: bool,
 ) -> Decision {
     match (applied, seen) {
         (None, ScriptSeen::Absent) => Decision::Create,
-        (None, ScriptSeen::Unrecorded { owned: true }) => Decision::Update {
-            changes: vec!["adopt: script carries lumierd's tag (state was lost or a run crashed); re-upload".into()],
+        (None, ScriptSeen::Unrecorded { owner: Owner::This }) => Decision::Update {
+            changes: vec!["adopt: script carries this installation's tag (its record was lost); re-upload".into()],
         },
-        (None, ScriptSeen::Unrecorded { owned: false }) | (None, _) => Decision::Refuse {
+        (None, ScriptSeen::Unrecorded { owner }) if adopt => Decision::Update {
+            changes: vec![format!(
+                "adopt (--adopt): script {}; re-upload",
+                match owner {
+                    Owner::Nobody => "without lumierd's tag",
+                    _ => "of another lumierd installation",
+                }
+            )],
+        },
+        (None, ScriptSeen::Unrecorded { owner: Owner::Other }) => Decision::Refuse {
+            reason: format!(
+                "the Worker script `{script}` carries lumierd's tag but another installation's (another host or state folder, \
+                 or this one's state was lost): stop the other lumierd, or take it over here with `lumierd run --adopt`"
+            ),
+        },
+        (None, _) => Decision::Refuse {
             reason: format!(
                 "a Worker script named `{script}` already exists without lumierd's tag, so lumierd did not create it: \
-                 delete it, or rename the resource"
+                 delete it, rename the resource, or take it over with `lumierd run --adopt`"
             ),
         },
         (Some(_), ScriptSeen::Absent) => {
@@ -411,15 +447,15 @@ mod tests {
         let rebound = facts("aaaaaaaaaaaaaaaa", "ns2");
         let s = "app-prod-api";
         assert_eq!(
-            decide_script(s, None, &a, &ScriptSeen::Absent, Correct),
+            decide_script(s, None, &a, &ScriptSeen::Absent, Correct, false),
             Decision::Create
         );
         assert_eq!(
-            decide_script(s, Some(&a), &a, &ScriptSeen::Unchanged, Correct),
+            decide_script(s, Some(&a), &a, &ScriptSeen::Unchanged, Correct, false),
             Decision::UpToDate
         );
         assert_eq!(
-            decide_script(s, Some(&a), &edited, &ScriptSeen::Unchanged, Correct),
+            decide_script(s, Some(&a), &edited, &ScriptSeen::Unchanged, Correct, false),
             Decision::Update {
                 changes: vec!["content: aaaaaaaaaaaa → bbbbbbbbbbbb".into()]
             }
@@ -432,7 +468,8 @@ mod tests {
                 &ScriptSeen::Changed {
                     facts: rebound.clone()
                 },
-                Correct
+                Correct,
+                false
             ),
             Decision::Correct {
                 drift: vec!["bindings.CACHE: kv:ns1 → kv:ns2".into()],
@@ -445,7 +482,8 @@ mod tests {
                 Some(&a),
                 &a,
                 &ScriptSeen::Changed { facts: rebound },
-                Report
+                Report,
+                false
             ),
             Decision::Report {
                 drift: vec!["bindings.CACHE: kv:ns1 → kv:ns2".into()]
@@ -458,12 +496,13 @@ mod tests {
                 Some(&a),
                 &a,
                 &ScriptSeen::Changed { facts: a.clone() },
-                Correct
+                Correct,
+                false
             ),
             Decision::UpToDate
         );
         assert_eq!(
-            decide_script(s, Some(&a), &a, &ScriptSeen::Absent, Correct),
+            decide_script(s, Some(&a), &a, &ScriptSeen::Absent, Correct, false),
             Decision::Correct {
                 drift: vec![format!("script {s}: deleted out of band")],
                 recreate: true
@@ -474,8 +513,11 @@ mod tests {
                 s,
                 None,
                 &a,
-                &ScriptSeen::Unrecorded { owned: false },
-                Correct
+                &ScriptSeen::Unrecorded {
+                    owner: Owner::Nobody
+                },
+                Correct,
+                false
             ),
             Decision::Refuse { .. }
         ));
@@ -484,11 +526,27 @@ mod tests {
                 s,
                 None,
                 &a,
-                &ScriptSeen::Unrecorded { owned: true },
-                Correct
+                &ScriptSeen::Unrecorded { owner: Owner::This },
+                Correct,
+                false
             ),
             Decision::Update { .. }
         ));
+        // Another installation's script: refused, naming --adopt; taken over with it.
+        let other = ScriptSeen::Unrecorded {
+            owner: Owner::Other,
+        };
+        let Decision::Refuse { reason } = decide_script(s, None, &a, &other, Correct, false) else {
+            panic!("another installation's script must be refused")
+        };
+        assert!(reason.contains("lumierd run --adopt"), "{reason}");
+        for owner in [Owner::Other, Owner::Nobody] {
+            let seen = ScriptSeen::Unrecorded { owner };
+            assert!(matches!(
+                decide_script(s, None, &a, &seen, Correct, true),
+                Decision::Update { .. }
+            ));
+        }
     }
 
     #[test]

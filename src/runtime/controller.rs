@@ -9,7 +9,7 @@ use super::order::pass_order;
 use crate::cloudflare::{ApiError, Client};
 use crate::manifest::{DriftMode, Resource, ResourceKey, Stage};
 use crate::metrics::Metrics;
-use crate::resources::{Bound, Ctx, Decision, Reconciler, RemoteIndex};
+use crate::resources::{Bound, Ctx, Decision, Reconciler, RemoteIndex, Rules};
 use crate::source::Snapshot;
 use crate::store::{DriftEvent, Record, State, Store, StoreError};
 use crate::time::Timestamp;
@@ -32,6 +32,21 @@ pub struct Policy {
     pub concurrency: usize,
     /// When false, decide but do not act (`plan`).
     pub act: bool,
+    /// Scopes (`app` or `app/stage`) whose held deletions this run approves
+    /// (`--approve-delete`): a whole app's removal, protection lifted with the removal.
+    pub approve_delete: Vec<String>,
+    /// `run --adopt`: take over objects found by their natural key that lumierd has no record
+    /// of (a namespace with the title, a script of another installation), each logged.
+    pub adopt: bool,
+}
+
+impl Policy {
+    /// Whether deleting `key` is approved by `--approve-delete`.
+    pub fn approves(&self, key: &ResourceKey) -> bool {
+        self.approve_delete
+            .iter()
+            .any(|s| *s == key.app || *s == key.stage_key().to_string())
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +72,8 @@ enum Step {
     Decided(Decision),
     /// Dependencies (by name) not ready yet.
     Waiting(Vec<String>),
+    /// lumierd is stopping: nothing was sent, nothing is recorded.
+    Stopped,
 }
 
 /// The value a plan publishes for a dependency it would create (the real one is known after).
@@ -65,6 +82,8 @@ const KNOWN_AFTER_CREATE: &str = "(known after create)";
 pub struct Controller {
     pub client: Client,
     pub store: Store,
+    /// This installation's id (`store::installation`).
+    pub installation: String,
     pub policy: Policy,
     /// Reconcile counts and durations, drift events (`/metrics`).
     pub metrics: Arc<Metrics>,
@@ -138,23 +157,38 @@ impl Controller {
             ..PassReport::default()
         };
         while let Some(next) = outcomes.next().await {
-            let (r, before, (record, change)) = next?;
+            let (r, before, outcome) = next?;
+            let Some((record, change)) = outcome else {
+                report.converged = false;
+                continue;
+            };
             if !matches!(record.state, State::Ready | State::Retained) {
                 report.converged = false;
             }
             note_retry(&mut report, &record);
             // A record that only gained a newer `last_reconciled` is not written: the pass's
             // own time (below) stands for it, so a resync of a converged fleet writes nothing.
+            // The outcome of a provider write is on disk before the pass goes on, so a crash
+            // after it never repeats the write.
             if self.policy.act && !before.is_some_and(|b| b.same_apart_from_time(&record)) {
-                self.store.put(&r.key, &record)?;
+                if change.as_ref().is_some_and(|c| c.action.writes()) {
+                    self.store.put_durable(&r.key, &record).await?;
+                } else {
+                    self.store.put(&r.key, &record)?;
+                }
             }
             report.changes.extend(change);
+        }
+        if self.client.is_stopping() {
+            // Stopped mid-pass: no prune, and the pass is not complete.
+            self.store.flush_durable().await?;
+            return Ok(report);
         }
 
         super::prune::prune(self, snap, gone, &pass.index, &mut report).await?;
         if self.policy.act {
             self.store.set_last_pass(now)?;
-            self.store.flush()?;
+            self.store.flush_durable().await?;
         }
         Ok(report)
     }
@@ -166,15 +200,25 @@ impl Controller {
         stage: &Stage,
         resource: &Resource,
         record: Option<Record>,
-    ) -> (Record, Option<Change>) {
+    ) -> Option<(Record, Option<Change>)> {
         let key = &resource.key;
+        if self.client.is_stopping() {
+            // No new reconcile after a stop; what is recorded stays as it is.
+            pass.board.publish(key, None);
+            return None;
+        }
         let desired_hash = pass.snap.spec_hash(resource);
         let kind = crate::resources::kind_of(&resource.spec);
         let mut rec = record.unwrap_or_else(|| Record {
             created_at: Some(pass.now),
             ..Record::default()
         });
-        rec.protected = stage.protected;
+        // Protection once recorded holds until a document of the app says otherwise.
+        rec.protected = pass
+            .snap
+            .desired
+            .is_protected(&stage.key)
+            .unwrap_or(rec.protected);
 
         // Backoff: a failing resource whose spec did not change waits for its retry time.
         let waiting = rec.failures > 0
@@ -183,7 +227,7 @@ impl Controller {
         if waiting {
             let value = published(&rec, resource).filter(|_| rec.state == State::Ready);
             pass.board.publish(key, value);
-            return (rec, None);
+            return Some((rec, None));
         }
         rec.desired_hash = desired_hash;
         let started = Instant::now();
@@ -193,6 +237,10 @@ impl Controller {
                 .await
         });
         let (record, change) = match step {
+            Ok(Step::Stopped) => {
+                pass.board.publish(key, None);
+                return None;
+            }
             Ok(Step::Waiting(deps)) => {
                 rec.state = State::Pending;
                 let message = format!("waiting for kv {} to be ready", deps.join(", "));
@@ -235,7 +283,7 @@ impl Controller {
                 planned.then(|| KNOWN_AFTER_CREATE.to_owned())
             });
         pass.board.publish(key, value);
-        (record, change)
+        Some((record, change))
     }
 
     /// Observe → decide → act for one resource of kind `K`; the status goes into `rec`.
@@ -280,9 +328,15 @@ impl Controller {
             index: &pass.index,
             key,
             act: self.policy.act,
+            installation: &self.installation,
         };
         let seen = K::observe(&cx, &desired, &status).await?;
-        let decision = K::decide(key, &desired, &status, &seen, rec.create_pending, mode);
+        let rules = Rules {
+            pending: rec.create_pending,
+            mode,
+            adopt: self.policy.adopt,
+        };
+        let decision = K::decide(key, &desired, &status, &seen, rules);
         // Writes only when acting; the transitions that write nothing apply under plan too.
         let status = match &decision {
             Decision::UpToDate => K::up_to_date(&desired, status),
@@ -291,25 +345,41 @@ impl Controller {
                 K::adopt(&desired, id)
             }
             _ if !self.policy.act => status,
+            _ if self.client.is_stopping() => return Ok(Step::Stopped),
             Decision::Create | Decision::Correct { recreate: true, .. } => {
+                // Recorded (flushed) before the call: no provider write whose outcome cannot be
+                // recorded; with a non-idempotent create, a crash in between ends in Adopt,
+                // never in a second object.
+                rec.create_pending = K::CREATE_IS_PENDING;
                 if K::CREATE_IS_PENDING {
-                    // Flushed before the call, so a crash in between ends in Adopt, never in
-                    // a second object.
-                    rec.create_pending = true;
                     rec.status = K::wrap(K::Status::default());
-                    self.store.put_durable(key, rec)?;
                 }
+                self.applying(key, rec, "create").await?;
                 let created = K::create(&cx, &desired).await?;
                 rec.create_pending = false;
                 created
             }
             Decision::Update { .. } | Decision::Correct { .. } => {
+                self.applying(key, rec, "update").await?;
                 K::update(&cx, &desired, &status).await?
             }
             Decision::Report { .. } | Decision::Refuse { .. } | Decision::Missing { .. } => status,
         };
         rec.status = K::wrap(status);
         Ok(Step::Decided(decision))
+    }
+
+    /// Records (on disk) that a provider write for `key` is about to start: `Pending`, with
+    /// what is being applied. Fails (and nothing is sent) when the store cannot write.
+    async fn applying(
+        &self,
+        key: &ResourceKey,
+        rec: &mut Record,
+        what: &str,
+    ) -> Result<(), StoreError> {
+        rec.state = State::Pending;
+        rec.message = format!("applying: {what}");
+        self.store.put_durable(key, rec).await
     }
 
     /// The state a decision leaves a resource in, and its change.

@@ -12,20 +12,19 @@ use super::ops::{AdminServer, Ops};
 use super::provider::{existing_ids, Provider, ProviderConfig};
 use super::scheduler::{Scheduler, Trigger};
 use super::signals::{stop_signal, Signals};
+use super::status_socket;
+pub use super::status_socket::{ask, ask_daemon, SOCKET};
 use crate::local_api::LocalApiError;
 use crate::manifest::LoadError;
 use crate::metrics::Metrics;
 use crate::source::{self, Snapshot};
+use crate::store::installation::installation_id;
 use crate::store::{Store, StoreError};
 use crate::time::Timestamp;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-
-/// The status socket's file name in the state folder.
-pub const SOCKET: &str = "lumierd.sock";
 
 /// How long a stop (SIGTERM, SIGINT) may take, in-flight calls included.
 pub const STOP_GRACE: Duration = Duration::from_secs(10);
@@ -47,6 +46,8 @@ pub struct RunConfig {
     pub provider: ProviderConfig,
     /// Where the admin HTTP API listens (`--admin-listen`); `None` = off.
     pub admin_listen: Option<SocketAddr>,
+    /// How manifests are loaded (`--allow-empty`).
+    pub load: crate::manifest::LoadOptions,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -69,13 +70,14 @@ pub enum DaemonError {
 
 fn load_snapshot(
     manifests: &Path,
+    options: &crate::manifest::LoadOptions,
     previous: Option<&Arc<Snapshot>>,
     store: &Store,
     metrics: &Metrics,
 ) -> Result<Option<Arc<Snapshot>>, StoreError> {
     let loaded = match previous {
         Some(previous) => source::reload(manifests, previous),
-        None => source::load(manifests).map(Arc::new),
+        None => source::load_with(manifests, options).map(Arc::new),
     };
     match loaded {
         Ok(snap) => {
@@ -109,85 +111,6 @@ fn retry_now(store: &Store) -> Result<usize, StoreError> {
     Ok(n)
 }
 
-/// Serves the status socket: a client writes `status` (or `status STAGE`) and a newline, and
-/// reads the status JSON.
-fn serve_status_socket(state: &Path, store: Store) -> Result<PathBuf, DaemonError> {
-    let path = state.join(SOCKET);
-    let _ = std::fs::remove_file(&path);
-    let listener = tokio::net::UnixListener::bind(&path)
-        .map_err(|e| DaemonError::Io(format!("status socket {}: {e}", path.display())))?;
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
-            .map_err(|e| DaemonError::Io(format!("status socket {}: {e}", path.display())))?;
-    }
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let store = store.clone();
-            tokio::spawn(async move {
-                let (read, mut write) = stream.into_split();
-                let mut line = String::new();
-                let mut reader = BufReader::new(read);
-                if tokio::time::timeout(Duration::from_secs(5), reader.read_line(&mut line))
-                    .await
-                    .is_err()
-                {
-                    return;
-                }
-                let body = if line.trim() == "records" {
-                    // For `plan` while the daemon holds the store.
-                    match store.all() {
-                        Ok(records) => serde_json::to_string(&records).unwrap_or_else(|e| {
-                            serde_json::json!({ "error": e.to_string() }).to_string()
-                        }),
-                        Err(e) => serde_json::json!({ "error": e.to_string() }).to_string(),
-                    }
-                } else {
-                    let stage = line
-                        .trim()
-                        .strip_prefix("status")
-                        .map(str::trim)
-                        .filter(|s| !s.is_empty());
-                    match crate::status::status_json(&store, stage) {
-                        Ok(v) => v.to_string(),
-                        Err(e) => serde_json::json!({ "error": e.to_string() }).to_string(),
-                    }
-                };
-                let _ = write.write_all(body.as_bytes()).await;
-                let _ = write.shutdown().await;
-            });
-        }
-    });
-    Ok(path)
-}
-
-/// Sends one request line to a running daemon and parses its JSON answer; `None` when no
-/// daemon answers (within 10 s).
-pub(super) async fn ask(state: &Path, request: &str) -> Option<serde_json::Value> {
-    let path = state.join(SOCKET);
-    let ask = async {
-        let mut stream = tokio::net::UnixStream::connect(&path).await.ok()?;
-        stream
-            .write_all(format!("{request}\n").as_bytes())
-            .await
-            .ok()?;
-        let mut body = String::new();
-        tokio::io::AsyncReadExt::read_to_string(&mut stream, &mut body)
-            .await
-            .ok()?;
-        serde_json::from_str(&body).ok()
-    };
-    tokio::time::timeout(Duration::from_secs(10), ask)
-        .await
-        .ok()
-        .flatten()
-}
-
-/// Asks a running daemon for its status; `None` when no daemon answers.
-pub async fn ask_daemon(state: &Path, stage: Option<&str>) -> Option<serde_json::Value> {
-    ask(state, &format!("status {}", stage.unwrap_or(""))).await
-}
-
 fn log_pass(report: &PassReport, took: Duration) {
     tracing::info!(
         changes = report.changes.len(),
@@ -212,17 +135,18 @@ pub async fn run(cfg: RunConfig) -> Result<bool, DaemonError> {
     std::fs::create_dir_all(&cfg.state)
         .map_err(|e| DaemonError::Io(format!("state folder {}: {e}", cfg.state.display())))?;
     let store = Store::open(&cfg.state)?;
-    let initial = source::load(&cfg.manifests);
+    let initial = source::load_with(&cfg.manifests, &cfg.load);
     let seed = initial.as_ref().map(existing_ids).unwrap_or_default();
     let provider = Provider::start(&cfg.provider, &cfg.state, &seed).await?;
     if matches!(cfg.provider, ProviderConfig::Embedded { .. }) {
         println!(
-            "local API: {} (account {})",
+            "local API: {} (account {}, token in {})",
             provider.base_url,
-            crate::local_api::DEFAULT_ACCOUNT_ID
+            crate::local_api::DEFAULT_ACCOUNT_ID,
+            crate::local_api::token_path(&cfg.state.join("local-api")).display()
         );
     }
-    let ops = Ops::start();
+    let ops = Ops::start(&store);
     ops.count_resources(&store);
     let admin = match cfg.admin_listen {
         Some(addr) => {
@@ -233,6 +157,9 @@ pub async fn run(cfg: RunConfig) -> Result<bool, DaemonError> {
     let controller = Controller {
         client: provider.client.clone(),
         store: store.clone(),
+        installation: installation_id(&cfg.state, true)
+            .map_err(|e| DaemonError::Io(format!("installation id: {e}")))?
+            .unwrap_or_default(),
         policy: cfg.policy.clone(),
         metrics: Arc::clone(&ops.metrics),
     };
@@ -240,7 +167,16 @@ pub async fn run(cfg: RunConfig) -> Result<bool, DaemonError> {
         None => run_once(initial, &controller, &store, &ops).await,
         Some(signals) => run_forever(&cfg, initial, &controller, &store, &ops, signals).await,
     };
-    let flushed = store.flush();
+    // Bounded: a frozen disk must not keep the process from stopping.
+    let flushed = match tokio::time::timeout(STOP_SERVER, store.flush_durable()).await {
+        Ok(flushed) => flushed,
+        Err(_) => {
+            tracing::error!(
+                "the state store did not flush within {STOP_SERVER:?}; stopping anyway"
+            );
+            Ok(())
+        }
+    };
     if let Some(admin) = admin {
         admin.stop().await;
     }
@@ -281,6 +217,9 @@ async fn run_once(
     let Some(snap) = loaded(initial, store, ops)? else {
         return Ok(false);
     };
+    // One run is an explicit request to try everything now (as SIGHUP is for the daemon):
+    // the backoff of an earlier run does not hold it back.
+    retry_now(store)?;
     // Later passes only matter when a resource waits on another or on a short retry.
     let mut converged = false;
     for _ in 0..3 {
@@ -313,8 +252,15 @@ async fn run_forever(
         mut int,
         mut hup,
     } = signals;
-    let socket = serve_status_socket(&cfg.state, store.clone())?;
-    let (_watch, mut changes) = crate::watch::watch(&cfg.manifests)?;
+    let socket = status_socket::serve(&cfg.state, store.clone())
+        .map_err(|e| DaemonError::Io(e.to_string()))?;
+    // Only manifest-relevant changes wake the loop: manifests, the workers' module files
+    // (known from each snapshot), never the state folder.
+    let modules = crate::watch::ModulePaths::default();
+    let filter = crate::watch::Filter::default()
+        .ignore(&cfg.state)
+        .modules(modules.clone());
+    let (_watch, mut changes) = crate::watch::watch_filtered(&cfg.manifests, filter)?;
     let mut snapshot = match loaded(initial, store, ops) {
         Ok(snap) => snap,
         Err(DaemonError::Manifests(e)) => {
@@ -326,6 +272,8 @@ async fn run_forever(
     };
     let mut scheduler = Scheduler::new(cfg.resync, cfg.debounce);
     let mut reloading = false;
+    // The snapshot whose module files the watch knows.
+    let mut tracked: Option<Arc<Snapshot>> = None;
     loop {
         let trigger = tokio::select! {
             t = scheduler.next(&mut changes) => t,
@@ -346,8 +294,17 @@ async fn run_forever(
             }
         };
         if trigger.rescans() {
-            if let Some(s) = load_snapshot(&cfg.manifests, snapshot.as_ref(), store, &ops.metrics)?
-            {
+            let reloaded = load_snapshot(
+                &cfg.manifests,
+                &cfg.load,
+                snapshot.as_ref(),
+                store,
+                &ops.metrics,
+            )?;
+            if reloaded.is_none() {
+                modules.set_unknown();
+            }
+            if let Some(s) = reloaded {
                 if trigger == Trigger::Changed {
                     // What the edit changed goes first in the next pass.
                     if let Some(old) = snapshot.as_deref() {
@@ -360,6 +317,13 @@ async fn run_forever(
         let Some(snap) = snapshot.clone() else {
             continue;
         };
+        if !tracked.as_ref().is_some_and(|t| Arc::ptr_eq(t, &snap)) {
+            modules.set_sources(
+                snap.bundles()
+                    .flat_map(|(_, b)| b.sources.iter().map(PathBuf::as_path)),
+            );
+            tracked = Some(Arc::clone(&snap));
+        }
         let start = Instant::now();
         let first = scheduler.take_priority();
         let pass = controller.pass_first(&snap, &first);
@@ -367,6 +331,8 @@ async fn run_forever(
         let outcome = tokio::select! {
             r = &mut pass => r,
             _ = stop_signal(&mut term, &mut int) => {
+                // Nothing new goes to the provider from here on; calls in flight finish.
+                controller.client.stop_sending();
                 tracing::info!("stopping: finishing in-flight calls");
                 ops.notify("STOPPING=1\nSTATUS=stopping: finishing in-flight calls");
                 let _ = tokio::time::timeout(STOP_INFLIGHT, &mut pass).await;
@@ -395,7 +361,7 @@ async fn run_forever(
         }
     }
     tracing::info!("shutting down");
-    let _ = std::fs::remove_file(socket);
+    drop(socket);
     Ok(true)
 }
 

@@ -18,3 +18,4 @@ pub mod provider;
 mod prune;
 pub mod scheduler;
 mod signals;
+pub mod status_socket;

@@ -22,8 +22,10 @@ pub struct Ops {
 }
 
 impl Ops {
-    /// Fresh metrics; systemd's notify socket and watchdog when systemd gave them.
-    pub fn start() -> Ops {
+    /// Fresh metrics; systemd's notify socket and watchdog when systemd gave them. The
+    /// watchdog is pinged only while `store` can write, so systemd restarts a daemon whose
+    /// store failed (the restart reopens it).
+    pub fn start(store: &Store) -> Ops {
         let notifier = match Notifier::from_env() {
             Ok(n) => n.map(Arc::new),
             Err(e) => {
@@ -34,12 +36,15 @@ impl Ops {
         let watchdog = match (&notifier, sdnotify::watchdog_interval()) {
             (Some(n), Some(every)) => {
                 let n = Arc::clone(n);
+                let store = store.clone();
                 Some(tokio::spawn(async move {
                     let mut tick = tokio::time::interval(every);
                     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                     loop {
                         tick.tick().await;
-                        n.send("WATCHDOG=1");
+                        if store.can_write() {
+                            n.send("WATCHDOG=1");
+                        }
                     }
                 }))
             }

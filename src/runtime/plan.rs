@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 /// `lumierd plan`: what a pass would do, changing nothing. Returns the changes.
 pub async fn plan(cfg: RunConfig) -> Result<Vec<Change>, DaemonError> {
-    let snap = source::load(&cfg.manifests)?;
+    let snap = source::load_with(&cfg.manifests, &cfg.load)?;
     // A running daemon holds the store (sled has one writer): plan then works on a scratch
     // copy of the daemon's records, asked over the status socket.
     // A private folder of our own (mkdtemp: a fresh name, mode 0700), never a predictable
@@ -41,6 +41,11 @@ pub async fn plan(cfg: RunConfig) -> Result<Vec<Change>, DaemonError> {
     let controller = Controller {
         client: provider.client.clone(),
         store,
+        // A fresh state has none yet: every tagged script then shows as another
+        // installation's, as `run` would see it without `--adopt`.
+        installation: crate::store::installation::installation_id(&cfg.state, false)
+            .map_err(|e| DaemonError::Io(format!("installation id: {e}")))?
+            .unwrap_or_default(),
         policy: Policy {
             act: false,
             ..cfg.policy

@@ -81,10 +81,13 @@ impl Provider {
                 })
             }
             ProviderConfig::Embedded { listen } => {
+                // The data folder's own random token (0600 file), not a well-known one.
+                let data_dir = state.join("local-api");
+                let token = crate::local_api::load_or_create_token(&data_dir)?;
                 let api = LocalApi::open(LocalApiConfig {
-                    token: crate::local_api::DEFAULT_TOKEN.to_owned(),
+                    token: token.clone(),
                     account_id: crate::local_api::DEFAULT_ACCOUNT_ID.to_owned(),
-                    data_dir: Some(state.join("local-api")),
+                    data_dir: Some(data_dir),
                     faults: Default::default(),
                     request_log: None,
                 })?;
@@ -115,7 +118,7 @@ impl Provider {
                 let mut cfg = ClientConfig::new(
                     base_url.clone(),
                     crate::local_api::DEFAULT_ACCOUNT_ID,
-                    crate::local_api::DEFAULT_TOKEN,
+                    token,
                 );
                 cfg.rate = RateLimit::unlimited();
                 let client = Client::new(cfg)?;

@@ -2,7 +2,7 @@
 //! never deleted), held (over the prune cap), or deleted — dependents before what they bind.
 
 use super::change::{Action, Change, PassReport};
-use super::controller::{fail, note_retry, Controller, ControllerError};
+use super::controller::{fail, note_retry, Controller, ControllerError, Policy};
 use crate::manifest::ResourceKey;
 use crate::resources::{Ctx, Reconciler, RemoteIndex};
 use crate::source::Snapshot;
@@ -12,6 +12,56 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 const RETAINED: &str = "removed from the manifests; kept because its stage is protected";
+
+/// What becomes of one removed resource, before the prune cap.
+enum Verdict {
+    Delete,
+    /// Kept for good (protected stage): the message says why.
+    Retain(String),
+    /// Kept until approved: the message names the approval.
+    Hold(String),
+}
+
+impl Verdict {
+    fn of(snap: &Snapshot, policy: &Policy, key: &ResourceKey, rec: &Record) -> Verdict {
+        let approved = policy.approves(key);
+        let stage = key.stage_key();
+        match (snap.desired.is_protected(&stage), rec.protected) {
+            // Protected now, or (no document of the app says otherwise) when last declared.
+            (Some(true), _) | (None, true) => Verdict::Retain(RETAINED.into()),
+            // Protection lifted in the same change that removes the resource.
+            (Some(false), true) if !approved => Verdict::Hold(format!(
+                "held: `{}` was protected, and its protection was removed in the same change that removed this resource; \
+                 to delete it, run once with --approve-delete {stage} (or apply the protect change first, then the removal)",
+                stage.stage
+            )),
+            _ if !approved && !snap.desired.declares_app(&key.app) => Verdict::Hold(format!(
+                "held: app `{}` is no longer declared by any manifest, so this pass would delete everything it declared; \
+                 to approve, run once with --approve-delete {}",
+                key.app, key.app
+            )),
+            _ => Verdict::Delete,
+        }
+    }
+}
+
+/// Writes `rec` kept in `state` with `message` (only when that changes it).
+fn keep(
+    ctl: &Controller,
+    key: &ResourceKey,
+    mut rec: Record,
+    state: State,
+    message: String,
+    now: Timestamp,
+) -> Result<(), ControllerError> {
+    if ctl.policy.act && (rec.state != state || rec.message != message) {
+        rec.state = state;
+        rec.message = message;
+        rec.last_reconciled = Some(now);
+        ctl.store.put(key, &rec)?;
+    }
+    Ok(())
+}
 
 /// The prune step of a pass over `gone`, the records of resources no longer declared.
 pub(super) async fn prune(
@@ -27,12 +77,6 @@ pub(super) async fn prune(
     let now = Timestamp::now();
     let mut to_delete = Vec::new();
     for (key, rec) in gone {
-        // Protected when its app's current `protect` lists the stage; when the whole app is
-        // gone from the manifests, what was recorded decides (never delete on a guess).
-        let protected = snap
-            .desired
-            .is_protected(&key.stage_key())
-            .unwrap_or(rec.protected);
         if never_deleted(&rec) {
             if act {
                 ctl.store.remove(&key)?;
@@ -42,23 +86,29 @@ pub(super) async fn prune(
                 action: Action::Forget,
                 details: vec!["existing namespace: no longer bound, never deleted".into()],
             });
-        } else if protected {
-            if rec.state != State::Retained {
+            continue;
+        }
+        match Verdict::of(snap, &ctl.policy, &key, &rec) {
+            Verdict::Delete => to_delete.push((key, rec)),
+            Verdict::Retain(message) => {
+                if rec.state != State::Retained {
+                    report.changes.push(Change {
+                        key: key.clone(),
+                        action: Action::Retain,
+                        details: vec!["stage is protected: kept on Cloudflare".into()],
+                    });
+                }
+                keep(ctl, &key, rec, State::Retained, message, now)?;
+            }
+            Verdict::Hold(message) => {
+                report.converged = false;
                 report.changes.push(Change {
                     key: key.clone(),
-                    action: Action::Retain,
-                    details: vec!["stage is protected: kept on Cloudflare".into()],
+                    action: Action::Hold,
+                    details: vec![message.clone()],
                 });
+                keep(ctl, &key, rec, State::Deleting, message, now)?;
             }
-            if act && (rec.state != State::Retained || rec.message != RETAINED) {
-                let mut r = rec;
-                r.state = State::Retained;
-                r.message = RETAINED.into();
-                r.last_reconciled = Some(now);
-                ctl.store.put(&key, &r)?;
-            }
-        } else {
-            to_delete.push((key, rec));
         }
     }
     if to_delete.len() > ctl.policy.max_prune {
@@ -92,6 +142,14 @@ pub(super) async fn prune(
         if !act {
             continue;
         }
+        if ctl.client.is_stopping() {
+            report.converged = false;
+            break;
+        }
+        // Recorded before the call: no provider write whose outcome cannot be recorded.
+        rec.state = State::Deleting;
+        rec.message = "deleting".into();
+        ctl.store.put_durable(&key, &rec).await?;
         let started = Instant::now();
         let kind = rec.kind().type_name();
         let cx = Ctx {
@@ -99,6 +157,7 @@ pub(super) async fn prune(
             index,
             key: &key,
             act,
+            installation: &ctl.installation,
         };
         let result = crate::with_record_kind!(rec.kind(), |K| match K::status(&rec.status) {
             Some(status) => K::delete(&cx, status).await,

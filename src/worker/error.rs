@@ -73,6 +73,9 @@ pub enum WorkerError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// A module path is a FIFO, socket, device or folder (reading it could block).
+    #[error("{}: cannot read: it is {kind}, not a regular file; worker modules must be regular files", path.display())]
+    NotRegular { path: PathBuf, kind: &'static str },
     /// The parser, the semantic checker or the TypeScript transform rejected a source file.
     #[error("{at}: {message}")]
     Syntax { at: Location, message: String },
@@ -115,9 +118,12 @@ pub enum WorkerError {
     /// A `.json` module does not parse as JSON.
     #[error("{at}: invalid JSON: {message}")]
     InvalidJson { at: Location, message: String },
-    /// A `.wasm` module lacks the WebAssembly magic number.
-    #[error("{}: not a WebAssembly module (it does not start with \\0asm)", path.display())]
-    InvalidWasm { path: PathBuf },
+    /// A `.wasm` module is not a well-formed WebAssembly core module (`reason` says where).
+    #[error("{}: not a valid WebAssembly module: {reason}", path.display())]
+    InvalidWasm { path: PathBuf, reason: String },
+    /// `import()` of a computed path: its targets cannot be found, so never uploaded.
+    #[error("{at}: `import()` of a computed path: lumierd uploads only the modules it finds by reading literal import paths, so this one's targets would be missing at run time; write a literal path, e.g. `import(\"./plugins/a.js\")` (one per module, e.g. in a `switch`)")]
+    DynamicImport { at: Location },
     /// Two different files map to the same uploaded name (e.g. `lib.ts` and `lib.js`).
     #[error("{} and {} would both be uploaded as module \"{name}\"; rename one of them", first.display(), second.display())]
     NameCollision {
@@ -135,8 +141,25 @@ pub enum WorkerError {
     #[error("{}: reading the worker's sources went over {limit} bytes", path.display())]
     SourcesTooLarge { path: PathBuf, limit: u64 },
     /// The modules' total (uncompressed) size is over a limit.
-    #[error("the worker's modules total {total} bytes (uncompressed), over the limit of {limit} bytes (Cloudflare allows 1 MiB on the Free plan and 10 MiB on Paid, measured after compression; lumierd checks the uncompressed total)")]
-    TooLarge { total: u64, limit: u64 },
+    #[error("the worker's modules total {total} bytes (uncompressed), over the limit of {limit} bytes (Cloudflare allows 1 MiB on the Free plan and 10 MiB on Paid, measured after compression; lumierd checks the uncompressed total); largest: {largest}")]
+    TooLarge {
+        total: u64,
+        limit: u64,
+        /// The biggest modules, `name (N bytes)`, largest first (see [`largest`]).
+        largest: String,
+    },
+}
+
+/// The three biggest of `modules` (name, bytes) as `a.wasm (9000 bytes), b.js (12 bytes)`,
+/// largest first (ties by name), for [`WorkerError::TooLarge`].
+pub(crate) fn largest(modules: impl Iterator<Item = (String, u64)>) -> String {
+    let mut all: Vec<(String, u64)> = modules.collect();
+    all.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    all.iter()
+        .take(3)
+        .map(|(name, size)| format!("{name} ({size} bytes)"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 #[cfg(test)]

@@ -3,13 +3,12 @@
 //! Contract of [`load`]: starting from the (canonical) entry, every module reachable through
 //! relative imports is read once (cycles are fine: modules are keyed by canonical path),
 //! scripts are transpiled with their specifiers rewritten to uploaded names, and data modules
-//! are checked (JSON parses, text is UTF-8, wasm has its magic number) and kept byte for byte.
+//! are checked (JSON parses, text is UTF-8, wasm is a well-formed module) and kept byte for byte.
 //! Work is bounded by [`Limits`]: module count, bytes read, and the modules' total size. The
 //! traversal order is fixed (breadth-first, imports in source order), so the first error is
 //! the same on every run.
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use super::error::{Location, WorkerError};
@@ -99,17 +98,26 @@ pub(crate) fn load(root: &Root, entry: &Path, limits: &Limits) -> Result<Graph, 
                 bytes
             }
             ModuleKind::Wasm => {
-                if !bytes.starts_with(b"\0asm") {
-                    return Err(WorkerError::InvalidWasm { path: display });
+                if let Err(reason) = super::wasm::check(&bytes) {
+                    return Err(WorkerError::InvalidWasm {
+                        path: display,
+                        reason,
+                    });
                 }
                 bytes
             }
         };
         total = total.saturating_add(content.len() as u64);
         if total > limits.max_total {
+            let sizes = graph
+                .iter()
+                .map(|(p, m)| (root.display(p), m.content.len() as u64))
+                .chain([(display.clone(), content.len() as u64)])
+                .map(|(p, n)| (p.display().to_string(), n));
             return Err(WorkerError::TooLarge {
                 total,
                 limit: limits.max_total,
+                largest: super::error::largest(sizes),
             });
         }
         graph.insert(path, Loaded { kind, content });
@@ -117,29 +125,31 @@ pub(crate) fn load(root: &Root, entry: &Path, limits: &Limits) -> Result<Graph, 
     Ok(graph)
 }
 
-/// Reads `path` whole, charging `budget`; more than the budget left is an error.
+/// Reads `path` whole, charging `budget`; more than the budget left is an error, and so is a
+/// path that is not a regular file (a FIFO would block the build).
 fn read_bounded(
     path: &Path,
     display: &Path,
     budget: &mut u64,
     limit: u64,
 ) -> Result<Vec<u8>, WorkerError> {
-    let read_error = |source| WorkerError::Read {
-        path: display.to_path_buf(),
-        source,
-    };
-    let file = std::fs::File::open(path).map_err(read_error)?;
-    let mut bytes = Vec::new();
-    file.take(budget.saturating_add(1))
-        .read_to_end(&mut bytes)
-        .map_err(read_error)?;
-    let len = bytes.len() as u64;
-    if len > *budget {
-        return Err(WorkerError::SourcesTooLarge {
+    use crate::manifest::regular::{read_regular, ReadError};
+    // Only a regular file, opened without blocking, read to at most the budget left + 1 byte.
+    let bytes = read_regular(path, *budget).map_err(|e| match e {
+        ReadError::TooLarge(_) => WorkerError::SourcesTooLarge {
             path: display.to_path_buf(),
             limit,
-        });
-    }
+        },
+        ReadError::NotRegular(kind) => WorkerError::NotRegular {
+            path: display.to_path_buf(),
+            kind,
+        },
+        ReadError::Io(source) => WorkerError::Read {
+            path: display.to_path_buf(),
+            source,
+        },
+    })?;
+    let len = bytes.len() as u64;
     *budget -= len;
     Ok(bytes)
 }

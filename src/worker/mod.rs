@@ -14,6 +14,9 @@
 //!   module. `.js`/`.mjs` and `.ts`/`.mts` (emitted as `.js`/`.mjs`) are ES modules
 //!   (`application/javascript+module`); `.json` is `application/json`; `.txt`/`.html` are
 //!   `text/plain`; `.wasm` is `application/wasm`. Data modules are uploaded byte for byte.
+//! - `import()` of anything but a literal path (``import(`./plugins/${n}.js`)``, a variable) is
+//!   an error: its targets cannot be known, so they would never be uploaded.
+//! - A `.wasm` module's structure is checked before upload (`wasm.rs`).
 //! - Specifiers in emitted code are rewritten to the target's uploaded name relative to the
 //!   importing module (`./util.ts` → `./util.js`, `./lib` → `./lib.js`). `cloudflare:*` and
 //!   `node:*` are left as written. A bare (package) specifier is an error: bundle first.
@@ -40,6 +43,7 @@ mod graph;
 mod hash;
 mod resolve;
 mod transpile;
+mod wasm;
 
 #[cfg(test)]
 mod tests;
@@ -164,6 +168,12 @@ pub fn check_size(bundle: &WorkerBundle, limit: u64) -> Result<(), WorkerError> 
         return Err(WorkerError::TooLarge {
             total: bundle.total_size,
             limit,
+            largest: error::largest(
+                bundle
+                    .modules
+                    .iter()
+                    .map(|m| (m.name.clone(), m.content.len() as u64)),
+            ),
         });
     }
     Ok(())

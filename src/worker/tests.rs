@@ -480,6 +480,12 @@ fn data_modules_are_checked() {
             "import m from './m.wasm';\nexport default m;\n",
         ),
         ("w/m.wasm", "not wasm"),
+        (
+            "w/cut.ts",
+            "import m from './cut.wasm';\nexport default m;\n",
+        ),
+        // A header and a section that claims more bytes than the file has.
+        ("w/cut.wasm", "\0asm\u{1}\0\0\0\u{1}\u{7}\u{1}"),
         ("w/css.ts", "import './style.css';\n"),
         ("w/style.css", "p {}"),
     ]);
@@ -487,7 +493,14 @@ fn data_modules_are_checked() {
     assert!(msg.starts_with("ROOT/w/d.json:3:1: invalid JSON"), "{msg}");
     let msg = err_at(dir.path(), "w/wasm.ts");
     assert!(
-        msg.starts_with("ROOT/w/m.wasm: not a WebAssembly module"),
+        msg.starts_with(
+            "ROOT/w/m.wasm: not a valid WebAssembly module: it does not start with the \\0asm magic number"
+        ),
+        "{msg}"
+    );
+    let msg = err_at(dir.path(), "w/cut.ts");
+    assert!(
+        msg.starts_with("ROOT/w/cut.wasm: not a valid WebAssembly module: section 1 at byte 8 claims 7 bytes but the file ends before"),
         "{msg}"
     );
     let msg = err_at(dir.path(), "w/css.ts");
@@ -568,6 +581,11 @@ fn module_count_and_size_are_bounded() {
         .unwrap_err()
         .to_string();
     assert!(msg.contains("over the limit of 60 bytes"), "{msg}");
+    // The message names the modules to look at, largest first.
+    assert!(
+        msg.contains("; largest: ") && msg.contains("w/index.ts") && msg.contains("w/a.ts ("),
+        "{msg}"
+    );
 
     let limits = graph::Limits {
         max_modules: 10,
@@ -649,6 +667,19 @@ fn describe_and_check_size() {
         .to_string();
     assert!(
         msg.contains(&format!("total {} bytes", bundle.total_size)),
+        "{msg}"
+    );
+    let biggest = bundle
+        .modules
+        .iter()
+        .max_by_key(|m| m.content.len())
+        .unwrap();
+    assert!(
+        msg.contains(&format!(
+            "largest: {} ({} bytes)",
+            biggest.name,
+            biggest.content.len()
+        )),
         "{msg}"
     );
 }

@@ -14,7 +14,9 @@
 //!   `export … from`, `export * from`, and `import()` whose argument is a string literal or a
 //!   template literal without substitutions — is passed to `rewrite` with its byte offset, in
 //!   source order. `rewrite` returns the replacement specifier (or `None` to leave it); its
-//!   first error stops the work and is returned. `import()` of anything else is left alone.
+//!   first error stops the work and is returned. `import()` of anything else (a variable, a
+//!   template with substitutions) is [`WorkerError::DynamicImport`] at the `import(`: its
+//!   targets cannot be known, so they would never be uploaded.
 
 use std::path::Path;
 
@@ -92,7 +94,7 @@ where
         Language::JavaScript => {
             let mut rewriter = Rewriter::new(&allocator, rewrite, Mode::Splice);
             rewriter.visit_program(&mut program);
-            let edits = rewriter.finish()?;
+            let edits = rewriter.finish(file, source)?;
             Ok(splice(source, edits))
         }
         Language::TypeScript => {
@@ -105,7 +107,7 @@ where
             }
             let mut rewriter = Rewriter::new(&allocator, rewrite, Mode::Mutate);
             rewriter.visit_program(&mut program);
-            rewriter.finish()?;
+            rewriter.finish(file, source)?;
             Ok(Codegen::new().build(&program).code)
         }
     }
@@ -201,6 +203,8 @@ struct Rewriter<'a, F> {
     mode: Mode,
     edits: Vec<(Span, String)>,
     error: Option<WorkerError>,
+    /// Offset of the first `import()` whose path is computed (spans are the source's).
+    computed_import: Option<u32>,
 }
 
 impl<'a, F> Rewriter<'a, F>
@@ -214,14 +218,21 @@ where
             mode,
             edits: Vec::new(),
             error: None,
+            computed_import: None,
         }
     }
 
-    fn finish(self) -> Result<Vec<(Span, String)>, WorkerError> {
-        match self.error {
-            Some(e) => Err(e),
-            None => Ok(self.edits),
+    /// The edits, or the first error: a rewrite error, else a computed `import()`.
+    fn finish(self, file: &Path, source: &str) -> Result<Vec<(Span, String)>, WorkerError> {
+        if let Some(e) = self.error {
+            return Err(e);
         }
+        if let Some(offset) = self.computed_import {
+            return Err(WorkerError::DynamicImport {
+                at: Location::at(file, source, offset),
+            });
+        }
+        Ok(self.edits)
     }
 
     /// The replacement for `specifier` at `span`, or `None` (unchanged, or after an error).
@@ -252,7 +263,7 @@ where
         }
     }
 
-    fn dynamic(&mut self, expression: &mut Expression<'a>) {
+    fn dynamic(&mut self, import_start: u32, expression: &mut Expression<'a>) {
         match expression {
             Expression::StringLiteral(literal) => self.string_literal(literal),
             Expression::TemplateLiteral(template)
@@ -280,7 +291,9 @@ where
                     }
                 }
             }
-            _ => {}
+            _ => {
+                self.computed_import.get_or_insert(import_start);
+            }
         }
     }
 }
@@ -305,7 +318,7 @@ where
     }
 
     fn visit_import_expression(&mut self, it: &mut ImportExpression<'a>) {
-        self.dynamic(&mut it.source);
+        self.dynamic(it.span.start, &mut it.source);
         walk_mut::walk_import_expression(self, it);
     }
 }
@@ -345,6 +358,28 @@ mod tests {
             out,
             "// keep me\nimport   {a}   from \"./a.js\" // trailing\nexport const b = () => import(\"./b.js\");\n"
         );
+    }
+
+    #[test]
+    fn computed_dynamic_imports_are_errors() {
+        for (src, col) in [
+            (
+                "const n = 'a';\nexport const p = import(`./plugins/${n}.js`);\n",
+                18,
+            ),
+            ("export const p = (n) => import('./plugins/' + n);\n", 25),
+            ("export const p = (n) => import(n);\n", 25),
+        ] {
+            for language in [Language::JavaScript, Language::TypeScript] {
+                let err = run(src, language).unwrap_err();
+                let msg = err.to_string();
+                assert!(
+                    msg.contains(&format!(":{col}: `import()` of a computed path"))
+                        && msg.contains("write a literal path"),
+                    "{src}: {msg}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -847,3 +847,215 @@ async fn prune_cap_holds_and_protection_outlives_the_manifest() {
     assert_eq!(resource(&s, "prod", "cache").unwrap()["state"], "Retained");
     api.stop().await;
 }
+
+/// Titles of the namespaces on the account, sorted.
+async fn titles(api: &Api) -> Vec<String> {
+    let mut t: Vec<String> = api
+        .namespaces()
+        .await
+        .iter()
+        .map(|n| n["title"].as_str().unwrap().to_owned())
+        .collect();
+    t.sort();
+    t
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn protection_outlives_the_document_that_stated_it_and_lifting_it_needs_approval() {
+    let api = Api::start(Faults::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    fleet(dir.path(), "production", true, "");
+    fleet(dir.path(), "dev", false, "");
+    let out = tokio::task::block_in_place(|| once(dir.path(), &api, &[]));
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(
+        titles(&api).await,
+        ["shop-dev-cache", "shop-production-cache"]
+    );
+
+    // The document carrying `protect: [production]` goes; `dev` (no `protect`) remains:
+    // production stays protected as recorded.
+    let m = dir.path().join("m");
+    std::fs::remove_file(m.join("production.yaml")).unwrap();
+    let out = tokio::task::block_in_place(|| once(dir.path(), &api, &[]));
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(
+        titles(&api).await,
+        ["shop-dev-cache", "shop-production-cache"]
+    );
+    let scripts = api.scripts().await;
+    assert_eq!(scripts.len(), 2, "production's worker kept: {scripts:?}");
+    let s = status(dir.path());
+    assert_eq!(
+        resource(&s, "production", "cache").unwrap()["state"],
+        "Retained"
+    );
+    assert_eq!(
+        resource(&s, "production", "api").unwrap()["state"],
+        "Retained"
+    );
+
+    // Protection lifted (`protect: []`) in the same change as the removal: held, naming the
+    // approval; nothing deleted.
+    fleet(dir.path(), "dev", false, "");
+    let dev = std::fs::read_to_string(m.join("dev.yaml")).unwrap();
+    std::fs::write(
+        m.join("dev.yaml"),
+        dev.replace("name: shop\n", "name: shop\n  protect: []\n"),
+    )
+    .unwrap();
+    let out = tokio::task::block_in_place(|| once(dir.path(), &api, &[]));
+    assert_eq!(out.code, 1, "held deletions are not converged: {out:?}");
+    assert_eq!(
+        titles(&api).await,
+        ["shop-dev-cache", "shop-production-cache"]
+    );
+    let s = status(dir.path());
+    let held = resource(&s, "production", "cache").unwrap();
+    assert_eq!(held["state"], "Deleting", "{held:#}");
+    assert!(
+        held["message"]
+            .as_str()
+            .unwrap()
+            .contains("--approve-delete shop/production"),
+        "{held:#}"
+    );
+
+    // Approved for that stage: deleted (worker first), dev untouched.
+    let out = tokio::task::block_in_place(|| {
+        once(dir.path(), &api, &["--approve-delete", "shop/production"])
+    });
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(titles(&api).await, ["shop-dev-cache"]);
+    assert_eq!(api.scripts().await.len(), 1);
+    api.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_app_no_manifest_declares_any_more_is_deleted_only_when_approved() {
+    let api = Api::start(Faults::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let m = dir.path().join("m");
+    std::fs::create_dir_all(&m).unwrap();
+    std::fs::write(
+        m.join("gone.yaml"),
+        "app: { name: gone }\nstage: dev\nresources:\n  a: { type: kv }\n  b: { type: kv }\n",
+    )
+    .unwrap();
+    std::fs::write(
+        m.join("stay.yaml"),
+        "app: { name: stay }\nstage: dev\nresources:\n  c: { type: kv }\n",
+    )
+    .unwrap();
+    let out = tokio::task::block_in_place(|| once(dir.path(), &api, &[]));
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(titles(&api).await.len(), 3);
+
+    // Under the prune cap, but it is everything the app declared: held.
+    std::fs::remove_file(m.join("gone.yaml")).unwrap();
+    let out = tokio::task::block_in_place(|| once(dir.path(), &api, &[]));
+    assert_eq!(out.code, 1, "{out:?}");
+    assert_eq!(titles(&api).await.len(), 3, "nothing deleted");
+    let s = status(dir.path());
+    let held = resource(&s, "dev", "a").unwrap();
+    assert_eq!(held["state"], "Deleting", "{held:#}");
+    assert!(
+        held["message"]
+            .as_str()
+            .unwrap()
+            .contains("run once with --approve-delete gone"),
+        "{held:#}"
+    );
+
+    let out = tokio::task::block_in_place(|| once(dir.path(), &api, &["--approve-delete", "gone"]));
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(titles(&api).await, ["stay-dev-c"]);
+    api.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_installation_takes_nothing_of_the_first_without_adopt() {
+    let api = Api::start(Faults::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    fleet(
+        dir.path(),
+        "dev",
+        false,
+        "  solo: { type: worker, entry: index.js }\n",
+    );
+    let out = tokio::task::block_in_place(|| once(dir.path(), &api, &[]));
+    assert_eq!(out.code, 0, "{out:?}");
+    let uploads = |api: &Api| {
+        api.log()
+            .iter()
+            .filter(|r| r.method == "PUT" && r.path.ends_with("/workers/scripts/shop-dev-api"))
+            .count()
+    };
+    assert_eq!(uploads(&api), 1);
+
+    // Another installation (its own state folder) on the same account and manifests.
+    let other = |extra: &[&str]| {
+        let mut args = vec![
+            "run",
+            "--once",
+            "--manifests",
+            "m",
+            "--state",
+            "state2",
+            "--api-url",
+            &api.base,
+        ];
+        args.extend_from_slice(extra);
+        run_in(dir.path(), &args, Duration::from_secs(120))
+    };
+    let out = tokio::task::block_in_place(|| other(&[]));
+    assert_eq!(out.code, 1, "refused, so not converged: {out:?}");
+    assert_eq!(
+        uploads(&api),
+        1,
+        "the script of the first installation was left alone"
+    );
+    let s = tokio::task::block_in_place(|| {
+        run_in(
+            dir.path(),
+            &["status", "--json", "--state", "state2"],
+            Duration::from_secs(30),
+        )
+    });
+    let s: Value = serde_json::from_str(&s.stdout).unwrap();
+    // The namespace is refused (naming --adopt); the worker waits for it.
+    let cache = resource(&s, "dev", "cache").unwrap();
+    assert_eq!(cache["state"], "Error", "{cache:#}");
+    assert!(
+        cache["message"]
+            .as_str()
+            .unwrap()
+            .contains("lumierd run --adopt"),
+        "{cache:#}"
+    );
+    assert_eq!(resource(&s, "dev", "api").unwrap()["state"], "Pending");
+    // A worker that binds nothing: refused as another installation's script.
+    let solo = resource(&s, "dev", "solo").unwrap();
+    assert_eq!(solo["state"], "Error", "{solo:#}");
+    let message = solo["message"].as_str().unwrap();
+    assert!(
+        message.contains("another installation") && message.contains("lumierd run --adopt"),
+        "{solo:#}"
+    );
+
+    // The first installation keeps working (no flip-flop), and an explicit adoption moves
+    // both objects to the second.
+    let out = tokio::task::block_in_place(|| once(dir.path(), &api, &[]));
+    assert_eq!(out.code, 0, "{out:?} {:#}", status(dir.path()));
+    assert_eq!(uploads(&api), 1);
+    let out = tokio::task::block_in_place(|| other(&["--adopt"]));
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stdout.contains("adopt shop/dev/cache"), "{out:?}");
+    assert_eq!(
+        uploads(&api),
+        2,
+        "adopting the script re-uploads it with this installation's tag"
+    );
+    assert_eq!(api.namespaces().await.len(), 1, "no duplicate");
+    api.stop().await;
+}

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use lumierd::local_api::{
     served_routes, Faults, LocalApi, LocalApiConfig, LocalApiError, RateLimitModel,
-    DEFAULT_ACCOUNT_ID, DEFAULT_TOKEN,
+    DEFAULT_ACCOUNT_ID, DEFAULT_TOKEN, REQUEST_LOG_MEMORY_BYTES, REQUEST_LOG_MEMORY_ENTRIES,
 };
 use reqwest::multipart::{Form, Part};
 use reqwest::{Method, StatusCode};
@@ -1643,6 +1643,300 @@ async fn request_log_records_every_request() {
     s.api.clear_request_log();
     assert!(s.api.request_log().is_empty());
     s.stop().await;
+}
+
+/// Issue #12.9: the in-memory log is a ring bounded in entries and bytes, and requests naming
+/// unknown accounts with unknown tokens leave nothing else behind; the file keeps everything.
+#[tokio::test]
+async fn request_log_memory_is_bounded_and_the_file_keeps_all() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log_path = dir.path().join("requests.jsonl");
+    let mut cfg = config();
+    cfg.request_log = Some(log_path.clone());
+    cfg.faults.rate_limit = Some(RateLimitModel {
+        requests: 1_000_000,
+        window: Duration::from_secs(300),
+    });
+    let s = Server::start(cfg).await;
+    let long = "k".repeat(16 * 1024);
+    let sent = 2 * REQUEST_LOG_MEMORY_BYTES / long.len() + 10;
+    for i in 0..sent {
+        let account = format!("{i:032x}");
+        let url = format!("{}/accounts/{account}/storage/kv/namespaces/{long}", s.root);
+        let (status, _) = s.json(s.http.get(&url).bearer_auth(format!("t{i}"))).await;
+        assert_eq!(status.as_u16(), 403);
+    }
+    let log = s.api.request_log();
+    let bytes: usize = log
+        .iter()
+        .map(|r| r.method.len() + r.path.len() + r.query.len())
+        .sum();
+    assert!(bytes <= REQUEST_LOG_MEMORY_BYTES, "{bytes} bytes in memory");
+    assert!(
+        log.len() < sent && !log.is_empty(),
+        "{} of {sent}",
+        log.len()
+    );
+    assert!(log.len() <= REQUEST_LOG_MEMORY_ENTRIES);
+    let last = format!("{:032x}", sent - 1);
+    assert!(
+        log[log.len() - 1].path.contains(&last),
+        "the newest entry is kept"
+    );
+    let text = std::fs::read_to_string(&log_path).expect("log file");
+    assert_eq!(text.lines().count(), sent, "the file keeps every request");
+    // The budget of the served account is untouched by all those requests.
+    let resp = s
+        .send(s.req(Method::GET, &s.acct("/storage/kv/namespaces")))
+        .await;
+    let rl = resp.headers()["ratelimit"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    assert!(rl.starts_with("\"default\";r=999999;"), "{rl}");
+    s.stop().await;
+}
+
+/// Issue #12.11: a client that sends a whole request and closes the connection before the
+/// answer (here during injected latency) still has its request applied and logged, with the
+/// status it would have been answered.
+#[tokio::test]
+async fn requests_of_clients_that_went_away_are_applied_and_logged() {
+    use tokio::io::AsyncWriteExt;
+    let mut cfg = config();
+    cfg.faults.latency = Duration::from_millis(300);
+    let s = Server::start(cfg).await;
+    let addr = s.root["http://".len()..]
+        .split('/')
+        .next()
+        .expect("host")
+        .to_owned();
+    let path = format!("/client/v4/accounts/{DEFAULT_ACCOUNT_ID}/storage/kv/namespaces");
+    for i in 0..3 {
+        let body = json!({ "title": format!("gone-{i}") }).to_string();
+        let mut tcp = tokio::net::TcpStream::connect(&addr)
+            .await
+            .expect("connect");
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {DEFAULT_TOKEN}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        tcp.write_all(head.as_bytes()).await.expect("send");
+        drop(tcp);
+    }
+    let deadline = Instant::now() + STEP;
+    loop {
+        let posts: Vec<u16> = s
+            .api
+            .request_log()
+            .iter()
+            .filter(|r| r.method == "POST")
+            .map(|r| r.status)
+            .collect();
+        if posts == [200, 200, 200] {
+            break;
+        }
+        assert!(Instant::now() < deadline, "logged POSTs: {posts:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    s.api.set_faults(Faults::default());
+    let list = s
+        .ok(s.req(Method::GET, &s.acct("/storage/kv/namespaces")))
+        .await;
+    let mut titles: Vec<&str> = list
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|n| n["title"].as_str())
+        .collect();
+    titles.sort_unstable();
+    assert_eq!(titles, ["gone-0", "gone-1", "gone-2"]);
+    s.stop().await;
+}
+
+/// Issue #12.13: what the real API refuses, the emulator refuses: malformed bindings (on upload
+/// and on a settings PATCH) and expirations no calendar can hold.
+#[tokio::test]
+async fn malformed_bindings_and_endless_expirations_are_refused() {
+    let s = Server::start(config()).await;
+    let module = [("index.js", "application/javascript+module", INDEX_JS)];
+    let url = s.acct("/workers/scripts/w");
+    for binding in [
+        json!({"type": 5}),
+        json!({"type": 5, "name": "X"}),
+        json!({"name": "X"}),
+        json!({"type": "plain_text"}),
+        json!({"type": "kv_namespace", "name": "KV"}),
+        json!({"type": "plain_text", "name": "X", "text": 7}),
+    ] {
+        let meta = json!({"main_module": "index.js", "bindings": [binding]});
+        let msg = s
+            .err(
+                s.req(Method::PUT, &url)
+                    .multipart(wrangler_form(&meta, &module)),
+                400,
+                10021,
+            )
+            .await;
+        assert!(msg.contains("binding at index 0"), "{binding}: {msg}");
+    }
+    // Nothing was created; a good upload still works and a bad PATCH is refused too.
+    s.err(s.req(Method::GET, &url), 404, 10007).await;
+    let good = json!({"main_module": "index.js", "bindings": [{"type": "service", "name": "S", "service": "x"}]});
+    s.ok(s
+        .req(Method::PUT, &url)
+        .multipart(wrangler_form(&good, &module)))
+        .await;
+    let patch = Form::new().text("settings", json!({"bindings": [{"type": 5}]}).to_string());
+    let msg = s
+        .err(
+            s.req(Method::PATCH, &format!("{url}/settings"))
+                .multipart(patch),
+            400,
+            10021,
+        )
+        .await;
+    assert!(msg.contains("binding at index 0"), "{msg}");
+
+    let ns = s.create_ns("ttl").await;
+    let value = |q: &str| s.acct(&format!("/storage/kv/namespaces/{ns}/values/k?{q}"));
+    for q in [
+        format!("expiration_ttl={}", u64::MAX),
+        format!("expiration={}", u64::MAX),
+        "expiration_ttl=253402300800".to_owned(),
+    ] {
+        let msg = s
+            .err(s.req(Method::PUT, &value(&q)).body("v"), 400, 10021)
+            .await;
+        assert!(msg.starts_with("Invalid expiration"), "{q}: {msg}");
+    }
+    let bulk = json!([{"key": "k", "value": "v", "expiration_ttl": u64::MAX}]);
+    s.err(
+        s.req(
+            Method::PUT,
+            &s.acct(&format!("/storage/kv/namespaces/{ns}/bulk")),
+        )
+        .json(&bulk),
+        400,
+        10021,
+    )
+    .await;
+    // A year is fine.
+    s.ok(s
+        .req(Method::PUT, &value("expiration_ttl=31536000"))
+        .body("v"))
+        .await;
+    s.stop().await;
+}
+
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .permissions()
+        .mode()
+        & 0o777
+}
+
+/// Issue #11.7: the API embedded in `run` answers only to the random token of its state, kept
+/// 0600 in a 0700 folder (an older, open state is tightened) and never printed; the path is.
+#[tokio::test]
+async fn the_embedded_api_has_a_private_random_token_and_private_state() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("state/local-api");
+    // A state left open by an older build.
+    std::fs::create_dir_all(&data).expect("mkdir");
+    std::fs::write(data.join("state.json"), "{}").expect("write");
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    std::fs::set_permissions(
+        data.join("state.json"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .expect("chmod");
+    let examples = crate::support::repo().join("examples");
+    let args = [
+        "run",
+        "--once",
+        "--manifests",
+        examples.to_str().expect("utf-8"),
+        "--state",
+        "state",
+    ];
+    let out = crate::support::run_in(dir.path(), &args, Duration::from_secs(120));
+    assert_eq!(out.code, 0, "{out:?}");
+    let token = std::fs::read_to_string(data.join("token")).expect("token file");
+    let token = token.trim();
+    assert_eq!(token.len(), 64, "a 256-bit random token");
+    assert_ne!(token, DEFAULT_TOKEN);
+    assert!(
+        out.stdout.contains("token in state/local-api/token"),
+        "{}",
+        out.stdout
+    );
+    assert!(!out.stdout.contains(token) && !out.stderr.contains(token));
+    assert_eq!(mode(&data), 0o700);
+    for file in ["token", "state.json"] {
+        assert_eq!(mode(&data.join(file)), 0o600, "{file}");
+    }
+
+    // The same state keeps its token; the default token is refused.
+    let out = crate::support::run_in(dir.path(), &args, Duration::from_secs(120));
+    assert_eq!(out.code, 0, "{out:?}");
+    let again = std::fs::read_to_string(data.join("token")).expect("token file");
+    assert_eq!(again.trim(), token);
+    let mut cfg = config();
+    cfg.token = token.to_owned();
+    cfg.data_dir = Some(data.clone());
+    let s = Server::start(cfg).await;
+    s.err(
+        s.req(Method::GET, &s.acct("/storage/kv/namespaces")),
+        403,
+        10000,
+    )
+    .await;
+    let list = s
+        .ok(s
+            .http
+            .get(s.acct("/storage/kv/namespaces"))
+            .bearer_auth(token))
+        .await;
+    assert!(!list.as_array().expect("list").is_empty(), "{list}");
+    s.stop().await;
+}
+
+/// Issue #11.7: a non-loopback listen address is refused unless explicitly allowed, naming
+/// the flag; a remote emulator also needs a token of its own.
+#[test]
+fn non_loopback_listen_addresses_need_an_explicit_flag() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = dir.path().join("state");
+    let state = state.to_str().expect("utf-8");
+    for cmd in ["run", "plan"] {
+        let out = crate::support::run(&[
+            cmd,
+            "--manifests",
+            "examples",
+            "--state",
+            state,
+            "--local-api-listen",
+            "0.0.0.0:0",
+        ]);
+        assert_eq!(out.code, 2, "{cmd}: {out:?}");
+        assert!(out.stderr.contains("--local-api-allow-remote"), "{out:?}");
+    }
+    let out = crate::support::run(&["emulator", "--listen", "0.0.0.0:0"]);
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(out.stderr.contains("--allow-remote"), "{out:?}");
+    let out = crate::support::run(&["emulator", "--listen", "[::]:0", "--allow-remote"]);
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(out.stderr.contains("--token"), "{out:?}");
+    assert!(!state_exists(dir.path()), "nothing was started");
+}
+
+fn state_exists(dir: &Path) -> bool {
+    dir.join("state/local-api").exists()
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@
 mod bench;
 mod client;
 mod controller;
+mod fuzz_local_api;
 mod local_api;
 mod ops;
 mod support;

@@ -1,13 +1,143 @@
 //! Operations, end to end against the real binary: the admin API (`/healthz`, `/readyz`,
 //! `/metrics`, `/status`), signals (SIGHUP reload, SIGTERM graceful stop), sd_notify, logs.
 
-use crate::support::{eventually, eventually_blocking, repo, run_in, Daemon};
-use lumierd::local_api::{DEFAULT_ACCOUNT_ID, DEFAULT_TOKEN};
+use crate::support::{bin, repo, run_in};
+use lumierd::local_api::DEFAULT_ACCOUNT_ID;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
+use std::io::{BufRead, BufReader};
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+/// A spawned `lumierd`: stdout lines on a channel, stderr collected; killed when dropped.
+struct Proc {
+    child: Child,
+    stdout: mpsc::Receiver<String>,
+    /// The stdout lines received so far.
+    seen: Mutex<Vec<String>>,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Proc {
+    fn spawn(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Proc {
+        let mut cmd = command(bin());
+        cmd.args(args).current_dir(dir).stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        Proc::start(cmd)
+    }
+
+    /// Spawns `cmd` (made by [`command`]; its arguments, folder, environment and stderr set by
+    /// the caller) with stdout piped; stderr is collected when piped.
+    fn start(mut cmd: Command) -> Proc {
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn lumierd");
+        let (tx, stdout) = mpsc::channel();
+        let out = child.stdout.take().expect("stdout");
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let sink = Arc::clone(&stderr);
+        if let Some(err) = child.stderr.take() {
+            std::thread::spawn(move || {
+                for line in BufReader::new(err).lines().map_while(Result::ok) {
+                    let mut s = sink.lock().unwrap();
+                    s.push_str(&line);
+                    s.push('\n');
+                }
+            });
+        }
+        Proc {
+            child,
+            stdout,
+            seen: Mutex::new(Vec::new()),
+            stderr,
+        }
+    }
+
+    /// The rest of the first stdout line starting with `prefix`.
+    fn line(&self, prefix: &str, within: Duration) -> String {
+        let deadline = Instant::now() + within;
+        let mut seen = self.seen.lock().unwrap();
+        if let Some(rest) = seen.iter().find_map(|l| l.strip_prefix(prefix)) {
+            return rest.trim().to_owned();
+        }
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.stdout.recv_timeout(left) {
+                Ok(line) => {
+                    seen.push(line.clone());
+                    if let Some(rest) = line.strip_prefix(prefix) {
+                        return rest.trim().to_owned();
+                    }
+                }
+                Err(_) => panic!(
+                    "no stdout line `{prefix}` within {within:?}; stderr:\n{}",
+                    self.stderr()
+                ),
+            }
+        }
+    }
+
+    fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    fn signal(&self, name: &str) {
+        let ok = Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status()
+            .expect("run kill")
+            .success();
+        assert!(ok, "kill -{name} failed");
+    }
+
+    /// Waits for the exit code, failing past `deadline`.
+    fn exit(&mut self, deadline: Duration) -> i32 {
+        wait_with_deadline(&mut self.child, deadline)
+    }
+}
+
+/// Waits for `child`, killing it (and failing the test) past `deadline`.
+fn wait_with_deadline(child: &mut Child, deadline: Duration) -> i32 {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status.code().unwrap_or(-1);
+        }
+        if start.elapsed() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("lumierd did not finish within {deadline:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A command running `program` without the systemd and log-level variables of this process.
+fn command(program: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut cmd = Command::new(program);
+    cmd.env_remove("NOTIFY_SOCKET")
+        .env_remove("WATCHDOG_USEC")
+        .env_remove("WATCHDOG_PID")
+        .env_remove("RUST_LOG");
+    cmd
+}
 
 fn http() -> reqwest::Client {
     reqwest::Client::builder()
@@ -25,14 +155,18 @@ async fn get(url: &str) -> (u16, String) {
 
 /// Polls `url` until it answers `code`, for at most `secs`.
 async fn wait_code(url: &str, code: u16, secs: u64) {
-    let what = format!("{url} to answer {code}");
-    eventually(Duration::from_secs(secs), &what, || async {
-        match get(url).await {
-            (got, _) if got == code => Ok(()),
-            other => Err(other),
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let (got, body) = get(url).await;
+        if got == code {
+            return;
         }
-    })
-    .await
+        assert!(
+            Instant::now() < deadline,
+            "{url} still answers {got} ({body}) after {secs} s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// A parsed scrape: `name{labels}` → value, checked against the exposition format's rules.
@@ -162,15 +296,18 @@ async fn scrape(admin: &str) -> Scrape {
 
 /// Scrapes until `pred` holds, for at most `secs`.
 async fn wait_scrape(admin: &str, secs: u64, what: &str, pred: impl Fn(&Scrape) -> bool) -> Scrape {
-    eventually(Duration::from_secs(secs), what, || async {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
         let s = scrape(admin).await;
         if pred(&s) {
-            Ok(s)
-        } else {
-            Err(s)
+            return s;
         }
-    })
-    .await
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}: {s:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 const WORKER: &str = "export default { fetch() { return new Response(\"hi\") } }\n";
@@ -190,7 +327,7 @@ fn fleet(dir: &Path, app: &str, stage_var: &str) {
 }
 
 /// `lumierd run` on `m/` with the embedded API and the admin API on an ephemeral port.
-fn spawn_run(dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> (Daemon, String) {
+fn spawn_run(dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> (Proc, String) {
     let mut args = vec![
         "run",
         "--manifests",
@@ -203,17 +340,17 @@ fn spawn_run(dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> (Daemon, Strin
         "127.0.0.1:0",
     ];
     args.extend_from_slice(extra);
-    let p = Daemon::spawn_env(dir, &args, env);
-    let admin = p.stdout_line("admin API: ", Duration::from_secs(30));
+    let p = Proc::spawn(dir, &args, env);
+    let admin = p.line("admin API: ", Duration::from_secs(30));
     (p, admin)
 }
 
 /// A separate `lumierd emulator` on an ephemeral port; returns it and its base URL.
-fn spawn_emulator(dir: &Path, extra: &[&str]) -> (Daemon, String) {
+fn spawn_emulator(dir: &Path, extra: &[&str]) -> (Proc, String) {
     let mut args = vec!["emulator", "--listen", "127.0.0.1:0"];
     args.extend_from_slice(extra);
-    let p = Daemon::spawn(dir, &args);
-    let base = p.stdout_line("base URL: ", Duration::from_secs(30));
+    let p = Proc::spawn(dir, &args, &[]);
+    let base = p.line("base URL: ", Duration::from_secs(30));
     (p, base)
 }
 
@@ -222,7 +359,7 @@ async fn metrics_scrape_parses_and_moves_with_reconciles_and_drift() {
     let dir = tempfile::tempdir().unwrap();
     fleet(dir.path(), "ops", "dev");
     let (p, admin) = spawn_run(dir.path(), &["--resync", "1s"], &[]);
-    let local_api = p.stdout_line("local API: ", Duration::from_secs(30));
+    let local_api = p.line("local API: ", Duration::from_secs(30));
     let local_api = local_api.split(' ').next().unwrap().to_owned();
 
     let (code, body) = get(&format!("{admin}/healthz")).await;
@@ -321,7 +458,11 @@ async fn metrics_scrape_parses_and_moves_with_reconciles_and_drift() {
         .put(format!(
             "{local_api}/accounts/{DEFAULT_ACCOUNT_ID}/storage/kv/namespaces/{id}"
         ))
-        .bearer_auth(DEFAULT_TOKEN)
+        .bearer_auth(
+            std::fs::read_to_string(dir.path().join("state/local-api/token"))
+                .unwrap()
+                .trim(),
+        )
         .json(&json!({ "title": "renamed-out-of-band" }))
         .send()
         .await
@@ -422,9 +563,11 @@ async fn sighup_rescans_the_manifests_and_resyncs() {
         after.value("lumierd_manifest_last_load_success_timestamp_seconds", &[]) > loaded,
         "the manifests were not rescanned"
     );
-    p.wait_for_line(
-        "SIGHUP: reloading manifests and resyncing",
-        Duration::from_secs(10),
+    assert!(
+        p.stderr()
+            .contains("SIGHUP: reloading manifests and resyncing"),
+        "{}",
+        p.stderr()
     );
     // Still alive and ready.
     wait_code(&format!("{admin}/readyz"), 200, 5).await;
@@ -449,19 +592,23 @@ async fn sd_notify_ready_after_the_first_pass_watchdog_reload_and_stopping() {
     );
     // Datagrams, in order, until one carries `want`; the messages seen before it.
     let recv_until = |want: &str, secs: u64| -> Vec<String> {
+        let deadline = Instant::now() + Duration::from_secs(secs);
         let mut seen = Vec::new();
         let mut buf = [0u8; 4096];
-        eventually_blocking(Duration::from_secs(secs), want, || {
+        loop {
+            assert!(
+                Instant::now() < deadline,
+                "no {want} within {secs} s; got {seen:?}"
+            );
             if let Ok(n) = socket.recv(&mut buf) {
                 let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
                 let hit = msg.lines().any(|l| l == want);
                 seen.push(msg);
                 if hit {
-                    return Ok(std::mem::take(&mut seen));
+                    return seen;
                 }
             }
-            Err(seen.clone())
-        })
+        }
     };
 
     let before_ready = tokio::task::block_in_place(|| recv_until("READY=1", 60));
@@ -499,7 +646,7 @@ async fn json_logs_carry_app_stage_resource_action_and_no_secret() {
     const TOKEN: &str = "ops-test-secret-token-0123456789abcdef";
     let (_emu, base) = spawn_emulator(dir.path(), &["--token", TOKEN]);
     fleet(dir.path(), "logs", "dev");
-    let mut p = Daemon::spawn_env(
+    let mut p = Proc::spawn(
         dir.path(),
         &[
             "run",
@@ -517,10 +664,14 @@ async fn json_logs_carry_app_stage_resource_action_and_no_secret() {
         ],
         &[("CLOUDFLARE_API_TOKEN", TOKEN)],
     );
-    // `exit` returns once the output is read to the end.
     assert_eq!(p.exit(Duration::from_secs(60)), 0, "{}", p.stderr());
+    // The reader thread may still be draining: wait for the final line.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !p.stderr().contains("pass done") {
+        assert!(Instant::now() < deadline, "{}", p.stderr());
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let logs = p.stderr();
-    assert!(logs.contains("pass done"), "{logs}");
     assert!(!logs.contains(TOKEN), "the API token was logged");
     let mut reconciled = 0;
     for line in logs.lines() {
@@ -581,4 +732,394 @@ fn admin_listen_is_loopback_unless_allowed_and_bad_log_levels_are_usage_errors()
     );
     assert_eq!(out.code, 2, "{out:?}");
     assert!(out.stderr.contains("--log-level"), "{out:?}");
+}
+
+/// Open descriptors of process `pid` (`/proc/PID/fd`).
+fn fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+/// Resident memory of process `pid`, in KiB (`VmRSS`).
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// `host:port` of an `http://host:port` URL.
+fn host_port(url: &str) -> String {
+    url.trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned()
+}
+
+/// Calls `probe` every 50 ms until it gives `Some`, failing after `within`.
+async fn eventually<T>(within: Duration, what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(v) = probe() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "not within {within:?}: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Rewrites `m/dev.yaml` of [`fleet`] with another `STAGE` value (a worker update).
+fn edit_stage(dir: &Path, app: &str, stage_var: &str) {
+    let tmp = dir.join("fleet-edit");
+    fleet(&tmp, app, stage_var);
+    std::fs::copy(tmp.join("m/dev.yaml"), dir.join("m/dev.yaml")).unwrap();
+}
+
+/// Worker updates counted so far.
+async fn worker_updates(admin: &str) -> f64 {
+    scrape(admin).await.value(
+        "lumierd_reconciles_total",
+        &[("kind", "worker"), ("result", "update")],
+    )
+}
+
+/// Waits until the daemon has counted more than `before` worker updates.
+async fn wait_worker_update(admin: &str, before: f64, secs: u64, what: &str) {
+    wait_scrape(admin, secs, what, |s| {
+        s.value(
+            "lumierd_reconciles_total",
+            &[("kind", "worker"), ("result", "update")],
+        ) > before
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_connections_are_bounded_and_idle_ones_closed() {
+    use std::io::{Read, Write};
+    // This test holds 1,100 sockets itself.
+    lumierd::fdlimit::raise_nofile().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    fleet(dir.path(), "fds", "dev");
+    let (p, admin) = spawn_run(dir.path(), &["--resync", "1h"], &[]);
+    wait_code(&format!("{admin}/readyz"), 200, 60).await;
+    let pid = p.child.id();
+    let base = fds(pid);
+    let base_rss = rss_kib(pid);
+    let addr = host_port(&admin);
+
+    // 1,100 connections that never finish their request headers.
+    let started = Instant::now();
+    let held: Vec<std::net::TcpStream> = (0..1100)
+        .map(|_| {
+            let mut s = std::net::TcpStream::connect(&addr).unwrap();
+            s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+                .unwrap();
+            s
+        })
+        .collect();
+    let connect_ms = started.elapsed().as_millis();
+    // Liveness still answers at once, and the edit is still applied.
+    let started = Instant::now();
+    let (code, _) = get(&format!("{admin}/healthz")).await;
+    assert_eq!(code, 200);
+    let flooded = fds(pid);
+    let flooded_rss = rss_kib(pid);
+    let healthz_ms = started.elapsed().as_millis();
+    let bound = base + lumierd::admin::Limits::default().max_connections + 8;
+    assert!(
+        flooded <= bound,
+        "{flooded} descriptors with 1,100 half-open admin connections (base {base}, bound {bound})"
+    );
+    let before = worker_updates(&admin).await;
+    edit_stage(dir.path(), "fds", "edited");
+    wait_worker_update(&admin, before, 30, "the edit applied under the flood").await;
+    let peak = fds(pid);
+    drop(held);
+
+    // Idle keep-alive connections (fewer than the cap: none is evicted) are closed.
+    let idle: Vec<std::net::TcpStream> = (0..40)
+        .map(|_| {
+            let mut s = std::net::TcpStream::connect(&addr).unwrap();
+            s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+                .unwrap();
+            let mut got = Vec::new();
+            let mut buf = [0u8; 512];
+            while !got.ends_with(b"ok\n") {
+                let n = s.read(&mut buf).unwrap();
+                assert!(n > 0, "closed before the answer");
+                got.extend_from_slice(&buf[..n]);
+            }
+            s
+        })
+        .collect();
+    let opened = Instant::now();
+    let with_idle = fds(pid);
+    let limit = lumierd::admin::Limits::default().header_timeout + Duration::from_secs(5);
+    eventually(limit, "idle keep-alive connections closed", || {
+        (fds(pid) <= base).then_some(())
+    })
+    .await;
+    let closed_ms = opened.elapsed().as_millis();
+    eprintln!(
+        "figures: base {base} fds, {base_rss} KiB; 1,100 half-open (opened in {connect_ms} ms): \
+         {flooded} fds (peak {peak}), {flooded_rss} KiB, /healthz after {healthz_ms} ms; 40 idle \
+         keep-alive: {with_idle} fds, closed after {closed_ms} ms"
+    );
+    drop(idle);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_socket_survives_descriptor_exhaustion_and_bounds_requests() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    fleet(dir.path(), "sock", "dev");
+    // 48 descriptors in all (it uses about 22 when idle), so admin clients can exhaust them.
+    let mut cmd = command("prlimit");
+    cmd.arg("--nofile=48:48")
+        .arg(bin())
+        .args([
+            "run",
+            "--manifests",
+            "m",
+            "--state",
+            "state",
+            "--resync",
+            "1h",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ])
+        .current_dir(dir.path())
+        .stderr(Stdio::piped());
+    let p = Proc::start(cmd);
+    let admin = p.line("admin API: ", Duration::from_secs(30));
+    wait_code(&format!("{admin}/readyz"), 200, 60).await;
+    let pid = p.child.id();
+    let addr = host_port(&admin);
+    let held: Vec<std::net::TcpStream> = (0..60)
+        .map(|_| {
+            let mut s = std::net::TcpStream::connect(&addr).unwrap();
+            s.write_all(b"GET /healthz HTTP/1.1\r\n").unwrap();
+            s
+        })
+        .collect();
+    eventually(
+        Duration::from_secs(10),
+        "the daemon out of descriptors",
+        || (fds(pid) >= 48).then_some(()),
+    )
+    .await;
+    // A status client while no descriptor is left: its accept fails (EMFILE).
+    let socket = dir
+        .path()
+        .join("state")
+        .join(lumierd::runtime::status_socket::SOCKET);
+    let mut waiting = std::os::unix::net::UnixStream::connect(&socket).unwrap();
+    waiting.write_all(b"status\n").unwrap();
+    // Hold on until that accept has failed (asserted below, once the socket has answered).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline && !p.stderr().contains("status socket: accept failed") {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(held);
+    // The socket lives on: the waiting client is answered, and so is a new `status`.
+    waiting
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut answer = String::new();
+    waiting.read_to_string(&mut answer).unwrap();
+    assert!(answer.contains("\"resources\""), "{answer}");
+    let out = run_in(
+        dir.path(),
+        &["status", "--state", "state", "--json"],
+        Duration::from_secs(30),
+    );
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stdout.contains("\"resources\""), "{out:?}");
+    assert!(
+        p.stderr()
+            .contains("status socket: accept failed; going on"),
+        "{}",
+        p.stderr()
+    );
+
+    // A request line past 4 KiB is refused at once, not read for ever.
+    let mut long = std::os::unix::net::UnixStream::connect(&socket).unwrap();
+    long.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    long.write_all(&[b'x'; 8192]).unwrap();
+    let mut answer = String::new();
+    let _ = long.read_to_string(&mut answer);
+    assert!(answer.contains("longer than 4096 bytes"), "{answer:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_watch_follows_the_manifests_folder_when_renamed_back_or_recreated() {
+    let dir = tempfile::tempdir().unwrap();
+    fleet(dir.path(), "follow", "dev");
+    // A long resync: only the watch can bring the edits in.
+    let (_p, admin) = spawn_run(dir.path(), &["--resync", "1h"], &[]);
+    wait_code(&format!("{admin}/readyz"), 200, 60).await;
+    let m = dir.path().join("m");
+    let away = dir.path().join("m.away");
+
+    std::fs::rename(&m, &away).unwrap();
+    std::fs::rename(&away, &m).unwrap();
+    let before = worker_updates(&admin).await;
+    edit_stage(dir.path(), "follow", "after-rename");
+    wait_worker_update(&admin, before, 20, "an edit after a rename back").await;
+
+    std::fs::remove_dir_all(&m).unwrap();
+    let before = worker_updates(&admin).await;
+    fleet(dir.path(), "follow", "after-recreate");
+    wait_worker_update(&admin, before, 20, "the recreated folder's manifests").await;
+    let before = worker_updates(&admin).await;
+    edit_stage(dir.path(), "follow", "edited-again");
+    wait_worker_update(&admin, before, 20, "an edit in the recreated folder").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_manifests_folder_is_waited_for_by_run_but_not_by_once_or_validate() {
+    let dir = tempfile::tempdir().unwrap();
+    let once = run_in(
+        dir.path(),
+        &["run", "--once", "--manifests", "m", "--state", "once"],
+        Duration::from_secs(30),
+    );
+    assert_ne!(once.code, 0, "{once:?}");
+    let validate = run_in(
+        dir.path(),
+        &["validate", "--manifests", "m"],
+        Duration::from_secs(30),
+    );
+    assert_ne!(validate.code, 0, "{validate:?}");
+
+    // Neither the folder nor its parent exists yet.
+    let p = Proc::spawn(
+        dir.path(),
+        &[
+            "run",
+            "--manifests",
+            "clone/m",
+            "--state",
+            "state",
+            "--resync",
+            "1h",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ],
+        &[],
+    );
+    let admin = p.line("admin API: ", Duration::from_secs(30));
+    let (code, _) = get(&format!("{admin}/readyz")).await;
+    assert_eq!(code, 503, "ready without manifests");
+    eventually(
+        Duration::from_secs(10),
+        "a log line saying it waits",
+        || {
+            p.stderr()
+                .contains("waiting for it to appear")
+                .then_some(())
+        },
+    )
+    .await;
+    // git-sync clones after the pod starts.
+    fleet(&dir.path().join("clone"), "late", "dev");
+    wait_code(&format!("{admin}/readyz"), 200, 30).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn its_own_log_file_and_state_inside_the_manifests_folder_do_not_wake_the_daemon() {
+    let dir = tempfile::tempdir().unwrap();
+    fleet(dir.path(), "quiet", "dev");
+    let here = dir.path().join("m");
+    // `cd man && lumierd run 2> lumierd.log`, with the default state `./.lumierd` inside too.
+    let log = std::fs::File::create(here.join("lumierd.log")).unwrap();
+    let mut cmd = command(bin());
+    cmd.args([
+        "run",
+        "--manifests",
+        ".",
+        "--debounce",
+        "100ms",
+        "--log-level",
+        "debug",
+        "--admin-listen",
+        "127.0.0.1:0",
+    ])
+    .current_dir(&here)
+    .stderr(Stdio::from(log));
+    let p = Proc::start(cmd);
+    let admin = p.line("admin API: ", Duration::from_secs(30));
+    wait_code(&format!("{admin}/readyz"), 200, 60).await;
+    assert!(here.join(".lumierd").is_dir(), "the state is not inside");
+    let passes = |s: &Scrape| s.value("lumierd_passes_total", &[]);
+    let initial = passes(&scrape(&admin).await);
+    // Over a bounded window, every scrape still counts the initial pass(es) only.
+    let window = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < window {
+        let now = passes(&scrape(&admin).await);
+        assert!(
+            now <= initial + 1.0,
+            "{now} passes after {initial}: the daemon wakes on its own writes"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // A manifest edit still wakes it.
+    let before = worker_updates(&admin).await;
+    edit_stage(dir.path(), "quiet", "edited");
+    wait_worker_update(&admin, before, 20, "the edit applied").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_says_a_daemon_is_stuck_when_its_socket_does_not_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    fleet(dir.path(), "mute", "dev");
+    let (_p, admin) = spawn_run(dir.path(), &["--resync", "1h"], &[]);
+    wait_code(&format!("{admin}/readyz"), 200, 60).await;
+    // The daemon holds the store; its socket is replaced by one that never answers.
+    let socket = dir.path().join("state").join("lumierd.sock");
+    std::fs::remove_file(&socket).unwrap();
+    let _mute = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    let start = Instant::now();
+    let out = run_in(
+        dir.path(),
+        &["status", "--state", "state"],
+        Duration::from_secs(30),
+    );
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.stderr.contains("does not answer (it may be stuck)"),
+        "{out:?}"
+    );
+    assert!(!out.stderr.contains("use `lumierd status`"), "{out:?}");
+    assert!(
+        start.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
+#[test]
+fn run_raises_its_soft_open_files_limit_to_the_hard_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    fleet(dir.path(), "nofile", "dev");
+    let mut cmd = command("prlimit");
+    cmd.arg("--nofile=512:2048")
+        .arg(bin())
+        .args(["run", "--manifests", "m", "--state", "state"])
+        .current_dir(dir.path())
+        .stderr(Stdio::piped());
+    let p = Proc::start(cmd);
+    p.line("local API: ", Duration::from_secs(30));
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", p.child.id())).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(&fields[3..5], ["2048", "2048"], "{line}");
 }

@@ -98,6 +98,7 @@ where
 }
 
 /// [`eventually`] for a blocking probe, outside an async context (or inside `block_in_place`).
+#[allow(dead_code)] // ops.rs's tests move onto the kit next
 pub fn eventually_blocking<T, O, F>(within: Duration, what: &str, mut probe: F) -> T
 where
     O: Debug,
@@ -449,6 +450,7 @@ impl Daemon {
 
     /// The first line (either stream) containing `pattern`; panics with the output so far if
     /// none is printed within `within`.
+    #[allow(dead_code)] // ops.rs's tests move onto the kit next
     pub fn wait_for_line(&self, pattern: &str, within: Duration) -> String {
         self.wait_for_line_since(0, pattern, within).1
     }
@@ -478,6 +480,7 @@ impl Daemon {
     }
 
     /// The rest of the first stdout line that starts with `prefix`, trimmed.
+    #[allow(dead_code)] // ops.rs's tests move onto the kit next
     pub fn stdout_line(&self, prefix: &str, within: Duration) -> String {
         let found = self.lines.wait(Instant::now() + within, |s| {
             s.lines.iter().find_map(|(stream, l)| {

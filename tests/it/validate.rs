@@ -96,17 +96,23 @@ fn a_file_over_one_mebibyte_is_refused() {
 }
 
 #[test]
-fn hidden_folders_and_data_json_are_skipped_and_json_manifests_read() {
+fn hidden_folders_are_skipped_json_modules_accepted_and_json_manifests_read() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
     std::fs::create_dir_all(root.join(".git")).unwrap();
     std::fs::write(root.join(".git/broken.yaml"), "{{{{").unwrap();
     std::fs::create_dir_all(root.join("node_modules/x")).unwrap();
     std::fs::write(root.join("node_modules/x/package.yaml"), "{{{{").unwrap();
+    // Not a manifest, but a module the worker imports: accepted.
     std::fs::write(root.join("data.json"), r#"{"greeting": "hello"}"#).unwrap();
     std::fs::write(
+        root.join("index.js"),
+        "import data from \"./data.json\";\nexport default { fetch() { return new Response(data.greeting); } };\n",
+    )
+    .unwrap();
+    std::fs::write(
         root.join("stage.json"),
-        r#"{"app": {"name": "shop"}, "stage": "prod", "resources": {"cache": {"type": "kv"}}}"#,
+        r#"{"app": {"name": "shop"}, "stage": "prod", "resources": {"cache": {"type": "kv"}, "api": {"type": "worker", "entry": "index.js"}}}"#,
     )
     .unwrap();
     std::fs::write(
@@ -116,13 +122,77 @@ fn hidden_folders_and_data_json_are_skipped_and_json_manifests_read() {
     .unwrap();
     let out = run_in(root, &["validate", "."], Duration::from_secs(30));
     assert_eq!(out.code, 0, "{out:?}");
-    assert_eq!(out.stdout.trim(), "ok: 2 apps, 2 stages, 2 resources");
+    assert_eq!(out.stdout.trim(), "ok: 2 apps, 2 stages, 3 resources");
     assert!(
         out.stderr
-            .contains("./data.json: skipped, not a stage manifest"),
+            .contains("./data.json: a worker module, not a stage manifest"),
         "{}",
         out.stderr
     );
+}
+
+/// A JSON file that is not a manifest and no worker imports is an error (before, it was
+/// skipped with a note, so a manifest with `App`/`Stage` keys pruned what it declared);
+/// `.lumierdignore` excludes paths on purpose.
+#[test]
+fn json_that_is_neither_manifest_nor_module_is_an_error_unless_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    std::fs::write(
+        root.join("m.yaml"),
+        "app: { name: shop }\nstage: prod\nresources: { c: { type: kv } }\n",
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("typo.json"),
+        r#"{"App": {"name": "shop"}, "Stage": "dev", "Resources": {}}"#,
+    )
+    .unwrap();
+    std::fs::create_dir_all(root.join("web/fixtures")).unwrap();
+    std::fs::write(root.join("web/package.json"), r#"{"name": "web"}"#).unwrap();
+    std::fs::write(root.join("web/fixtures/a.json"), "[1, 2]").unwrap();
+    let out = run_in(root, &["validate", "."], Duration::from_secs(30));
+    assert_eq!(out.code, 2, "{out:?}");
+    for want in [
+        "./typo.json:1:1: not a stage manifest: it has `App` but no `app` (keys are lowercase; did you mean `app`?), and no worker imports it as a module",
+        "./web/package.json:1:1: not a stage manifest (no `app`, `stage` or `resources`), and no worker imports it",
+        "./web/fixtures/a.json:1:1: not a stage manifest (no `app`, `stage` or `resources`)",
+    ] {
+        assert!(out.stderr.contains(want), "{want}\n{}", out.stderr);
+    }
+
+    std::fs::write(
+        root.join(".lumierdignore"),
+        "# not manifests\npackage.json\nfixtures/\n/typo.json\n",
+    )
+    .unwrap();
+    let out = run_in(root, &["validate", "."], Duration::from_secs(30));
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(out.stdout.trim(), "ok: 1 app, 1 stage, 1 resource");
+}
+
+/// An empty manifests folder is an error naming the fix (before, it loaded as an empty fleet
+/// and a daemon deleted everything); `--allow-empty` accepts it.
+#[test]
+fn an_empty_folder_is_an_error_unless_allowed() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("README.md"), "nothing here\n").unwrap();
+    std::fs::write(dir.path().join("only-comments.yaml"), "# nothing\n---\n").unwrap();
+    let out = run_in(dir.path(), &["validate", "."], Duration::from_secs(30));
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(
+        out.stderr.contains("error: no stage manifests under `.`")
+            && out.stderr.contains("pass --allow-empty"),
+        "{}",
+        out.stderr
+    );
+    let out = run_in(
+        dir.path(),
+        &["validate", "--allow-empty", "."],
+        Duration::from_secs(30),
+    );
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(out.stdout.trim(), "ok: 0 apps, 0 stages, 0 resources");
 }
 
 #[test]
@@ -201,6 +271,7 @@ fn schema_accepts_examples_and_rejects_invalid_documents() {
         "36-binding-number",
         "39-worker-without-entry",
         "29-resources-not-mapping",
+        "47-compat-flag-whitespace",
     ];
     for case in structural {
         let dir = repo().join("tests/corpus/invalid").join(case);
@@ -245,6 +316,93 @@ fn bad_durations_are_usage_errors_that_say_the_fix() {
     assert_eq!(out.code, 2);
     assert!(
         out.stderr.contains("write e.g. 250ms, 30s, 5m or 1h"),
+        "{}",
+        out.stderr
+    );
+}
+
+/// User text reaches the terminal escaped: a newline in a key or a file name cannot forge a
+/// second `file:line:col:` line, an ANSI escape is shown, not obeyed.
+#[test]
+fn control_characters_in_keys_and_file_names_are_escaped() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("x\nforged.yaml:9:9: fake\u{1b}[2J.yaml"),
+        "app: { name: shop }\nstage: prod\n\"k\\u001b]0;title\\u0007\\r\\n\": 1\n",
+    )
+    .unwrap();
+    let out = run_in(dir.path(), &["validate", "."], Duration::from_secs(30));
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(
+        !out.stderr.contains('\u{1b}') && !out.stderr.contains('\r'),
+        "{:?}",
+        out.stderr
+    );
+    let lines: Vec<&str> = out.stderr.lines().collect();
+    assert_eq!(lines.len(), 2, "one diagnostic and the summary: {lines:?}");
+    assert_eq!(
+        lines[0],
+        "./x\\nforged.yaml:9:9: fake\\u{1b}[2J.yaml:3:1: unknown key `k\\u{1b}]0;title\\u{7}\\r\\n` in a stage manifest; allowed keys: app, stage, resources, drift"
+    );
+}
+
+#[allow(unsafe_code)] // mkfifo on a valid C path
+fn mkfifo(path: &Path) {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: `c` is a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
+}
+
+/// A FIFO named like a manifest (or linked as one) is refused, never opened blocking: before,
+/// `validate` waited on it forever.
+#[test]
+fn a_fifo_named_like_a_manifest_is_an_error_not_a_hang() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    std::fs::write(
+        root.join("m.yaml"),
+        "app: { name: shop }\nstage: prod\nresources: { c: { type: kv } }\n",
+    )
+    .unwrap();
+    mkfifo(&root.join("hang.yaml"));
+    mkfifo(&root.join("pipe"));
+    std::os::unix::fs::symlink(root.join("pipe"), root.join("link.json")).unwrap();
+    let out = run_in(root, &["validate", "."], Duration::from_secs(20));
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(
+        out.stderr.contains(
+            "./hang.yaml:1:1: this is not a regular file (a FIFO, socket or device); lumierd reads only regular files"
+        ),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains(
+            "./link.json:1:1: cannot read this file: it is a FIFO (named pipe), not a regular file"
+        ),
+        "{}",
+        out.stderr
+    );
+}
+
+/// `.lumierdignore` is read like a manifest: a link out of the root is refused.
+#[test]
+fn an_ignore_file_linked_from_outside_the_root_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("m");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(
+        root.join("m.yaml"),
+        "app: { name: shop }\nstage: prod\nresources: { c: { type: kv } }\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("outside"), "*.yaml\n").unwrap();
+    std::os::unix::fs::symlink(dir.path().join("outside"), root.join(".lumierdignore")).unwrap();
+    let out = run_in(dir.path(), &["validate", "m"], Duration::from_secs(30));
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(
+        out.stderr
+            .contains("m/.lumierdignore:1:1: symlink resolves outside the manifests root"),
         "{}",
         out.stderr
     );

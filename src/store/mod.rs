@@ -1,0 +1,407 @@
+//! The state store: a narrow typed API over sled. Nothing else touches sled.
+//!
+//! Layout (schema version [`SCHEMA_VERSION`]): tree `meta` holds `schema_version`, the last
+//! manifest load error and the last pass's time; tree `resources` maps `app \0 stage \0 name`
+//! to a JSON [`Record`].
+//!
+//! Durability: [`Store::put`] is in memory until the next flush; [`Store::put_durable`] waits
+//! until the record is on disk, and the controller uses it before any provider write (the
+//! write's outcome must be recordable first) and for each write's outcome. Flushes run on a
+//! blocking thread, never on the async workers, so a frozen disk stalls a pass, not the
+//! daemon.
+//!
+//! Failure: after a sled error the store reports it ([`Store::can_write`], for readiness and
+//! the watchdog) and the next operation reopens sled, so a store whose disk was full works
+//! again once there is room.
+
+pub mod installation;
+mod record;
+
+pub use record::{DriftEvent, Record, State, DRIFT_HISTORY};
+
+use crate::manifest::ResourceKey;
+use crate::time::Timestamp;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
+
+/// The layout version this build writes. Older layouts are migrated on open; newer are refused.
+pub const SCHEMA_VERSION: u32 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("state store at {path}: {source}; only one lumierd process can open a state folder at a time: is another one using it?")]
+    Open {
+        path: String,
+        #[source]
+        source: sled::Error,
+    },
+    #[error("state store: {0}")]
+    Sled(#[from] sled::Error),
+    #[error(
+        "state store: a record is not readable ({0}); move the state folder away to start afresh"
+    )]
+    Decode(#[from] serde_json::Error),
+    #[error("state store at {path} has schema version {found}, newer than this lumierd understands ({SCHEMA_VERSION}); upgrade lumierd")]
+    TooNew { path: String, found: u32 },
+    #[error("state store: a flush did not finish: {0}")]
+    Flush(String),
+}
+
+/// The open sled database and its trees.
+pub(crate) struct Trees {
+    db: sled::Db,
+    pub(crate) meta: sled::Tree,
+    resources: sled::Tree,
+}
+
+impl Trees {
+    fn open(dir: &Path) -> Result<Trees, StoreError> {
+        let path = dir.display().to_string();
+        let db = sled::Config::new()
+            .path(dir.join("db"))
+            .cache_capacity(8 << 20)
+            .open()
+            .map_err(|source| StoreError::Open {
+                path: path.clone(),
+                source,
+            })?;
+        let meta = db.open_tree("meta")?;
+        let resources = db.open_tree("resources")?;
+        let found = match meta.get("schema_version")? {
+            Some(v) => std::str::from_utf8(&v)
+                .ok()
+                .and_then(|s| s.parse::<u32>().ok())
+                .unwrap_or(0),
+            None => SCHEMA_VERSION,
+        };
+        if found > SCHEMA_VERSION {
+            return Err(StoreError::TooNew { path, found });
+        }
+        // Version 1 is the first layout: nothing older exists to migrate yet. A future layout
+        // change adds its migration step here, from `found` up to SCHEMA_VERSION.
+        if found != SCHEMA_VERSION || meta.get("schema_version")?.is_none() {
+            meta.insert("schema_version", SCHEMA_VERSION.to_string().as_bytes())?;
+            db.flush()?;
+        }
+        Ok(Trees {
+            db,
+            meta,
+            resources,
+        })
+    }
+}
+
+/// The store handle. Cheap to clone: every clone shares one database (and one reopen).
+#[derive(Clone)]
+pub struct Store {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    dir: PathBuf,
+    /// None after a failed reopen, until one succeeds.
+    trees: RwLock<Option<Trees>>,
+    /// Set by a failed sled operation, cleared by a successful reopen.
+    failed: AtomicBool,
+}
+
+fn encode_key(key: &ResourceKey) -> Vec<u8> {
+    let mut out = Vec::with_capacity(key.app.len() + key.stage.len() + key.name.len() + 2);
+    out.extend_from_slice(key.app.as_bytes());
+    out.push(0);
+    out.extend_from_slice(key.stage.as_bytes());
+    out.push(0);
+    out.extend_from_slice(key.name.as_bytes());
+    out
+}
+
+fn decode_key(bytes: &[u8]) -> Option<ResourceKey> {
+    let mut parts = bytes.split(|b| *b == 0);
+    let app = String::from_utf8(parts.next()?.to_vec()).ok()?;
+    let stage = String::from_utf8(parts.next()?.to_vec()).ok()?;
+    let name = String::from_utf8(parts.next()?.to_vec()).ok()?;
+    Some(ResourceKey { app, stage, name })
+}
+
+impl Store {
+    /// Opens (creating if needed) the store in `dir`, migrating older layouts.
+    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        let trees = Trees::open(dir)?;
+        Ok(Store {
+            shared: Arc::new(Shared {
+                dir: dir.to_path_buf(),
+                trees: RwLock::new(Some(trees)),
+                failed: AtomicBool::new(false),
+            }),
+        })
+    }
+
+    /// Whether the store can write (no sled failure since the last successful reopen).
+    pub fn can_write(&self) -> bool {
+        !self.shared.failed.load(Ordering::SeqCst)
+    }
+
+    /// Runs `op` on the trees; a sled error marks the store failed (and the next operation
+    /// reopens it).
+    pub(crate) fn with<T>(
+        &self,
+        op: impl FnOnce(&Trees) -> Result<T, sled::Error>,
+    ) -> Result<T, StoreError> {
+        if !self.can_write() {
+            self.reopen()?;
+        }
+        let guard = self
+            .shared
+            .trees
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        let Some(trees) = guard.as_ref() else {
+            return Err(StoreError::Flush(
+                "the store is closed after a failure".into(),
+            ));
+        };
+        op(trees).map_err(|e| {
+            self.shared.failed.store(true, Ordering::SeqCst);
+            tracing::error!(error = %e, "state store failed; it is reopened at the next use");
+            e.into()
+        })
+    }
+
+    /// Drops the failed database and opens it again. Unflushed writes are gone (by design:
+    /// only flushed ones count).
+    fn reopen(&self) -> Result<(), StoreError> {
+        let mut guard = self
+            .shared
+            .trees
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        if !self.shared.failed.load(Ordering::SeqCst) && guard.is_some() {
+            return Ok(()); // another clone reopened it meanwhile
+        }
+        *guard = None; // releases sled's lock before the new open takes it
+        let trees = Trees::open(&self.shared.dir)?;
+        *guard = Some(trees);
+        self.shared.failed.store(false, Ordering::SeqCst);
+        tracing::info!("state store reopened");
+        Ok(())
+    }
+
+    pub fn get(&self, key: &ResourceKey) -> Result<Option<Record>, StoreError> {
+        match self.with(|t| t.resources.get(encode_key(key)))? {
+            Some(bytes) => Ok(Some(serde_json::from_slice(&bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Writes a record (durable at the next flush).
+    pub fn put(&self, key: &ResourceKey, record: &Record) -> Result<(), StoreError> {
+        let value = serde_json::to_vec(record)?;
+        self.with(|t| t.resources.insert(encode_key(key), value))?;
+        Ok(())
+    }
+
+    /// Writes a record and waits until it is on disk (before and after a provider write).
+    pub async fn put_durable(&self, key: &ResourceKey, record: &Record) -> Result<(), StoreError> {
+        self.put(key, record)?;
+        self.flush_durable().await
+    }
+
+    pub fn remove(&self, key: &ResourceKey) -> Result<(), StoreError> {
+        self.with(|t| t.resources.remove(encode_key(key)))?;
+        Ok(())
+    }
+
+    /// Every record's key, in key order (values are not decoded).
+    pub fn keys(&self) -> Result<Vec<ResourceKey>, StoreError> {
+        self.with(|t| {
+            let mut out = Vec::new();
+            for k in t.resources.iter().keys() {
+                if let Some(key) = decode_key(&k?) {
+                    out.push(key);
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    /// Every record, in key order.
+    pub fn all(&self) -> Result<Vec<(ResourceKey, Record)>, StoreError> {
+        self.records().collect()
+    }
+
+    /// Every record, in key order, decoded one at a time (memory stays at one record however
+    /// many there are).
+    pub fn records(&self) -> impl Iterator<Item = Result<(ResourceKey, Record), StoreError>> {
+        let tree = self.with(|t| Ok(t.resources.clone()));
+        let (tree, failed) = match tree {
+            Ok(tree) => (Some(tree), None),
+            Err(e) => (None, Some(Err(e))),
+        };
+        failed.into_iter().chain(tree.into_iter().flat_map(|tree| {
+            tree.iter().filter_map(|item| {
+                let (k, v) = match item {
+                    Ok(kv) => kv,
+                    Err(e) => return Some(Err(e.into())),
+                };
+                let key = decode_key(&k)?;
+                Some(
+                    serde_json::from_slice(&v)
+                        .map(|rec| (key, rec))
+                        .map_err(Into::into),
+                )
+            })
+        }))
+    }
+
+    /// The last manifest load error (None when the last load succeeded).
+    pub fn load_error(&self) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .with(|t| t.meta.get("load_error"))?
+            .map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+
+    pub fn set_load_error(&self, error: Option<&str>) -> Result<(), StoreError> {
+        // Written only when it changes: every reload sets it.
+        if self.load_error()?.as_deref() == error {
+            return Ok(());
+        }
+        self.with(|t| match error {
+            Some(e) => t.meta.insert("load_error", e.as_bytes()),
+            None => t.meta.remove("load_error"),
+        })?;
+        Ok(())
+    }
+
+    /// When the last complete pass started, if one has run.
+    pub fn last_pass(&self) -> Result<Option<Timestamp>, StoreError> {
+        Ok(self
+            .with(|t| t.meta.get("last_pass"))?
+            .and_then(|v| Timestamp::parse(&String::from_utf8_lossy(&v))))
+    }
+
+    pub fn set_last_pass(&self, at: Timestamp) -> Result<(), StoreError> {
+        self.with(|t| t.meta.insert("last_pass", at.to_string().as_bytes()))?;
+        Ok(())
+    }
+
+    /// Waits until every write so far is on disk, on the calling thread (for synchronous
+    /// callers: the CLI, shutdown). Async code uses [`Store::flush_durable`].
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.with(|t| t.db.flush())?;
+        Ok(())
+    }
+
+    /// [`Store::flush`] on a blocking thread: a stalled disk stalls this call, not the
+    /// async workers (signals, health checks and the admin API keep running).
+    pub async fn flush_durable(&self) -> Result<(), StoreError> {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || store.flush())
+            .await
+            .map_err(|e| StoreError::Flush(e.to_string()))?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resources::kv_namespace::{KvObserved, KvStatus};
+    use crate::resources::{Kind, Status};
+
+    fn key(name: &str) -> ResourceKey {
+        ResourceKey {
+            app: "shop".into(),
+            stage: "prod".into(),
+            name: name.into(),
+        }
+    }
+
+    #[test]
+    fn records_round_trip_and_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            let r = Record {
+                status: Status::Kv(KvStatus {
+                    observed: KvObserved {
+                        namespace_id: None,
+                        title: Some("shop-prod-cache".into()),
+                    },
+                }),
+                create_pending: true,
+                ..Record::default()
+            };
+            store.put(&key("cache"), &r).unwrap();
+            store.put(&key("api"), &Record::default()).unwrap();
+            store.set_load_error(Some("bad.yaml:1:1: oops")).unwrap();
+            store.flush().unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        let all = store.all().unwrap();
+        assert_eq!(all.len(), 2);
+        let cache = store.get(&key("cache")).unwrap().unwrap();
+        assert!(cache.create_pending);
+        let Status::Kv(kv) = &cache.status else {
+            panic!("{cache:?}")
+        };
+        assert_eq!(kv.observed.title.as_deref(), Some("shop-prod-cache"));
+        assert_eq!(
+            store.load_error().unwrap().as_deref(),
+            Some("bad.yaml:1:1: oops")
+        );
+        store.remove(&key("api")).unwrap();
+        assert!(store.get(&key("api")).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            store
+                .with(|t| t.meta.insert("schema_version", "99"))
+                .unwrap();
+            store.flush().unwrap();
+        }
+        let err = Store::open(dir.path()).err().unwrap();
+        assert!(
+            err.to_string()
+                .contains("schema version 99, newer than this lumierd understands"),
+            "{err}"
+        );
+    }
+
+    /// `tests/data/v1-state` is the state folder the v1 binary (before the kind contract) left
+    /// after `run --once --manifests examples`: every record still reads, as its kind.
+    #[test]
+    fn a_store_written_by_v1_reads_with_typed_kind_state() {
+        use crate::resources::worker_script::WorkerStatus;
+        let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/v1-state");
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("db/blobs")).unwrap();
+        for f in ["conf", "db"] {
+            std::fs::copy(fixture.join("db").join(f), dir.path().join("db").join(f)).unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        let records = store.all().unwrap();
+        assert_eq!(records.len(), 6, "{records:?}");
+        for (key, rec) in &records {
+            assert_eq!(rec.state, State::Ready, "{key}");
+            assert!(rec.last_reconciled.is_some() || store.last_pass().unwrap().is_some());
+            match (key.name.as_str(), rec.kind(), &rec.status) {
+                ("api", Kind::WorkerScript, Status::Worker(WorkerStatus { observed, applied })) => {
+                    let applied = applied.as_ref().expect("v1 recorded what it uploaded");
+                    assert_eq!(applied.content_hash.len(), 64, "{applied:?}");
+                    assert!(applied.bindings.contains_key("CACHE"), "{applied:?}");
+                    assert_eq!(applied.compatibility_date, "2025-01-01");
+                    assert!(observed.etag.is_some() && observed.modified_on.is_some());
+                }
+                ("legacy", Kind::KvExisting, Status::Kv(kv))
+                | ("cache", Kind::KvNamespace, Status::Kv(kv)) => {
+                    assert!(kv.observed.namespace_id.is_some(), "{key}: {kv:?}")
+                }
+                other => panic!("unexpected record {other:?}"),
+            }
+        }
+    }
+}

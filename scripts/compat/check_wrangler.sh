@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
-# wrangler's KV commands against `lumierd emulator`.
+# wrangler against `lumierd emulator`: the KV commands, then the Workers workflow (`deploy`,
+# `secret put/list/delete`, a second `deploy` through the versions and deployments API,
+# `deployments list`, `secret bulk`, `versions list/view/upload/deploy`, `rollback`, a secret put refused
+# after a rollback, a secret put that creates a draft Worker, `delete`).
 # Env: CF_BASE (…/client/v4), CF_TOKEN, CF_ACCOUNT; WRANGLER (the wrangler command, default
-# "npx --no-install wrangler"). Prints PASS/FAIL lines and a summary; exits 1 if anything failed.
+# "npx --no-install wrangler"); REQUEST_LOG (optional: the emulator's request log, checked for
+# the secret text). Prints PASS/FAIL lines and a summary; exits 1 if anything failed.
 set -u
 export CLOUDFLARE_API_BASE_URL="$CF_BASE" CLOUDFLARE_API_TOKEN="$CF_TOKEN" CLOUDFLARE_ACCOUNT_ID="$CF_ACCOUNT"
 export WRANGLER_SEND_METRICS=false CI=true NO_COLOR=1 FORCE_COLOR=0
@@ -93,5 +97,71 @@ if grep -q "$tag" <<<"$LAST"; then
 else
   pass=$((pass+1)); echo "PASS deleted namespaces are gone from the list"
 fi
+
+# --- The Workers workflow -------------------------------------------------------------------
+check "kv namespace create (for the worker)" "id" $W kv namespace create "$tag-worker"
+NSW=$(ns_id "$tag-worker")
+worker="$tag-worker"
+secret_text="canary-$tag-$(date +%s%N)"
+mkdir -p app/src && cd app || exit 1
+cat > src/index.js <<'JS'
+export default {
+  async fetch(request, env) {
+    return new Response(`${env.STAGE}:${(await env.CACHE.get("k")) ?? "none"}`);
+  },
+};
+JS
+cat > wrangler.json <<JSON
+{"name": "$worker", "main": "src/index.js", "compatibility_date": "2025-01-01",
+ "kv_namespaces": [{"binding": "CACHE", "id": "$NSW"}], "vars": {"STAGE": "dev"}}
+JSON
+uuid='[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}'
+check "deploy (new worker, KV binding, var)" "Current Version ID: $uuid" $W deploy
+grep -q "https://$worker\.[a-z0-9-]*\.workers\.dev" <<<"$LAST" \
+  && { pass=$((pass+1)); echo "PASS deploy prints the workers.dev URL"; } \
+  || { fail=$((fail+1)); echo "FAIL deploy prints the workers.dev URL"; }
+first=$(grep -Eo "Current Version ID: $uuid" <<<"$LAST" | awk '{print $4}')
+secret_put() { printf '%s' "$secret_text" | $W secret put API_KEY; }
+check "secret put" "Success! Uploaded secret API_KEY" secret_put
+check "secret list" '"name": "API_KEY"' $W secret list
+grep -q '"type": "secret_text"' <<<"$LAST" && ! grep -q "$secret_text" <<<"$LAST" \
+  && { pass=$((pass+1)); echo "PASS secret list shows the type, never the text"; } \
+  || { fail=$((fail+1)); echo "FAIL secret list shows the type, never the text"; }
+sed -i 's/"dev"/"dev2"/' wrangler.json
+check "deploy again (versions + deployments)" "Current Version ID: $uuid" $W deploy
+second=$(grep -Eo "Current Version ID: $uuid" <<<"$LAST" | awk '{print $4}')
+[ -n "$second" ] && [ "$second" != "$first" ] \
+  && { pass=$((pass+1)); echo "PASS the second deploy made a new version"; } \
+  || { fail=$((fail+1)); echo "FAIL the second deploy made a new version ($first, $second)"; }
+check "secret survives the second deploy" '"name": "API_KEY"' $W secret list
+check "deployments list" "\(100%\) $second" $W deployments list
+check "versions list" "$first" $W versions list
+check "versions view" "STAGE" $W versions view "$second"
+check "secret delete" "Success! Deleted secret API_KEY" $W secret delete API_KEY
+check "secret list (after delete)" '^\[\]$' $W secret list
+printf '{"BULK_A": "%s", "BULK_B": "b"}' "$secret_text" > ../bulk-secrets.json
+check "secret bulk (PATCH …/secrets-bulk)" "2 secrets successfully created" $W secret bulk ../bulk-secrets.json
+check "secret list (after bulk)" '"name": "BULK_B"' $W secret list
+check "versions upload (not deployed)" "Worker Version ID: $uuid" $W versions upload --message "staged"
+staged=$(grep -Eo "Worker Version ID: $uuid" <<<"$LAST" | awk '{print $4}')
+check "versions deploy VERSION@100%" "Deployed $worker version $staged at 100%" $W versions deploy "$staged@100%" --yes
+check "rollback" "has been deployed to 100% of traffic" $W rollback --message "back" -y
+# After a rollback the newest version is not the deployed one: the API refuses secret edits (10215).
+rb_put() { printf 'x' | $W secret put AFTER_ROLLBACK; }
+check_fails "secret put after a rollback (10215)" "versions secret put" rb_put
+draft_put() { printf 'v' | $W secret put DRAFT --name "$tag-draft"; }
+check "secret put on a missing worker (draft worker)" "Success! Uploaded secret DRAFT" draft_put
+check "delete" "Successfully deleted" $W delete --force
+check_fails "secret list (deleted worker)" "10007|not found|does not exist" $W secret list
+cd .. || exit 1
+if [ -n "${REQUEST_LOG:-}" ]; then
+  if [ -s "$REQUEST_LOG" ] && ! grep -q "$secret_text" "$REQUEST_LOG"; then
+    pass=$((pass+1)); echo "PASS the secret text is not in the request log"
+  else
+    fail=$((fail+1)); echo "FAIL the secret text is not in the request log"
+  fi
+fi
+check "kv namespace delete (the worker's)" "Deleting|Deleted" $W kv namespace delete --namespace-id "$NSW" --skip-confirmation
+
 echo "wrangler: $pass passed, $fail failed"
 [ $fail -eq 0 ]

@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # Manual compatibility check (not run in CI: it needs the npm registry and PyPI): runs real
-# Cloudflare clients — wrangler's `kv` commands, the official Python SDK (4.x and 5.x), the
-# official TypeScript SDK, and workerd — against a `lumierd emulator` it starts, then stops
-# everything it started. See README.md beside this file.
+# Cloudflare clients — wrangler (`kv` commands; `deploy`, `secret`, `versions`, `deployments`,
+# `delete`), an Alchemy-style deploy, the official Python SDK (4.x and 5.x), the official
+# TypeScript SDK, and workerd — against a `lumierd emulator` it starts, then stops everything
+# it started. See README.md beside this file.
 #
 # Env knobs:
 #   LUMIERD=PATH          lumierd binary to test (default: `cargo build`, then target/debug/lumierd)
 #   WRANGLER_VERSION=V    npm version spec of wrangler (default: latest)
 #   TS_SDK_VERSION=V      npm version spec of the TypeScript SDK `cloudflare` (default: latest)
 #   PY_SDK_SPECS="A B"    pip specs of the Python SDK, one venv each (default: "cloudflare>=4,<5 cloudflare>=5,<6")
-#   ONLY="wrangler py ts workerd"   the checks to run (default: all)
+#   ONLY="wrangler alchemy py ts workerd"   the checks to run (default: all)
 #   RECORD=FILE           route the clients through scripts/compat/record.py, which appends every
 #                         request and answer (headers, body head) to FILE as JSON lines
 #   KEEP=1                keep the scratch directory (printed at the end)
@@ -47,7 +48,7 @@ fi
 [ -x "$LUMIERD" ] || { echo "no lumierd binary at $LUMIERD"; exit 1; }
 
 # 2. Clients, in the scratch directory.
-if wants wrangler || wants ts || wants workerd; then
+if wants wrangler || wants alchemy || wants ts || wants workerd; then
   command -v node >/dev/null && command -v npm >/dev/null || { echo "node and npm are required"; exit 1; }
   node_major=$(node -p 'process.versions.node.split(".")[0]')
   if [ "$node_major" -lt 22 ]; then
@@ -79,7 +80,8 @@ fi
 
 # 3. The emulator (defaults: token lumierd-local-token, account 1ae1d0c0ffee00000000000000000001).
 port=$(free_port)
-"$LUMIERD" emulator --listen "127.0.0.1:$port" --data "$work/emulator-data" >"$work/emulator.log" 2>&1 &
+"$LUMIERD" emulator --listen "127.0.0.1:$port" --data "$work/emulator-data" \
+  --request-log "$work/requests.jsonl" >"$work/emulator.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 100); do
   curl -s -o /dev/null "http://127.0.0.1:$port/client/v4/user/tokens/verify" && break
@@ -112,7 +114,11 @@ run_check() {
 }
 if wants wrangler; then
   run_check "wrangler $(cd "$work/npm" && npx --no-install wrangler --version 2>/dev/null | tail -n 1)" \
-    env WRANGLER="$work/npm/node_modules/.bin/wrangler" bash "$here/check_wrangler.sh"
+    env WRANGLER="$work/npm/node_modules/.bin/wrangler" REQUEST_LOG="$work/requests.jsonl" \
+    bash "$here/check_wrangler.sh"
+fi
+if wants alchemy; then
+  run_check "alchemy-style node $(node --version)" node "$here/check_alchemy.mjs"
 fi
 if wants py; then
   for venv in "${py_venvs[@]}"; do

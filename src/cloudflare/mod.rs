@@ -6,14 +6,16 @@
 //!
 //! Layout: [`client`] (config, request pipeline, retries, stats, token verify), [`limiter`]
 //! (account-wide token bucket and 429 blocks), [`error`] (error type and classification),
-//! [`kv`] and [`workers`] (the operations), [`multipart`] (response parsing), [`types`]
-//! (wire types).
+//! [`kv`], [`workers`], [`secrets`] and [`subdomain`] (the operations), [`multipart`]
+//! (response parsing), [`types`] (wire types).
 
 pub mod client;
 pub mod error;
 pub mod kv;
 pub mod limiter;
 pub mod multipart;
+pub mod secrets;
+pub mod subdomain;
 pub mod types;
 pub mod workers;
 

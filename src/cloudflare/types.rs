@@ -68,7 +68,10 @@ pub struct KvKey {
 ///
 /// Only the kinds lumierd manages are typed; any other kind round-trips as `Other` so that
 /// settings written by other tools are neither lost nor rejected.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// `Debug` redacts secret material (a `secret_text`'s text; `text`, `key_base64` and
+/// `key_jwk` of an `Other` binding), so a binding list can be logged or put in an error.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type")]
 pub enum Binding {
     #[serde(rename = "kv_namespace")]
@@ -84,6 +87,42 @@ pub enum Binding {
     },
     #[serde(untagged)]
     Other(serde_json::Value),
+}
+
+/// Fields of an untyped binding that hold secret material (redacted by `Debug`).
+const SECRET_FIELDS: &[&str] = &["text", "key_base64", "key_jwk"];
+
+impl std::fmt::Debug for Binding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Binding::KvNamespace { name, namespace_id } => f
+                .debug_struct("KvNamespace")
+                .field("name", name)
+                .field("namespace_id", namespace_id)
+                .finish(),
+            Binding::PlainText { name, text } => f
+                .debug_struct("PlainText")
+                .field("name", name)
+                .field("text", text)
+                .finish(),
+            Binding::SecretText { name, text } => f
+                .debug_struct("SecretText")
+                .field("name", name)
+                .field("text", &text.as_ref().map(|_| "[redacted]"))
+                .finish(),
+            Binding::Other(v) => {
+                let mut v = v.clone();
+                if let Some(obj) = v.as_object_mut() {
+                    for key in SECRET_FIELDS {
+                        if let Some(field) = obj.get_mut(*key) {
+                            *field = serde_json::Value::String("[redacted]".to_owned());
+                        }
+                    }
+                }
+                f.debug_tuple("Other").field(&v).finish()
+            }
+        }
+    }
 }
 
 impl Binding {
@@ -115,8 +154,23 @@ pub struct ScriptMetadata {
     pub compatibility_flags: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<String>,
+    /// Binding types kept from the previous version when this upload does not name them
+    /// (e.g. [`KEEP_SECRET_BINDINGS`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub keep_bindings: Vec<String>,
+}
+
+impl ScriptMetadata {
+    /// Adds [`KEEP_SECRET_BINDINGS`] to `keep_bindings` (once), so the upload keeps the
+    /// script's secrets.
+    pub fn keep_secrets(mut self) -> Self {
+        for kind in KEEP_SECRET_BINDINGS {
+            if !self.keep_bindings.iter().any(|k| k == kind) {
+                self.keep_bindings.push(kind.to_owned());
+            }
+        }
+        self
+    }
 }
 
 /// One module of a Worker: its name (the multipart part and file name), content type and bytes.
@@ -191,6 +245,29 @@ pub struct ScriptSettings {
     pub logpush: bool,
 }
 
+/// The binding types an upload sends in `keep_bindings` to keep the script's secrets, which
+/// it cannot re-send (their text is never read back): what wrangler sends (API-NOTES §7.1).
+pub const KEEP_SECRET_BINDINGS: [&str; 2] = ["secret_text", "secret_key"];
+
+/// A Worker secret as the API answers it (`GET …/secrets`, `PUT …/secrets`): never its text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecretInfo {
+    pub name: String,
+    /// `secret_text` or `secret_key`.
+    #[serde(rename = "type")]
+    pub kind: String,
+}
+
+/// A script's workers.dev route (`GET/POST …/scripts/{name}/subdomain`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScriptSubdomain {
+    /// Served at `https://{script}.{account subdomain}.workers.dev`.
+    pub enabled: bool,
+    /// Preview URLs of versions served on workers.dev.
+    #[serde(default)]
+    pub previews_enabled: bool,
+}
+
 /// Result of token verify (`GET /accounts/{a}/tokens/verify`, `GET /user/tokens/verify`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TokenStatus {
@@ -216,4 +293,42 @@ pub mod codes {
     pub const SCRIPT_TOO_LARGE: u32 = 10027;
     pub const BOUND_NAMESPACE_MISSING: u32 = 10041;
     pub const NAMESPACE_STILL_BOUND: u32 = 10052;
+    /// A binding (secret) of that name does not exist on the script.
+    pub const BINDING_NOT_FOUND: u32 = 10056;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn binding_debug_redacts_secret_material() {
+        let canary = "canary-secret-material";
+        let bindings = [
+            Binding::SecretText {
+                name: "A".into(),
+                text: Some(canary.into()),
+            },
+            Binding::Other(
+                serde_json::json!({"type": "secret_key", "name": "K", "key_base64": canary}),
+            ),
+            Binding::Other(
+                serde_json::json!({"type": "secret_key", "name": "J", "key_jwk": {"k": canary}}),
+            ),
+        ];
+        for b in &bindings {
+            let debug = format!("{b:?}");
+            assert!(!debug.contains(canary), "{debug}");
+            assert!(debug.contains("[redacted]"), "{debug}");
+        }
+        let meta = ScriptMetadata {
+            bindings: bindings.to_vec(),
+            ..ScriptMetadata::default()
+        };
+        assert!(!format!("{meta:?}").contains(canary));
+        // Serialization still carries the text: it is what the upload sends.
+        assert!(serde_json::to_string(&bindings[0])
+            .unwrap_or_default()
+            .contains(canary));
+    }
 }

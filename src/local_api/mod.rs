@@ -32,11 +32,15 @@
 //!   body is unread, and a client still sending it (undici's `fetch` in wrangler and the
 //!   TypeScript SDK) then sees a reset instead of the answer, where the real API answers.
 //!
-//! Not served (answered 404/7003): the versions and deployments APIs, secrets, subdomain and
-//! routes endpoints, and the `tags` filter of the script list (so `wrangler deploy` stops at
-//! its `GET …/scripts/{name}/secrets` pre-check). Served beyond the 2024 slice because the
-//! official SDKs and wrangler call it: `POST …/bulk/get`. `scripts/compat/` in the repository
-//! runs wrangler, the Python and the TypeScript SDKs against `lumierd emulator`.
+//! Served for the real Workers workflow (`wrangler deploy`, `wrangler secret …`, `wrangler
+//! versions/deployments …`; API-NOTES §7): secrets (`routes_secrets`), the workers.dev
+//! subdomains and `GET /workers/workers/{name}` (`routes_subdomain`), versions and deployments
+//! (`routes_versions`, records in `history`). Every upload records a version and a deployment;
+//! `last_deployed_from` is `wrangler` for requests whose `User-Agent` is wrangler's, else `api`.
+//! Not served (answered 404/7003): routes, custom domains, cron triggers, and the `tags` filter
+//! of the script list. Served beyond the 2024 slice because the official SDKs and wrangler call
+//! it: `POST …/bulk/get`. `scripts/compat/` in the repository runs wrangler, the Python and the
+//! TypeScript SDKs against `lumierd emulator`.
 //!
 //! Request pipeline, in order: latency → connection drop → injected 500 → rate limit → auth →
 //! route. Every request, whatever its fate, is recorded in the request log.
@@ -51,6 +55,7 @@ mod auth;
 mod envelope;
 mod extract;
 mod faults;
+mod history;
 mod multipart;
 mod private_fs;
 mod reqlog;
@@ -58,7 +63,10 @@ mod routes;
 mod routes_kv;
 mod routes_kv_binding;
 mod routes_kv_bulk;
+mod routes_secrets;
+mod routes_subdomain;
 mod routes_tokens;
+mod routes_versions;
 mod routes_workers;
 mod served;
 mod state;

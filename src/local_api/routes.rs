@@ -15,6 +15,9 @@ use super::state::Store;
 use super::{
     routes_kv as kv, routes_kv_bulk as bulk, routes_tokens as tokens, routes_workers as workers,
 };
+use super::{
+    routes_secrets as secrets, routes_subdomain as subdomain, routes_versions as versions,
+};
 
 /// All routes, relative to `/client/v4`, in OpenAPI path syntax. A trailing `{key_name}`
 /// matches the rest of the path (greedy: some clients leave `/` in key names unencoded).
@@ -154,6 +157,96 @@ fn table() -> Vec<(&'static str, &'static str, MethodRouter<AppState>)> {
             "GET",
             "/accounts/{account_id}/workers/services/{service_name}",
             on(MethodFilter::GET, workers::get_service),
+        ),
+        (
+            "DELETE",
+            "/accounts/{account_id}/workers/services/{service_name}",
+            on(MethodFilter::DELETE, workers::delete_script),
+        ),
+        (
+            "PUT",
+            "/accounts/{account_id}/workers/scripts/{script_name}/secrets",
+            on(MethodFilter::PUT, secrets::put_secret),
+        ),
+        (
+            "GET",
+            "/accounts/{account_id}/workers/scripts/{script_name}/secrets",
+            on(MethodFilter::GET, secrets::list_secrets),
+        ),
+        (
+            "GET",
+            "/accounts/{account_id}/workers/scripts/{script_name}/secrets/{secret_name}",
+            on(MethodFilter::GET, secrets::get_secret),
+        ),
+        (
+            "DELETE",
+            "/accounts/{account_id}/workers/scripts/{script_name}/secrets/{secret_name}",
+            on(MethodFilter::DELETE, secrets::delete_secret),
+        ),
+        (
+            "PATCH",
+            "/accounts/{account_id}/workers/scripts/{script_name}/secrets-bulk",
+            on(MethodFilter::PATCH, secrets::patch_secrets_bulk),
+        ),
+        (
+            "GET",
+            "/accounts/{account_id}/workers/subdomain",
+            on(MethodFilter::GET, subdomain::get_account_subdomain),
+        ),
+        (
+            "PUT",
+            "/accounts/{account_id}/workers/subdomain",
+            on(MethodFilter::PUT, subdomain::put_account_subdomain),
+        ),
+        (
+            "DELETE",
+            "/accounts/{account_id}/workers/subdomain",
+            on(MethodFilter::DELETE, subdomain::delete_account_subdomain),
+        ),
+        (
+            "GET",
+            "/accounts/{account_id}/workers/scripts/{script_name}/subdomain",
+            on(MethodFilter::GET, subdomain::get_script_subdomain),
+        ),
+        (
+            "POST",
+            "/accounts/{account_id}/workers/scripts/{script_name}/subdomain",
+            on(MethodFilter::POST, subdomain::post_script_subdomain),
+        ),
+        (
+            "DELETE",
+            "/accounts/{account_id}/workers/scripts/{script_name}/subdomain",
+            on(MethodFilter::DELETE, subdomain::delete_script_subdomain),
+        ),
+        (
+            "GET",
+            "/accounts/{account_id}/workers/workers/{worker_id}",
+            on(MethodFilter::GET, subdomain::get_worker),
+        ),
+        (
+            "POST",
+            "/accounts/{account_id}/workers/scripts/{script_name}/versions",
+            on(MethodFilter::POST, versions::upload_version),
+        ),
+        (
+            "GET",
+            "/accounts/{account_id}/workers/scripts/{script_name}/versions",
+            on(MethodFilter::GET, versions::list_versions),
+        ),
+        (
+            "GET",
+            "/accounts/{account_id}/workers/scripts/{script_name}/versions/{version_id}",
+            on(MethodFilter::GET, versions::get_version),
+        ),
+        (
+            "GET",
+            "/accounts/{account_id}/workers/scripts/{script_name}/deployments",
+            on(MethodFilter::GET, versions::list_deployments),
+        ),
+        (
+            "POST",
+            "/accounts/{account_id}/workers/scripts/{script_name}/deployments",
+            on(MethodFilter::POST, versions::create_deployment),
         ),
     ]
 }

@@ -34,6 +34,7 @@ use sha2::{Digest, Sha256};
 use super::app_state::AppState;
 use super::envelope::{ok, parse_json, ApiError, ApiResult};
 use super::extract::{BodyBytes, PathParams, QueryParams};
+use super::history;
 use super::multipart;
 use super::state::{rfc3339_micros, Data, ScriptRec};
 use super::worker_bindings::resolve_bindings;
@@ -55,7 +56,7 @@ pub fn valid_script_name(name: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_' || *b == b'-')
 }
 
-fn find<'a>(d: &'a Data, name: &str) -> Result<&'a ScriptRec, ApiError> {
+pub(super) fn find<'a>(d: &'a Data, name: &str) -> Result<&'a ScriptRec, ApiError> {
     d.scripts.get(name).ok_or_else(ApiError::script_not_found)
 }
 
@@ -67,9 +68,12 @@ struct ScriptOut {
     script: Script,
     logpush: bool,
     tail_consumers: Vec<Value>,
-    last_deployed_from: &'static str,
+    last_deployed_from: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     startup_time_ms: Option<u32>,
+    /// On an upload: the new version's id (wrangler reads it as "Current Version ID"; §7.3).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    deployment_id: Option<String>,
 }
 
 fn script_out(rec: &ScriptRec, startup: bool) -> ScriptOut {
@@ -88,8 +92,9 @@ fn script_out(rec: &ScriptRec, startup: bool) -> ScriptOut {
         },
         logpush: rec.logpush,
         tail_consumers: rec.tail_consumers.clone(),
-        last_deployed_from: "api",
+        last_deployed_from: rec.last_deployed_from.clone(),
         startup_time_ms: startup.then_some(0),
+        deployment_id: None,
     }
 }
 
@@ -102,17 +107,7 @@ struct SettingsOut {
 }
 
 fn settings_out(rec: &ScriptRec) -> SettingsOut {
-    let bindings = rec
-        .bindings
-        .iter()
-        .map(|b| match b {
-            Binding::SecretText { name, .. } => Binding::SecretText {
-                name: name.clone(),
-                text: None,
-            },
-            other => other.clone(),
-        })
-        .collect();
+    let bindings = rec.bindings.iter().map(history::public_binding).collect();
     SettingsOut {
         settings: ScriptSettings {
             bindings,
@@ -137,7 +132,7 @@ pub async fn list_scripts(
     ok(all)
 }
 
-fn str_field(raw: &serde_json::Map<String, Value>, key: &str) -> Option<String> {
+pub(super) fn str_field(raw: &serde_json::Map<String, Value>, key: &str) -> Option<String> {
     raw.get(key).and_then(Value::as_str).map(str::to_owned)
 }
 
@@ -148,6 +143,7 @@ pub async fn upload_script(
     q: QueryParams,
     req: Request,
 ) -> ApiResult {
+    let source = history::client_of(req.headers());
     if !valid_script_name(&name) {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -169,12 +165,21 @@ pub async fn upload_script(
             let old = d.scripts.get(&name);
             let old_bindings = old.map(|s| s.bindings.clone()).unwrap_or_default();
             let created = old.map(|s| s.created_micros);
+            let kept = old.map(|s| {
+                (
+                    s.versions.clone(),
+                    s.deployments.clone(),
+                    s.version_counter,
+                    s.subdomain,
+                )
+            });
+            let (versions, deployments, version_counter, subdomain) = kept.unwrap_or_default();
             let bindings =
                 resolve_bindings(d, meta.bindings, &old_bindings, &meta.keep_bindings, strict)?;
             d.upload_counter += 1;
             let etag = etag(&name, &modules, &meta_bytes, d.upload_counter);
             let stamp = d.next_stamp();
-            let rec = ScriptRec {
+            let mut rec = ScriptRec {
                 name: name.clone(),
                 modules,
                 main_module: meta.main_module,
@@ -201,9 +206,17 @@ pub async fn upload_script(
                 etag,
                 created_micros: created.unwrap_or(stamp),
                 modified_micros: stamp,
+                versions,
+                deployments,
+                version_counter,
+                last_deployed_from: source.to_owned(),
+                subdomain,
             };
-            let out = script_out(&rec, true);
+            let version = history::record_deployed(d, &mut rec, source, Default::default());
+            let mut out = script_out(&rec, true);
+            out.deployment_id = Some(version);
             d.scripts.insert(name, rec);
+            history::gc(d);
             Ok(out)
         })
         .await?;
@@ -221,6 +234,7 @@ pub async fn put_content(
     PathParams((_a, name)): PathParams<(String, String)>,
     req: Request,
 ) -> ApiResult {
+    let source = history::client_of(req.headers());
     let header_main = header_text(req.headers(), "cf-worker-main-module-part");
     let header_body = header_text(req.headers(), "cf-worker-body-part");
     let (meta_bytes, modules) = collect_parts(multipart::read_parts(req).await?)?;
@@ -251,8 +265,11 @@ pub async fn put_content(
             rec.main_module = main_module;
             rec.body_part = body_part;
             rec.modified_micros = d.next_stamp();
-            let out = script_out(&rec, true);
+            let version = history::record_deployed(d, &mut rec, source, Default::default());
+            let mut out = script_out(&rec, true);
+            out.deployment_id = Some(version);
             d.scripts.insert(name, rec);
+            history::gc(d);
             Ok(out)
         })
         .await?;
@@ -331,8 +348,9 @@ pub async fn delete_script(
         .mutate(|d| {
             d.scripts
                 .remove(&name)
-                .map(|_| ())
-                .ok_or_else(ApiError::script_not_found)
+                .ok_or_else(ApiError::script_not_found)?;
+            history::gc(d);
+            Ok(())
         })
         .await?;
     ok(json!({ "id": name }))
@@ -357,6 +375,7 @@ pub async fn patch_settings(
     PathParams((_a, name)): PathParams<(String, String)>,
     req: Request,
 ) -> ApiResult {
+    let source = history::client_of(req.headers());
     let settings_bytes = if multipart::is_multipart(req.headers()) {
         multipart::read_parts(req)
             .await?
@@ -399,8 +418,18 @@ pub async fn patch_settings(
                 rec.usage_model = v.to_owned();
             }
             rec.modified_micros = d.next_stamp();
+            let versioned = [
+                "bindings",
+                "compatibility_date",
+                "compatibility_flags",
+                "usage_model",
+            ];
+            if versioned.iter().any(|k| patch.contains_key(*k)) {
+                history::record_deployed(d, &mut rec, source, Default::default());
+            }
             let out = settings_out(&rec);
             d.scripts.insert(name, rec);
+            history::gc(d);
             Ok(out)
         })
         .await?;
@@ -520,7 +549,7 @@ pub async fn get_service(
                 "handlers": ["fetch"],
                 "modified_on": modified,
                 "created_on": created,
-                "last_deployed_from": "api",
+                "last_deployed_from": rec.last_deployed_from,
             }
         }
     }))

@@ -18,6 +18,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use super::envelope::ApiError;
+use super::history::{DeploymentRec, VersionRec};
 use super::private_fs;
 use super::LocalApiError;
 use crate::cloudflare::types::Binding;
@@ -44,6 +45,44 @@ pub struct Data {
     /// The last `modified_on` handed out (µs since the epoch), to keep them strictly increasing.
     #[serde(default)]
     pub last_stamp_micros: i64,
+    /// The account's workers.dev subdomain (`GET/PUT/DELETE …/workers/subdomain`).
+    #[serde(default)]
+    pub account_subdomain: AccountSubdomain,
+    /// Module contents of versions by SHA-256 (hex), stored once however many versions share
+    /// them (see [`super::history`]).
+    #[serde(default)]
+    pub module_blobs: BTreeMap<String, ModuleBlob>,
+}
+
+/// The bytes of one module, serialized as hex.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModuleBlob(#[serde(with = "hex_bytes")] pub Vec<u8>);
+
+/// The account's workers.dev subdomain: [`AccountSubdomain::DEFAULT`] until set or deleted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountSubdomain {
+    /// `None` after a DELETE: the account has none (GET answers 404/10007).
+    pub name: Option<String>,
+}
+
+impl AccountSubdomain {
+    /// The subdomain of a fresh emulator, so `wrangler deploy` needs no registration step.
+    pub const DEFAULT: &'static str = "lumierd-local";
+}
+
+impl Default for AccountSubdomain {
+    fn default() -> Self {
+        AccountSubdomain {
+            name: Some(Self::DEFAULT.to_owned()),
+        }
+    }
+}
+
+/// A script's workers.dev route (`…/scripts/{name}/subdomain`); off for a new script.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScriptSubdomain {
+    pub enabled: bool,
+    pub previews_enabled: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -108,6 +147,25 @@ pub struct ScriptRec {
     pub etag: String,
     pub created_micros: i64,
     pub modified_micros: i64,
+    /// Versions, oldest first (see [`super::history`]); the live fields above are the
+    /// deployed one.
+    #[serde(default)]
+    pub versions: Vec<VersionRec>,
+    /// Deployments, oldest first; the last one is serving.
+    #[serde(default)]
+    pub deployments: Vec<DeploymentRec>,
+    /// Number of the newest version (versions are numbered from 1, never reused).
+    #[serde(default)]
+    pub version_counter: u64,
+    /// The client that last deployed: `wrangler` or `api` (see [`super::history::client_of`]).
+    #[serde(default = "api_client")]
+    pub last_deployed_from: String,
+    #[serde(default)]
+    pub subdomain: ScriptSubdomain,
+}
+
+fn api_client() -> String {
+    "api".to_owned()
 }
 
 impl ScriptRec {

@@ -725,3 +725,133 @@ async fn slow_answers_time_out_as_retryable() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn secrets_are_put_listed_kept_by_uploads_and_deleted() {
+    use lumierd::cloudflare::types::{SecretInfo, KEEP_SECRET_BINDINGS};
+    use lumierd::cloudflare::Secret;
+    bounded(30, async {
+        let h = Api::start(Faults::default()).await;
+        let c = h.client();
+        let canary = Secret::new("canary-client-secret-text");
+        // No script: NotFound (10007), and the error never carries the text.
+        let err = c
+            .put_secret("api", "API_KEY", &canary)
+            .await
+            .expect_err("no script");
+        assert_eq!((err.kind, err.errors[0].code), (ErrorKind::NotFound, 10007));
+        assert!(
+            !format!("{err} {err:?}").contains("canary-client"),
+            "{err:?}"
+        );
+
+        let upload = ScriptUpload {
+            metadata: ScriptMetadata {
+                main_module: Some("index.js".into()),
+                ..ScriptMetadata::default()
+            },
+            modules: vec![module("index.js", "export default {}")],
+        };
+        c.upload_script("api", &upload).await.expect("upload");
+        let info = c.put_secret("api", "API_KEY", &canary).await.expect("put");
+        let want = SecretInfo {
+            name: "API_KEY".into(),
+            kind: "secret_text".into(),
+        };
+        assert_eq!(info, want);
+        assert_eq!(
+            c.list_secrets("api").await.expect("list"),
+            vec![want.clone()]
+        );
+
+        // An upload that keeps secrets (what wrangler sends) leaves it; its Debug is redacted.
+        let keeping = ScriptUpload {
+            metadata: upload.metadata.clone().keep_secrets().keep_secrets(),
+            ..upload.clone()
+        };
+        assert_eq!(keeping.metadata.keep_bindings, KEEP_SECRET_BINDINGS);
+        c.upload_script("api", &keeping).await.expect("re-upload");
+        assert_eq!(c.list_secrets("api").await.expect("list"), vec![want]);
+        let settings = c.get_settings("api").await.expect("settings");
+        assert_eq!(
+            settings.bindings,
+            vec![Binding::SecretText {
+                name: "API_KEY".into(),
+                text: None
+            }]
+        );
+
+        // Delete: true, then false once gone; a missing script is still an error.
+        assert!(c.delete_secret("api", "API_KEY").await.expect("delete"));
+        assert!(!c.delete_secret("api", "API_KEY").await.expect("again"));
+        assert!(c.list_secrets("api").await.expect("list").is_empty());
+        assert_eq!(
+            kind(c.delete_secret("none", "API_KEY").await),
+            (ErrorKind::NotFound, vec![10007])
+        );
+        // One request per call: a secret change is not a re-upload.
+        let log = h.log();
+        assert_eq!(count(&log, "PUT", "/workers/scripts/api/secrets"), 2);
+        assert_eq!(
+            count(&log, "DELETE", "/workers/scripts/api/secrets/API_KEY"),
+            2
+        );
+        assert_eq!(count(&log, "PUT", "/workers/scripts/api"), 2);
+        h.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn workers_dev_subdomain_reads_and_toggles() {
+    use lumierd::cloudflare::subdomain::workers_dev_url;
+    use lumierd::cloudflare::types::ScriptSubdomain;
+    bounded(30, async {
+        let h = Api::start(Faults::default()).await;
+        let c = h.client();
+        let sub = c.get_account_subdomain().await.expect("account subdomain");
+        assert_eq!(sub.as_deref(), Some("lumierd-local"));
+        assert_eq!(
+            workers_dev_url("api", "lumierd-local"),
+            "https://api.lumierd-local.workers.dev"
+        );
+        assert_eq!(
+            kind(c.get_script_subdomain("api").await),
+            (ErrorKind::NotFound, vec![10007])
+        );
+        let upload = ScriptUpload {
+            metadata: ScriptMetadata {
+                main_module: Some("index.js".into()),
+                ..ScriptMetadata::default()
+            },
+            modules: vec![module("index.js", "export default {}")],
+        };
+        c.upload_script("api", &upload).await.expect("upload");
+        assert_eq!(
+            c.get_script_subdomain("api").await.expect("get"),
+            ScriptSubdomain::default()
+        );
+        let on = ScriptSubdomain {
+            enabled: true,
+            previews_enabled: true,
+        };
+        assert_eq!(c.set_script_subdomain("api", true).await.expect("on"), on);
+        assert_eq!(c.get_script_subdomain("api").await.expect("get"), on);
+        assert_eq!(
+            c.set_script_subdomain("api", false).await.expect("off"),
+            ScriptSubdomain::default()
+        );
+        // An account without a subdomain answers None, not an error.
+        let deleted = h
+            .http
+            .delete(format!("{}/workers/subdomain", h.account()))
+            .bearer_auth(DEFAULT_TOKEN)
+            .send()
+            .await
+            .expect("delete the account subdomain");
+        assert_eq!(deleted.status(), 204);
+        assert_eq!(c.get_account_subdomain().await.expect("none"), None);
+        h.stop().await;
+    })
+    .await;
+}

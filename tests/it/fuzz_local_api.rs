@@ -346,6 +346,10 @@ fn check_answer(
     if method == "HEAD" {
         return Ok(());
     }
+    // `DELETE /workers/subdomain` answers 204 with no body, as the 2026 spec says.
+    if status == 204 && method == "DELETE" && body.is_empty() {
+        return Ok(());
+    }
     let raw_ok = (200..300).contains(&status)
         && method == "GET"
         && (path.contains("/values/") || path.contains("/workers/scripts/"));

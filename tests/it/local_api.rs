@@ -2342,6 +2342,21 @@ const NEWER_ROUTES: &[(&str, &str, &str)] = &[
         "/accounts/{account_id}/storage/kv/namespaces/{namespace_id}/bulk/get",
         "bulk read in the newer reference docs (API-NOTES §1.2); the SDKs' bulk_get/bulkGet and `wrangler kv bulk get` call it",
     ),
+    (
+        "DELETE",
+        "/accounts/{account_id}/workers/services/{service_name}",
+        "`wrangler delete` deletes the Worker through its service (`?force=true`); same as the script DELETE",
+    ),
+    (
+        "DELETE",
+        "/accounts/{account_id}/workers/subdomain",
+        "account subdomain delete, new in the 2026 spec (API-NOTES §7.2): 204, no body",
+    ),
+    (
+        "GET",
+        "/accounts/{account_id}/workers/workers/{worker_id}",
+        "the newer Worker resource; `wrangler deploy` (4.1xx) reads its `subdomain` before the subdomain POST",
+    ),
 ];
 
 fn openapi_path() -> PathBuf {
@@ -2354,7 +2369,9 @@ fn openapi_path() -> PathBuf {
 /// * `workers_usage_model` also allows `standard`, the current default the newer reference
 ///   documents (the 2024 pattern is `^(bundled|unbound)$`);
 /// * `workers_binding` also allows the `plain_text` and `secret_text` bindings (newer docs;
-///   secret text omitted on read), which the 2024 `oneOf` lacks.
+///   secret text omitted on read), which the 2024 `oneOf` lacks;
+/// * a `writeOnly` property is not `required` (OpenAPI: write-only properties are required
+///   only in requests; these are answers, e.g. a secret's `text`).
 fn conformance_doc() -> Value {
     let text = std::fs::read_to_string(openapi_path()).expect("read the OpenAPI slice");
     let mut doc: Value = serde_json::from_str(&text).expect("OpenAPI JSON");
@@ -2378,6 +2395,33 @@ fn conformance_doc() -> Value {
         }
     }
     nullable(&mut doc);
+    fn write_only_not_required(v: &mut Value) {
+        match v {
+            Value::Object(map) => {
+                let write_only: Vec<String> = map
+                    .get("properties")
+                    .and_then(Value::as_object)
+                    .map(|props| {
+                        props
+                            .iter()
+                            .filter(|(_, p)| p.get("writeOnly") == Some(&Value::Bool(true)))
+                            .map(|(k, _)| k.clone())
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                if let Some(Value::Array(req)) = map.get_mut("required") {
+                    req.retain(|r| {
+                        !r.as_str()
+                            .is_some_and(|r| write_only.iter().any(|w| w == r))
+                    });
+                }
+                map.values_mut().for_each(write_only_not_required);
+            }
+            Value::Array(items) => items.iter_mut().for_each(write_only_not_required),
+            _ => {}
+        }
+    }
+    write_only_not_required(&mut doc);
     let schemas = &mut doc["components"]["schemas"];
     schemas["workers_usage_model"]["pattern"] = json!("^(bundled|unbound|standard)$");
     schemas["workers_plain_text_binding"] = json!({
@@ -2710,6 +2754,153 @@ async fn routes_and_responses_conform_to_the_openapi_slice() {
         .json(call(Method::GET, s.acct("/workers/scripts/none/settings")))
         .await;
     check("GET", &format!("{sc_t}/settings"), st.as_u16(), &body);
+
+    // Secrets, subdomains, versions and deployments (API-NOTES §7).
+    let secret_t = format!("{sc_t}/secrets");
+    let (st, body) = s
+        .json(
+            call(Method::PUT, s.acct("/workers/scripts/conf/secrets"))
+                .json(&json!({"name": "API_KEY", "text": "t", "type": "secret_text"})),
+        )
+        .await;
+    assert_eq!(st, 200, "{body}");
+    check("PUT", &secret_t, st.as_u16(), &body);
+    let (st, body) = s
+        .json(call(Method::GET, s.acct("/workers/scripts/conf/secrets")))
+        .await;
+    check("GET", &secret_t, st.as_u16(), &body);
+    let (st, body) = s
+        .json(call(
+            Method::GET,
+            s.acct("/workers/scripts/conf/secrets/API_KEY"),
+        ))
+        .await;
+    check(
+        "GET",
+        &format!("{secret_t}/{{secret_name}}"),
+        st.as_u16(),
+        &body,
+    );
+    let (st, body) = s
+        .json(
+            call(Method::PATCH, s.acct("/workers/scripts/conf/secrets-bulk")).json(
+                &json!({"secrets": {"B": {"name": "B", "text": "t", "type": "secret_text"}}}),
+            ),
+        )
+        .await;
+    assert_eq!(st, 200, "{body}");
+    check("PATCH", &format!("{sc_t}/secrets-bulk"), st.as_u16(), &body);
+    let (st, body) = s
+        .json(call(
+            Method::DELETE,
+            s.acct("/workers/scripts/conf/secrets/API_KEY?url_encoded=true"),
+        ))
+        .await;
+    assert_eq!(st, 200, "{body}");
+    check(
+        "DELETE",
+        &format!("{secret_t}/{{secret_name}}"),
+        st.as_u16(),
+        &body,
+    );
+    let (st, body) = s
+        .json(call(
+            Method::DELETE,
+            s.acct("/workers/scripts/conf/secrets/API_KEY"),
+        ))
+        .await;
+    assert_eq!(st, 404, "{body}");
+    check(
+        "DELETE",
+        &format!("{secret_t}/{{secret_name}}"),
+        st.as_u16(),
+        &body,
+    );
+    let (st, body) = s
+        .json(call(Method::GET, s.acct("/workers/subdomain")))
+        .await;
+    assert_eq!(body["result"]["subdomain"], "lumierd-local", "{body}");
+    check("GET", "/accounts/{a}/workers/subdomain", st.as_u16(), &body);
+    let (st, body) = s
+        .json(call(Method::PUT, s.acct("/workers/subdomain")).json(&json!({"subdomain": "conf"})))
+        .await;
+    check("PUT", "/accounts/{a}/workers/subdomain", st.as_u16(), &body);
+    let sub_t = format!("{sc_t}/subdomain");
+    for (method, body) in [
+        (Method::GET, None),
+        (Method::POST, Some(json!({"enabled": true}))),
+        (Method::DELETE, None),
+    ] {
+        let mut rb = call(method.clone(), s.acct("/workers/scripts/conf/subdomain"));
+        if let Some(b) = body {
+            rb = rb.json(&b);
+        }
+        let (st, body) = s.json(rb).await;
+        assert_eq!(st, 200, "{body}");
+        check(method.as_str(), &sub_t, st.as_u16(), &body);
+    }
+    let versions_t = format!("{sc_t}/versions");
+    let (st, body) = s
+        .json(
+            call(
+                Method::POST,
+                s.acct("/workers/scripts/conf/versions?bindings_inherit=strict"),
+            )
+            .multipart(wrangler_form(
+                &json!({"main_module": "index.js", "bindings": [{"name": "KV", "type": "inherit"}],
+                        "keep_bindings": ["secret_text"], "annotations": {"workers/message": "m"}}),
+                &[("index.js", "application/javascript+module", INDEX_JS)],
+            )),
+        )
+        .await;
+    assert_eq!(st, 200, "{body}");
+    check("POST", &versions_t, st.as_u16(), &body);
+    let version = body["result"]["id"]
+        .as_str()
+        .expect("version id")
+        .to_owned();
+    let (st, body) = s
+        .json(call(Method::GET, s.acct("/workers/scripts/conf/versions")))
+        .await;
+    check("GET", &versions_t, st.as_u16(), &body);
+    let (st, body) = s
+        .json(call(
+            Method::GET,
+            s.acct(&format!("/workers/scripts/conf/versions/{version}")),
+        ))
+        .await;
+    check(
+        "GET",
+        &format!("{versions_t}/{{version_id}}"),
+        st.as_u16(),
+        &body,
+    );
+    let deployments_t = format!("{sc_t}/deployments");
+    let (st, body) = s
+        .json(
+            call(Method::POST, s.acct("/workers/scripts/conf/deployments")).json(&json!({
+                "strategy": "percentage",
+                "versions": [{"version_id": version, "percentage": 100}]
+            })),
+        )
+        .await;
+    assert_eq!(st, 200, "{body}");
+    check("POST", &deployments_t, st.as_u16(), &body);
+    let (st, body) = s
+        .json(call(
+            Method::GET,
+            s.acct("/workers/scripts/conf/deployments"),
+        ))
+        .await;
+    check("GET", &deployments_t, st.as_u16(), &body);
+    let (st, body) = s
+        .json(call(
+            Method::GET,
+            s.acct("/workers/scripts/none/deployments"),
+        ))
+        .await;
+    assert_eq!(body["errors"][0]["code"], 10007, "{body}");
+    check("GET", &deployments_t, st.as_u16(), &body);
     let (st, body) = s.json(call(Method::GET, s.acct("/tokens/verify"))).await;
     check("GET", "/accounts/{a}/tokens/verify", st.as_u16(), &body);
     let (st, body) = s
@@ -2731,7 +2922,7 @@ async fn routes_and_responses_conform_to_the_openapi_slice() {
         .json(call(Method::GET, format!("{}/accounts/{a}/nope", s.root)))
         .await;
     check("GET", ns_t, st.as_u16(), &body);
-    assert!(checked >= 25, "only {checked} answers checked");
+    assert!(checked >= 44, "only {checked} answers checked");
     s.stop().await;
 }
 
@@ -2756,4 +2947,475 @@ fn the_validator_rejects_wrong_shapes() {
     assert_eq!(validate(&doc, &failure, &error), Ok(()));
     let not_an_error = json!({"success": true, "errors": [], "messages": [], "result": null});
     assert!(validate(&doc, &failure, &not_an_error).is_err());
+}
+
+// ---------------------------------------------------------------------------------------------
+// The real Workers workflow: secrets, workers.dev, versions and deployments (API-NOTES §7)
+// ---------------------------------------------------------------------------------------------
+
+/// A canary secret text: it must never come back from the API, nor reach the request log.
+const CANARY: &str = "canary-7f3a91c2-never-answered";
+
+impl Server {
+    /// Uploads `name` with `PUT …/scripts/{name}` (wrangler's form) and `metadata`; returns
+    /// the result.
+    async fn upload(&self, name: &str, metadata: Value) -> Value {
+        self.ok(self
+            .req(Method::PUT, &self.acct(&format!("/workers/scripts/{name}")))
+            .multipart(wrangler_form(
+                &metadata,
+                &[("index.js", "application/javascript+module", INDEX_JS)],
+            )))
+        .await
+    }
+
+    /// Names of the script's bindings of `kind` from its settings.
+    async fn binding_names(&self, name: &str, kind: &str) -> Vec<String> {
+        let settings = self
+            .ok(self.req(
+                Method::GET,
+                &self.acct(&format!("/workers/scripts/{name}/settings")),
+            ))
+            .await;
+        settings["bindings"]
+            .as_array()
+            .expect("bindings")
+            .iter()
+            .filter(|b| b["type"] == kind)
+            .map(|b| b["name"].as_str().expect("name").to_owned())
+            .collect()
+    }
+}
+
+#[tokio::test]
+async fn secrets_are_write_only_and_survive_uploads_that_keep_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log_path = dir.path().join("requests.jsonl");
+    let mut cfg = config();
+    cfg.request_log = Some(log_path.clone());
+    let s = Server::start(cfg).await;
+    let secrets = s.acct("/workers/scripts/app/secrets");
+    let put = |name: &str, text: &str| {
+        s.req(Method::PUT, &secrets)
+            .json(&json!({"name": name, "text": text, "type": "secret_text"}))
+    };
+
+    // No script: 10007 (wrangler then uploads a draft Worker and retries).
+    s.err(put("API_KEY", CANARY), 404, 10007).await;
+    s.err(s.req(Method::GET, &secrets), 404, 10007).await;
+    s.upload(
+        "app",
+        json!({"main_module": "index.js", "bindings": [{"type": "plain_text", "name": "STAGE", "text": "dev"}]}),
+    )
+    .await;
+    assert_eq!(s.ok(s.req(Method::GET, &secrets)).await, json!([]));
+
+    // Put answers {name, type}; list, get and settings never carry the text.
+    let put_answer = s.ok(put("API_KEY", CANARY)).await;
+    assert_eq!(
+        put_answer,
+        json!({"name": "API_KEY", "type": "secret_text"})
+    );
+    s.ok(put("API_KEY", &format!("{CANARY}-rotated"))).await;
+    let list = s.ok(s.req(Method::GET, &secrets)).await;
+    assert_eq!(list, json!([{"name": "API_KEY", "type": "secret_text"}]));
+    let one = s
+        .ok(s.req(Method::GET, &format!("{secrets}/API_KEY?url_encoded=true")))
+        .await;
+    assert_eq!(one, json!({"name": "API_KEY", "type": "secret_text"}));
+    let settings = s
+        .ok(s.req(Method::GET, &s.acct("/workers/scripts/app/settings")))
+        .await;
+    assert!(!settings.to_string().contains(CANARY), "{settings}");
+
+    // A name held by another binding type: 10053; a missing secret: 10056.
+    s.err(put("STAGE", "x"), 400, 10053).await;
+    s.err(s.req(Method::GET, &format!("{secrets}/NOPE")), 404, 10056)
+        .await;
+    s.err(
+        s.req(Method::DELETE, &format!("{secrets}/NOPE")),
+        404,
+        10056,
+    )
+    .await;
+    s.err(
+        s.req(Method::DELETE, &format!("{secrets}/STAGE")),
+        404,
+        10056,
+    )
+    .await;
+    s.err(
+        s.req(Method::PUT, &secrets)
+            .json(&json!({"name": "X", "type": "secret_text"})),
+        400,
+        10021,
+    )
+    .await;
+
+    // A re-upload with keep_bindings (what wrangler sends) keeps the secret; one without drops it.
+    let kept = json!({"main_module": "index.js", "keep_bindings": ["secret_text", "secret_key"]});
+    s.upload("app", kept).await;
+    assert_eq!(s.binding_names("app", "secret_text").await, ["API_KEY"]);
+    s.upload("app", json!({"main_module": "index.js"})).await;
+    assert!(s.binding_names("app", "secret_text").await.is_empty());
+
+    // Bulk: puts and deletes in one version; answers every secret after the change.
+    s.ok(put("OLD", CANARY)).await;
+    let bulk = s
+        .ok(s
+            .req(Method::PATCH, &s.acct("/workers/scripts/app/secrets-bulk"))
+            .header("content-type", "application/merge-patch+json")
+            .body(
+                json!({"secrets": {"A": {"name": "A", "text": CANARY, "type": "secret_text"}, "OLD": null}})
+                    .to_string(),
+            ))
+        .await;
+    assert_eq!(bulk, json!({"A": {"name": "A", "type": "secret_text"}}));
+    s.ok(s.req(Method::DELETE, &format!("{secrets}/A?url_encoded=true")))
+        .await;
+    assert_eq!(s.ok(s.req(Method::GET, &secrets)).await, json!([]));
+
+    // Nothing answered or logged carries the text.
+    for r in s.api.request_log() {
+        assert!(!format!("{r:?}").contains(CANARY), "{r:?}");
+    }
+    let log = std::fs::read_to_string(&log_path).expect("request log");
+    assert!(!log.contains(CANARY));
+    let versions = s
+        .ok(s.req(
+            Method::GET,
+            &s.acct("/workers/scripts/app/versions?deployable=true"),
+        ))
+        .await;
+    for v in versions["items"].as_array().expect("items") {
+        let id = v["id"].as_str().expect("id");
+        let full = s
+            .ok(s.req(
+                Method::GET,
+                &s.acct(&format!("/workers/scripts/app/versions/{id}")),
+            ))
+            .await;
+        assert!(!full.to_string().contains(CANARY), "{full}");
+    }
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn versions_deploy_only_when_deployed_and_rollbacks_guard_changed_secrets() {
+    let s = Server::start(config()).await;
+    let script = |p: &str| s.acct(&format!("/workers/scripts/app{p}"));
+    let content = || s.bytes(s.req(Method::GET, &script("/content/v2")));
+
+    // An upload answers deployment_id = the new version's id, deployed at 100 %.
+    let up = s
+        .upload("app", json!({"main_module": "index.js", "bindings": [{"type": "plain_text", "name": "V", "text": "1"}]}))
+        .await;
+    let v1 = up["deployment_id"]
+        .as_str()
+        .expect("deployment_id")
+        .to_owned();
+    assert_eq!(v1.len(), 36, "{up}");
+    assert_eq!(up["last_deployed_from"], "api", "{up}");
+    let deps = s.ok(s.req(Method::GET, &script("/deployments"))).await;
+    assert_eq!(
+        deps["deployments"][0]["versions"],
+        json!([{"version_id": v1, "percentage": 100.0}])
+    );
+    s.ok(s
+        .req(Method::PUT, &script("/secrets"))
+        .json(&json!({"name": "S", "text": "one", "type": "secret_text"})))
+        .await;
+    // The secret put made and deployed a version of its own.
+    let deps = s.ok(s.req(Method::GET, &script("/deployments"))).await;
+    let v_one = deps["deployments"][0]["versions"][0]["version_id"]
+        .as_str()
+        .expect("version id")
+        .to_owned();
+    assert_ne!(v_one, v1);
+
+    // A version upload (as wrangler sends it) is not live until deployed; `inherit` and
+    // keep_bindings resolve against the newest version.
+    let body = "export default { fetch() { return new Response('v2') } }";
+    let version = s
+        .ok(s
+            .req(Method::POST, &script("/versions?bindings_inherit=strict"))
+            .header("user-agent", "wrangler/4.164.0")
+            .multipart(wrangler_form(
+                &json!({"main_module": "index.js", "bindings": [{"type": "inherit", "name": "V"}],
+                        "keep_bindings": ["secret_text", "secret_key"],
+                        "annotations": {"workers/message": "second"}}),
+                &[("index.js", "application/javascript+module", body)],
+            )))
+        .await;
+    let v2 = version["id"].as_str().expect("id").to_owned();
+    assert_eq!(version["metadata"]["source"], "wrangler", "{version}");
+    assert_eq!(version["annotations"]["workers/message"], "second");
+    assert!(version["startup_time_ms"].is_number(), "{version}");
+    let names: Vec<&str> = version["resources"]["bindings"]
+        .as_array()
+        .expect("bindings")
+        .iter()
+        .filter_map(|b| b["name"].as_str())
+        .collect();
+    assert_eq!(names, ["V", "S"], "{version}");
+    let (_, _, live) = content().await;
+    assert!(!String::from_utf8_lossy(&live).contains("v2"));
+    // Secret edits need the newest version deployed: 10215.
+    s.err(
+        s.req(Method::PUT, &script("/secrets"))
+            .json(&json!({"name": "S", "text": "two", "type": "secret_text"})),
+        400,
+        10215,
+    )
+    .await;
+    // strict inherit of a binding that does not exist: 10057.
+    s.err(
+        s.req(Method::POST, &script("/versions?bindings_inherit=strict"))
+            .multipart(wrangler_form(
+                &json!({"main_module": "index.js", "bindings": [{"type": "inherit", "name": "NOPE"}]}),
+                &[("index.js", "application/javascript+module", INDEX_JS)],
+            )),
+        400,
+        10057,
+    )
+    .await;
+
+    let deploy = |id: &str, force: bool| {
+        s.req(
+            Method::POST,
+            &script(if force { "/deployments?force=true" } else { "/deployments" }),
+        )
+        .header("user-agent", "wrangler/4.164.0")
+        .json(&json!({"strategy": "percentage", "versions": [{"version_id": id, "percentage": 100}], "annotations": {}}))
+    };
+    s.ok(deploy(&v2, false)).await;
+    let (_, _, live) = content().await;
+    assert!(String::from_utf8_lossy(&live).contains("v2"));
+    let listed = s.ok(s.req(Method::GET, &s.acct("/workers/scripts"))).await;
+    assert_eq!(listed[0]["last_deployed_from"], "wrangler", "{listed}");
+
+    // Rolling back to the version holding S=one after S changed: 10220 naming it, unless
+    // forced.
+    s.ok(s
+        .req(Method::PUT, &script("/secrets"))
+        .json(&json!({"name": "S", "text": "two", "type": "secret_text"})))
+        .await;
+    let msg = s.err(deploy(&v_one, false), 400, 10220).await;
+    assert!(msg.ends_with(": S"), "{msg}");
+    s.ok(deploy(&v_one, true)).await;
+    let (_, _, live) = content().await;
+    assert!(!String::from_utf8_lossy(&live).contains("v2"));
+
+    // Bad bodies and unknown ids.
+    s.err(
+        s.req(Method::POST, &script("/deployments")).json(
+            &json!({"strategy": "percentage", "versions": [{"version_id": v1, "percentage": 50}]}),
+        ),
+        400,
+        10021,
+    )
+    .await;
+    s.err(
+        deploy("00000000-0000-4000-8000-000000000000", false),
+        400,
+        10021,
+    )
+    .await;
+    s.err(
+        s.req(
+            Method::GET,
+            &script("/versions/00000000-0000-4000-8000-000000000000"),
+        ),
+        404,
+        10007,
+    )
+    .await;
+    for path in ["/versions", "/deployments"] {
+        s.err(
+            s.req(
+                Method::GET,
+                &s.acct(&format!("/workers/scripts/none{path}")),
+            ),
+            404,
+            10007,
+        )
+        .await;
+    }
+    let listed = s.ok(s.req(Method::GET, &script("/versions"))).await;
+    let numbers: Vec<u64> = listed["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|v| v["number"].as_u64())
+        .collect();
+    assert!(numbers.windows(2).all(|w| w[0] > w[1]), "{numbers:?}");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn workers_dev_subdomains() {
+    let s = Server::start(config()).await;
+    let account = s.acct("/workers/subdomain");
+    assert_eq!(
+        s.ok(s.req(Method::GET, &account)).await,
+        json!({"subdomain": "lumierd-local"})
+    );
+    s.err(
+        s.req(Method::PUT, &account)
+            .json(&json!({"subdomain": "Bad_Name"})),
+        400,
+        10021,
+    )
+    .await;
+    s.ok(s
+        .req(Method::PUT, &account)
+        .json(&json!({"subdomain": "team"})))
+        .await;
+    assert_eq!(
+        s.ok(s.req(Method::GET, &account)).await,
+        json!({"subdomain": "team"})
+    );
+    let (status, _, body) = s.bytes(s.req(Method::DELETE, &account)).await;
+    assert_eq!((status.as_u16(), body.len()), (204, 0));
+    s.err(s.req(Method::GET, &account), 404, 10007).await;
+
+    let sub = s.acct("/workers/scripts/app/subdomain");
+    s.err(s.req(Method::GET, &sub), 404, 10007).await;
+    s.err(
+        s.req(Method::POST, &sub).json(&json!({"enabled": true})),
+        404,
+        10007,
+    )
+    .await;
+    s.upload("app", json!({"main_module": "index.js"})).await;
+    let off = json!({"enabled": false, "previews_enabled": false});
+    assert_eq!(s.ok(s.req(Method::GET, &sub)).await, off);
+    // An omitted previews_enabled follows enabled.
+    let on = s
+        .ok(s
+            .req(Method::POST, &sub)
+            .header("Cloudflare-Workers-Script-Api-Date", "2025-08-01")
+            .json(&json!({"enabled": true})))
+        .await;
+    assert_eq!(on, json!({"enabled": true, "previews_enabled": true}));
+    let worker = s
+        .ok(s.req(Method::GET, &s.acct("/workers/workers/app")))
+        .await;
+    assert_eq!(worker["subdomain"], on, "{worker}");
+    let mixed = s
+        .ok(s
+            .req(Method::POST, &sub)
+            .json(&json!({"enabled": true, "previews_enabled": false})))
+        .await;
+    assert_eq!(mixed, json!({"enabled": true, "previews_enabled": false}));
+    s.err(s.req(Method::POST, &sub).json(&json!({})), 400, 10021)
+        .await;
+    // The route survives a re-upload, and DELETE turns both off.
+    s.upload("app", json!({"main_module": "index.js"})).await;
+    assert_eq!(s.ok(s.req(Method::GET, &sub)).await, mixed);
+    assert_eq!(s.ok(s.req(Method::DELETE, &sub)).await, off);
+    s.err(
+        s.req(Method::GET, &s.acct("/workers/workers/none")),
+        404,
+        10007,
+    )
+    .await;
+    // `wrangler delete` goes through the service.
+    s.ok(s.req(Method::DELETE, &s.acct("/workers/services/app?force=true")))
+        .await;
+    s.err(s.req(Method::GET, &sub), 404, 10007).await;
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn secrets_versions_and_subdomains_survive_a_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cfg = config();
+    cfg.data_dir = Some(dir.path().join("api-state"));
+    let s = Server::start(cfg.clone()).await;
+    let up = s.upload("app", json!({"main_module": "index.js"})).await;
+    s.ok(s
+        .req(Method::PUT, &s.acct("/workers/scripts/app/secrets"))
+        .json(&json!({"name": "K", "text": CANARY, "type": "secret_text"})))
+        .await;
+    s.ok(s
+        .req(Method::POST, &s.acct("/workers/scripts/app/subdomain"))
+        .json(&json!({"enabled": true})))
+        .await;
+    s.ok(s
+        .req(Method::PUT, &s.acct("/workers/subdomain"))
+        .json(&json!({"subdomain": "kept"})))
+        .await;
+    let before = s
+        .ok(s.req(Method::GET, &s.acct("/workers/scripts/app/deployments")))
+        .await;
+    s.stop().await;
+
+    let s = Server::start(cfg).await;
+    let after = s
+        .ok(s.req(Method::GET, &s.acct("/workers/scripts/app/deployments")))
+        .await;
+    assert_eq!(after, before);
+    let version = up["deployment_id"].as_str().expect("deployment_id");
+    s.ok(s.req(
+        Method::GET,
+        &s.acct(&format!("/workers/scripts/app/versions/{version}")),
+    ))
+    .await;
+    assert_eq!(s.binding_names("app", "secret_text").await, ["K"]);
+    assert_eq!(
+        s.ok(s.req(Method::GET, &s.acct("/workers/scripts/app/subdomain")))
+            .await,
+        json!({"enabled": true, "previews_enabled": true})
+    );
+    assert_eq!(
+        s.ok(s.req(Method::GET, &s.acct("/workers/subdomain")))
+            .await,
+        json!({"subdomain": "kept"})
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn version_history_is_bounded_and_stores_each_module_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cfg = config();
+    cfg.data_dir = Some(dir.path().join("api-state"));
+    let snapshot = dir.path().join("api-state/state.json");
+    let s = Server::start(cfg).await;
+    let code_hex = hex_of(INDEX_JS.as_bytes());
+    let copies = || {
+        std::fs::read_to_string(&snapshot)
+            .expect("state.json")
+            .matches(&code_hex)
+            .count()
+    };
+    // 25 uploads of the same code (a var changes each time): 20 versions kept, the code
+    // stored twice (the live script and one shared version blob).
+    for i in 0..25 {
+        s.upload(
+            "app",
+            json!({"main_module": "index.js", "bindings": [{"type": "plain_text", "name": "N", "text": i.to_string()}]}),
+        )
+        .await;
+    }
+    let listed = s
+        .ok(s.req(
+            Method::GET,
+            &s.acct("/workers/scripts/app/versions?deployable=true"),
+        ))
+        .await;
+    let items = listed["items"].as_array().expect("items");
+    assert_eq!(items.len(), 20);
+    assert_eq!(items[0]["number"], 25);
+    assert_eq!(copies(), 2);
+    // Deleting the script drops its versions' contents too.
+    s.ok(s.req(Method::DELETE, &s.acct("/workers/scripts/app")))
+        .await;
+    assert_eq!(copies(), 0);
+    s.stop().await;
+}
+
+fn hex_of(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

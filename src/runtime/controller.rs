@@ -149,7 +149,21 @@ impl Controller {
             .map(|(stage, r)| async move {
                 let before = self.store.get(&r.key)?;
                 let after = self.reconcile(pass, stage, r, before.clone()).await;
-                Ok::<_, StoreError>((r, before, after))
+                // The outcome of a provider write goes to disk as soon as the write is done,
+                // not when the (ordered) stream reaches it: a crash after it never repeats it.
+                let wrote = after
+                    .as_ref()
+                    .is_some_and(|(_, c)| c.as_ref().is_some_and(|c| c.action.writes()));
+                if let Some((record, _)) = &after {
+                    // Queued before the record is written, so both reach the disk together.
+                    self.emit(|| crate::notify::transitions(&r.key, before.as_ref(), record, now));
+                }
+                if self.policy.act && wrote {
+                    if let Some((record, _)) = &after {
+                        self.store.put_durable(&r.key, record).await?;
+                    }
+                }
+                Ok::<_, StoreError>((r, before, after, wrote))
             })
             .buffered(window);
         tokio::pin!(outcomes);
@@ -159,7 +173,7 @@ impl Controller {
             ..PassReport::default()
         };
         while let Some(next) = outcomes.next().await {
-            let (r, before, outcome) = next?;
+            let (r, before, outcome, wrote) = next?;
             let Some((record, change)) = outcome else {
                 report.converged = false;
                 continue;
@@ -168,17 +182,12 @@ impl Controller {
                 report.converged = false;
             }
             note_retry(&mut report, &record);
-            self.emit(|| crate::notify::transitions(&r.key, before.as_ref(), &record, now));
             // A record that only gained a newer `last_reconciled` is not written: the pass's
             // own time (below) stands for it, so a resync of a converged fleet writes nothing.
-            // The outcome of a provider write is on disk before the pass goes on, so a crash
-            // after it never repeats the write.
-            if self.policy.act && !before.is_some_and(|b| b.same_apart_from_time(&record)) {
-                if change.as_ref().is_some_and(|c| c.action.writes()) {
-                    self.store.put_durable(&r.key, &record).await?;
-                } else {
-                    self.store.put(&r.key, &record)?;
-                }
+            // A write's outcome is already on disk (above).
+            if self.policy.act && !wrote && !before.is_some_and(|b| b.same_apart_from_time(&record))
+            {
+                self.store.put(&r.key, &record)?;
             }
             report.changes.extend(change);
         }

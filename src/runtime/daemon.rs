@@ -99,26 +99,29 @@ fn load_snapshot(
     store: &Store,
     metrics: &Metrics,
     events: Option<&Sink>,
-) -> Result<Option<Arc<Snapshot>>, StoreError> {
+) -> Option<Arc<Snapshot>> {
     let loaded = match previous {
         Some(previous) => source::reload(manifests, previous),
         None => source::load_with(manifests, options).map(Arc::new),
     };
-    match loaded {
+    let (snapshot, error) = match loaded {
         Ok(snap) => {
             metrics.manifest_load(true);
-            note_load(store, events, None)?;
-            Ok(Some(snap))
+            (Some(snap), None)
         }
         Err(e) => {
             metrics.manifest_load(false);
             let text = e.to_string();
             tracing::error!("manifests not loaded, the last good ones stay in force:\n{text}");
-            note_load(store, events, Some(&text))?;
-            store.flush()?;
-            Ok(None)
+            (None, Some(text))
         }
+    };
+    // A store that cannot write must not end the daemon: the pass that follows fails and
+    // is retried, and the health checks say why.
+    if let Err(e) = note_load(store, events, error.as_deref()).and_then(|()| store.flush()) {
+        tracing::warn!(error = %e, "recording the manifest load in the state store");
     }
+    snapshot
 }
 
 /// Makes every resource that waits for a retry due now (SIGHUP): failure counts stay, so the
@@ -346,8 +349,10 @@ async fn run_forever(
                     reloading = true;
                     ops.notify("RELOADING=1\nSTATUS=reloading");
                 }
-                let due = retry_now(store)?;
-                tracing::info!(retrying = due, "SIGHUP: reloading manifests and resyncing");
+                match retry_now(store) {
+                    Ok(due) => tracing::info!(retrying = due, "SIGHUP: reloading manifests and resyncing"),
+                    Err(e) => tracing::warn!(error = %e, "SIGHUP: the state store cannot make retries due; resyncing"),
+                }
                 scheduler.resync_now();
                 continue;
             }
@@ -364,7 +369,7 @@ async fn run_forever(
                 store,
                 &ops.metrics,
                 controller.events.as_ref(),
-            )?;
+            );
             if reloaded.is_none() {
                 modules.set_unknown();
             }

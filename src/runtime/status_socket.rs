@@ -83,7 +83,20 @@ impl StatusSocket {
 impl Drop for StatusSocket {
     fn drop(&mut self) {
         self.task.abort();
-        let _ = std::fs::remove_file(&self.path);
+        // On a thread of its own, waited for briefly: on a frozen state disk unlink(2) blocks
+        // until the thaw, and the process must still stop. A file left behind is replaced by
+        // the next `serve`.
+        let path = self.path.clone();
+        let (done, unlinked) = std::sync::mpsc::channel();
+        let spawned = std::thread::Builder::new()
+            .name("unlink-status-socket".into())
+            .spawn(move || {
+                let _ = std::fs::remove_file(path);
+                let _ = done.send(());
+            });
+        if spawned.is_ok() {
+            let _ = unlinked.recv_timeout(std::time::Duration::from_millis(500));
+        }
     }
 }
 

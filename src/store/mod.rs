@@ -33,7 +33,7 @@ pub const SCHEMA_VERSION: u32 = 1;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("state store at {path}: {source}; only one lumierd process can open a state folder at a time: is another one using it?")]
+    #[error("state store at {path}: {source}{}", open_hint(source))]
     Open {
         path: String,
         #[source]
@@ -51,6 +51,15 @@ pub enum StoreError {
     Flush(String),
 }
 
+/// What to do about a failed open: a lock held means another process has the folder.
+fn open_hint(e: &sled::Error) -> &'static str {
+    if e.to_string().contains("could not acquire lock") {
+        "; only one lumierd process can open a state folder at a time: is another one using it?"
+    } else {
+        ""
+    }
+}
+
 /// The open sled database and its trees.
 pub(crate) struct Trees {
     db: sled::Db,
@@ -63,14 +72,10 @@ pub(crate) struct Trees {
 impl Trees {
     fn open(dir: &Path) -> Result<Trees, StoreError> {
         let path = dir.display().to_string();
-        let db = sled::Config::new()
-            .path(dir.join("db"))
-            .cache_capacity(8 << 20)
-            .open()
-            .map_err(|source| StoreError::Open {
-                path: path.clone(),
-                source,
-            })?;
+        let db = open_db(dir).map_err(|source| StoreError::Open {
+            path: path.clone(),
+            source,
+        })?;
         let meta = db.open_tree("meta")?;
         let resources = db.open_tree("resources")?;
         let found = match meta.get("schema_version")? {
@@ -96,6 +101,30 @@ impl Trees {
             resources,
             outbox,
         })
+    }
+}
+
+/// How long an open waits for the lock that a just-dropped handle of this process still
+/// holds (sled's background flusher lets go of it a moment after the last handle is dropped:
+/// a reopen after a failure, a test reopening its store).
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+fn open_db(dir: &Path) -> Result<sled::Db, sled::Error> {
+    let started = std::time::Instant::now();
+    loop {
+        let opened = sled::Config::new()
+            .path(dir.join("db"))
+            .cache_capacity(8 << 20)
+            .open();
+        match opened {
+            Err(sled::Error::Io(e))
+                if e.to_string().contains("could not acquire lock")
+                    && started.elapsed() < LOCK_WAIT =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return other,
+        }
     }
 }
 

@@ -8,9 +8,9 @@
 mod bench;
 mod client;
 mod controller;
+mod dashboard;
 mod edge;
 mod fuzz_local_api;
-mod dashboard;
 mod local_api;
 mod notify;
 mod ops;

@@ -500,8 +500,6 @@ async fn disk_full_stops_provider_writes_until_the_store_can_write_again() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "fails on main: a manifest reload while the store cannot write ends the daemon \
-            (runtime/daemon.rs run_forever: load_snapshot(..)? on store.set_load_error)"]
 async fn disk_full_an_edit_while_full_is_applied_once_there_is_room() {
     disk_full("fulledit", true).await;
 }
@@ -619,8 +617,6 @@ fn exited(pid: u32) -> bool {
 /// #12.3: a frozen state disk neither silences `/healthz` nor keeps SIGTERM from ending the
 /// process within 10 s (it is reaped at the thaw: see [`exited`]).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "fails on main: at shutdown StatusSocket::drop unlinks STATE/lumierd.sock on the \
-            event loop's thread, which blocks in mnt_want_write while the disk is frozen"]
 async fn sigterm_ends_the_process_within_10s_on_a_frozen_state_disk() {
     if !root_or_skip("sigterm_ends_the_process_within_10s_on_a_frozen_state_disk") {
         return;

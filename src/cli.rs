@@ -553,6 +553,7 @@ fn cmd_run(args: RunArgs) -> i32 {
     };
     init_logs(args.log_format, args.log_level.as_deref());
     crate::fdlimit::raise_nofile_logged();
+    crate::fdlimit::private_umask();
     let policy = Policy {
         drift: args.drift.into(),
         max_prune: args.max_prune,

@@ -47,6 +47,17 @@ pub fn raise_nofile_logged() {
     }
 }
 
+/// Makes every file the process creates from now on its owner's only (umask 077), as
+/// systemd's `UMask=0077` does: the state folder holds records, the local API's KV values,
+/// Worker code and its token.
+#[allow(unsafe_code)] // umask: see SAFETY below
+pub fn private_umask() {
+    // SAFETY: umask only sets the process's file-mode creation mask; it cannot fail.
+    unsafe {
+        libc::umask(0o077);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -233,6 +233,18 @@ pub fn kind_of(spec: &crate::manifest::ResourceSpec) -> Kind {
     with_kind!(spec, |K, _spec| <K as Reconciler>::KIND)
 }
 
+/// The empty status of a declared spec's kind (for its first record).
+pub fn new_status(spec: &crate::manifest::ResourceSpec) -> Status {
+    with_kind!(spec, |K, _spec| K::wrap(
+        <K as Reconciler>::Status::default()
+    ))
+}
+
+/// Whether a declared spec's kind is never deleted (only forgotten).
+pub fn never_deleted(spec: &crate::manifest::ResourceSpec) -> bool {
+    with_kind!(spec, |K, _spec| <K as Reconciler>::NEVER_DELETED)
+}
+
 /// The `output` object of a recorded resource.
 pub fn output(kind: Kind, key: &ResourceKey, status: &Status) -> Option<serde_json::Value> {
     with_record_kind!(kind, |K| K::status(status).and_then(|s| K::output(key, s)))

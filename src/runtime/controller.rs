@@ -126,10 +126,28 @@ impl Controller {
         // Only the records of resources no longer declared are held (for prune); the others
         // are read one at a time as their reconcile starts.
         let mut gone: HashMap<ResourceKey, Record> = HashMap::new();
-        for key in self.store.keys()? {
-            if snap.desired.resource(&key).is_none() {
-                if let Some(r) = self.store.get(&key)? {
-                    gone.insert(key, r);
+        let recorded = self.store.keys()?; // in key order
+        for key in &recorded {
+            if snap.desired.resource(key).is_none() {
+                if let Some(r) = self.store.get(key)? {
+                    gone.insert(key.clone(), r);
+                }
+            }
+        }
+        if self.policy.act {
+            // Every declared resource shows in `status` from the start of its first pass,
+            // `Pending` until it is there, however long the pass takes to reach it.
+            for r in snap.desired.resources() {
+                if recorded.binary_search(&r.key).is_err() {
+                    let pending = Record {
+                        status: crate::resources::new_status(&r.spec),
+                        existing: crate::resources::never_deleted(&r.spec),
+                        state: State::Pending,
+                        message: "declared; not reconciled yet".into(),
+                        created_at: Some(now),
+                        ..Record::default()
+                    };
+                    self.store.put(&r.key, &pending)?;
                 }
             }
         }

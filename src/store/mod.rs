@@ -128,6 +128,29 @@ fn open_db(dir: &Path) -> Result<sled::Db, sled::Error> {
     }
 }
 
+/// Makes `dir` (created if missing) mode 0700 and every file below it 0600, folders 0700.
+fn private(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o700))?;
+        for entry in std::fs::read_dir(&d)? {
+            let entry = entry?;
+            let kind = entry.file_type()?;
+            if kind.is_dir() {
+                todo.push(entry.path());
+            } else if kind.is_file() {
+                std::fs::set_permissions(entry.path(), std::fs::Permissions::from_mode(0o600))?;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The store handle. Cheap to clone: every clone shares one database (and one reopen).
 #[derive(Clone)]
 pub struct Store {
@@ -163,7 +186,13 @@ fn decode_key(bytes: &[u8]) -> Option<ResourceKey> {
 impl Store {
     /// Opens (creating if needed) the store in `dir`, migrating older layouts.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        private(dir)
+            .map_err(|e| StoreError::Flush(format!("state folder {}: {e}", dir.display())))?;
         let trees = Trees::open(dir)?;
+        // sled made its files with the process umask: the records (and what they say about
+        // the account) are the owner's only, also in a folder written by an older build.
+        private(&dir.join("db"))
+            .map_err(|e| StoreError::Flush(format!("state folder {}: {e}", dir.display())))?;
         Ok(Store {
             shared: Arc::new(Shared {
                 dir: dir.to_path_buf(),

@@ -1059,3 +1059,85 @@ async fn a_second_installation_takes_nothing_of_the_first_without_adopt() {
     assert_eq!(api.namespaces().await.len(), 1, "no duplicate");
     api.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_state_folder_is_its_owners_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let out = tokio::task::block_in_place(|| {
+        run_in(
+            &repo(),
+            &[
+                "run",
+                "--once",
+                "--manifests",
+                "examples",
+                "--state",
+                state.to_str().unwrap(),
+            ],
+            Duration::from_secs(120),
+        )
+    });
+    assert_eq!(out.code, 0, "{out:?}");
+    let mut todo = vec![state.clone()];
+    let mut files = 0;
+    while let Some(d) = todo.pop() {
+        let mode = std::fs::metadata(&d).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700, "{}", d.display());
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let entry = entry.unwrap();
+            let kind = entry.file_type().unwrap();
+            if kind.is_dir() {
+                todo.push(entry.path());
+            } else if kind.is_file() {
+                files += 1;
+                let mode = entry.metadata().unwrap().permissions().mode() & 0o777;
+                assert_eq!(mode, 0o600, "{}", entry.path().display());
+            }
+        }
+    }
+    assert!(
+        files >= 4,
+        "records, local API data, token, installation id"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_declared_resource_shows_in_status_from_the_first_pass() {
+    // A slow API and one reconcile at a time: the first pass takes seconds.
+    let api = Api::start(Faults {
+        latency: Duration::from_millis(300),
+        ..Faults::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let m = dir.path().join("m");
+    std::fs::create_dir_all(&m).unwrap();
+    let mut doc = String::from("app: { name: slow }\nstage: dev\nresources:\n");
+    for k in 0..6 {
+        doc.push_str(&format!("  kv{k}: {{ type: kv }}\n"));
+    }
+    std::fs::write(m.join("slow.yaml"), doc).unwrap();
+    let _daemon = spawn_run(dir.path(), &api, &["--concurrency", "1"]);
+    // While the pass is still under way, status already lists all six, the rest Pending.
+    let s = wait_status(dir.path(), 60, "all six listed, some still pending", |s| {
+        let list = s["resources"].as_array().cloned().unwrap_or_default();
+        list.len() == 6 && list.iter().any(|r| r["state"] == "Pending")
+    })
+    .await;
+    let pending: Vec<&Value> = s["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["state"] == "Pending")
+        .collect();
+    assert!(
+        pending
+            .iter()
+            .all(|r| r["type"] == "kv" && r["output"].is_null()),
+        "{s:#}"
+    );
+    wait_status(dir.path(), 60, "all ready", all_ready).await;
+    api.stop().await;
+}

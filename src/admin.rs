@@ -2,7 +2,7 @@
 //!
 //! | path | answer |
 //! | --- | --- |
-//! | `GET /healthz` | `200 ok` while the process serves and its state store can write (liveness), else `503` |
+//! | `GET /healthz` | `200 ok` while the process serves, its state store can write and a running pass makes progress (`--stuck-after`) (liveness), else `503` |
 //! | `GET /readyz` | `200 ready` once the manifests are loaded and the first pass is done and the store can write, else `503` |
 //! | `GET /metrics` | Prometheus text format 0.0.4 ([`crate::metrics`]) |
 //! | `GET /status[?stage=S]` | the JSON of `lumierd status --json` |
@@ -105,7 +105,16 @@ pub async fn serve(
 /// Liveness: the process serves, and its store can write (a store that cannot record what
 /// lumierd does stops all provider writes; a restart reopens it).
 async fn healthz(State(state): State<AdminState>) -> Response {
-    if state.store.can_write() {
+    if let Some(stalled) = state.metrics.stuck() {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "unhealthy: the running pass has made no progress for {}s (past --stuck-after)\n",
+                stalled.as_secs()
+            ),
+        )
+            .into_response()
+    } else if state.store.can_write() {
         (StatusCode::OK, "ok\n").into_response()
     } else {
         (

@@ -136,6 +136,10 @@ pub struct RunArgs {
     /// Most resources reconciled at once.
     #[arg(long, default_value_t = 8)]
     pub concurrency: usize,
+    /// A running pass that finishes no resource for this long is stuck (a frozen disk, a hung
+    /// call): /healthz answers 503 and systemd's watchdog is no longer pinged.
+    #[arg(long, default_value = "10m", value_parser = parse_duration)]
+    pub stuck_after: Duration,
     /// Admin HTTP listener (/healthz, /readyz, /metrics, /status); off by default.
     /// A non-loopback address needs --admin-allow-remote.
     #[arg(long)]
@@ -471,6 +475,7 @@ fn run_config(
         load: manifest::LoadOptions {
             allow_empty: common.allow_empty,
         },
+        stuck_after: crate::metrics::STUCK_AFTER,
         serve: None,
         admin_token: None,
         notify: Vec::new(),
@@ -565,6 +570,7 @@ fn cmd_run(args: RunArgs) -> i32 {
     let outcome = (|| -> anyhow::Result<Result<bool, DaemonError>> {
         let mut cfg = run_config(&args.common, args.once, policy, args.resync, args.debounce)?;
         cfg.admin_listen = args.admin_listen;
+        cfg.stuck_after = args.stuck_after;
         cfg.serve = args.serve.map(|listen| crate::edge::ServeConfig {
             listen,
             workerd: args.workerd.clone(),

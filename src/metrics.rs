@@ -144,7 +144,16 @@ pub struct Metrics {
     inner: Mutex<Inner>,
     ready: AtomicBool,
     started: SystemTime,
+    /// While a pass runs: when it started or last finished a resource (liveness).
+    progress: Mutex<Option<std::time::Instant>>,
+    /// How long a running pass may go without progress before liveness fails.
+    stuck_after: Mutex<Duration>,
 }
+
+/// Default of `--stuck-after`: a pass that finishes no resource for this long is stuck
+/// (a frozen disk, a hung call); liveness and the watchdog then fail, and the supervisor
+/// restarts lumierd.
+pub const STUCK_AFTER: Duration = Duration::from_secs(600);
 
 impl Default for Metrics {
     fn default() -> Self {
@@ -174,7 +183,30 @@ impl Metrics {
             inner: Mutex::new(inner),
             ready: AtomicBool::new(false),
             started: SystemTime::now(),
+            progress: Mutex::new(None),
+            stuck_after: Mutex::new(STUCK_AFTER),
         }
+    }
+
+    pub fn set_stuck_after(&self, after: Duration) {
+        *self.stuck_after.lock().unwrap_or_else(|p| p.into_inner()) = after;
+    }
+
+    fn set_progress(&self, at: Option<std::time::Instant>) {
+        *self.progress.lock().unwrap_or_else(|p| p.into_inner()) = at;
+    }
+
+    /// A pass starts: progress is watched until it ends ([`Metrics::pass`]).
+    pub fn pass_started(&self) {
+        self.set_progress(Some(std::time::Instant::now()));
+    }
+
+    /// How long the running pass has gone without progress, when that is past
+    /// `--stuck-after`; `None` while healthy.
+    pub fn stuck(&self) -> Option<Duration> {
+        let since = (*self.progress.lock().unwrap_or_else(|p| p.into_inner()))?;
+        let after = *self.stuck_after.lock().unwrap_or_else(|p| p.into_inner());
+        Some(since.elapsed()).filter(|d| *d > after)
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut Inner) -> T) -> T {
@@ -193,6 +225,12 @@ impl Metrics {
 
     /// One resource reconciled: `kind` and `result` are mapped onto [`KINDS`] and [`RESULTS`].
     pub fn reconciled(&self, kind: &str, result: &str, took: Duration) {
+        {
+            let mut progress = self.progress.lock().unwrap_or_else(|p| p.into_inner());
+            if progress.is_some() {
+                *progress = Some(std::time::Instant::now());
+            }
+        }
         let kind = bounded(kind, &KINDS);
         let result = bounded(result, &RESULTS);
         self.with(|m| {
@@ -216,6 +254,7 @@ impl Metrics {
 
     /// A pass finished (`ok`) or failed before it could reconcile (`error`).
     pub fn pass(&self, ok: bool, took: Duration) {
+        self.set_progress(None);
         self.with(|m| {
             *m.passes.entry(if ok { "ok" } else { "error" }).or_insert(0) += 1;
             m.pass_duration.observe(took.as_secs_f64());

@@ -526,18 +526,6 @@ mod tests {
         assert!(err.message.contains("from aliases"), "{}", err.message);
     }
 
-    /// CPU time of the calling thread (unaffected by other processes on a loaded machine).
-    #[allow(unsafe_code)] // clock_gettime: see SAFETY below
-    fn thread_cpu() -> std::time::Duration {
-        let mut ts = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        // SAFETY: `ts` is a valid timespec to write into.
-        unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-        std::time::Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
-    }
-
     fn flat(keys: usize) -> String {
         let mut text = String::from("resources:\n");
         for i in 0..keys {
@@ -546,26 +534,14 @@ mod tests {
         text
     }
 
-    /// A big file without aliases is neither refused as an alias bomb (each node counted
-    /// once, not once per ancestor) nor slow: four times the keys cost about four times the
-    /// CPU (the quadratic duplicate-key scan made it about sixteen).
+    /// A big file without aliases is not refused as an alias bomb (each node counted once,
+    /// not once per ancestor), and a duplicate at its end is found with both places. Its time
+    /// (linear: one lookup per key) is measured in RELIABILITY.md, not asserted: tests assert
+    /// no timings.
     #[test]
-    fn a_big_flat_mapping_is_read_in_linear_time() {
-        let (small, big) = (flat(5_000), flat(20_000));
-        let cpu = |text: &str| {
-            let start = thread_cpu();
-            let root = one(text);
-            assert!(root.get("resources").unwrap().as_map().is_some());
-            thread_cpu().saturating_sub(start)
-        };
-        // The least of three runs each, against noise.
-        let small_cpu = (0..3).map(|_| cpu(&small)).min().unwrap();
-        let big_cpu = (0..3).map(|_| cpu(&big)).min().unwrap();
-        let ratio = big_cpu.as_secs_f64() / small_cpu.as_secs_f64().max(1e-6);
-        assert!(
-            ratio < 8.0,
-            "4x the keys took {ratio:.1}x the CPU ({small_cpu:?} → {big_cpu:?})"
-        );
+    fn a_big_flat_mapping_reads_whole_and_finds_a_late_duplicate() {
+        let big = flat(20_000);
+        assert!(one(&big).get("resources").unwrap().as_map().is_some());
         let mut text = big;
         text.push_str("  k000007: x\n");
         let err = parse(&text).unwrap_err();

@@ -51,6 +51,8 @@ pub struct RunConfig {
     pub admin_listen: Option<SocketAddr>,
     /// How manifests are loaded (`--allow-empty`).
     pub load: crate::manifest::LoadOptions,
+    /// A running pass without progress for this long fails liveness (`--stuck-after`).
+    pub stuck_after: Duration,
     /// The local edge (`--serve`): workerd serving the embedded API's workers; `None` = off.
     pub serve: Option<crate::edge::ServeConfig>,
     /// The admin API's token (`--admin-token-file`); `None` = none required.
@@ -187,6 +189,7 @@ pub async fn run(cfg: RunConfig) -> Result<bool, DaemonError> {
     };
     // ---- end local edge
     let ops = Ops::start(&store);
+    ops.metrics.set_stuck_after(cfg.stuck_after);
     ops.count_resources(&store);
     let admin = match cfg.admin_listen {
         Some(addr) => {
@@ -395,6 +398,7 @@ async fn run_forever(
         }
         let (at, start) = (Timestamp::now(), Instant::now());
         let first = scheduler.take_priority();
+        ops.metrics.pass_started();
         let pass = controller.pass_first(&snap, &first);
         tokio::pin!(pass);
         let outcome = tokio::select! {

@@ -38,16 +38,18 @@ impl Ops {
                 None
             }
         };
+        let metrics = Arc::new(Metrics::new());
         let watchdog = match (&notifier, sdnotify::watchdog_interval()) {
             (Some(n), Some(every)) => {
                 let n = Arc::clone(n);
                 let store = store.clone();
+                let metrics = Arc::clone(&metrics);
                 Some(tokio::spawn(async move {
                     let mut tick = tokio::time::interval(every);
                     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                     loop {
                         tick.tick().await;
-                        if store.can_write() {
+                        if store.can_write() && metrics.stuck().is_none() {
                             n.send("WATCHDOG=1");
                         }
                     }
@@ -56,7 +58,7 @@ impl Ops {
             _ => None,
         };
         Ops {
-            metrics: Arc::new(Metrics::new()),
+            metrics,
             passes: Arc::default(),
             budget: Arc::default(),
             notifier,

@@ -129,6 +129,17 @@ async fn get(url: &str) -> Result<u16, String> {
         .map_err(|e| e.to_string())
 }
 
+/// Waits until `/healthz` answers `code`.
+async fn wait_health_only(admin: &str, code: u16, within: Duration, what: &str) {
+    eventually(within, what, || async {
+        match get(&format!("{admin}/healthz")).await {
+            Ok(c) if c == code => Ok(()),
+            other => Err(other),
+        }
+    })
+    .await;
+}
+
 /// Waits until `/healthz` and `/readyz` both answer `code`.
 async fn wait_health(admin: &str, code: u16, within: Duration, what: &str) {
     eventually(within, what, || async {
@@ -634,7 +645,7 @@ async fn sigterm_ends_the_process_within_10s_on_a_frozen_state_disk() {
         dir.path(),
         &api,
         state.to_str().unwrap(),
-        &["--concurrency", "2"],
+        &["--concurrency", "2", "--stuck-after", "2s"],
     );
     eventually_every(
         Duration::from_millis(10),
@@ -664,6 +675,15 @@ async fn sigterm_ends_the_process_within_10s_on_a_frozen_state_disk() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert!(at_freeze < 40, "the converge was over before the freeze");
+    // ...and reports the pass stuck on it once --stuck-after has passed without progress, so
+    // a supervisor restarts lumierd (the watchdog stops being pinged at the same moment).
+    wait_health_only(
+        &admin,
+        503,
+        Duration::from_secs(20),
+        "/healthz 503: pass stuck",
+    )
+    .await;
     let pid = d.pid();
     let started = Instant::now();
     d.signal("TERM");

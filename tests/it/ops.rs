@@ -712,9 +712,12 @@ async fn admin_connections_are_bounded_and_idle_ones_closed() {
     let opened = Instant::now();
     let with_idle = fds(pid);
     let limit = lumierd::admin::Limits::default().header_timeout + Duration::from_secs(5);
+    // `base` was counted before the edit; since then the provider client may keep a pooled
+    // keep-alive connection to the embedded API (its two ends are both in this process) and
+    // a blocking-pool thread may hold a file: a slack of 4, far below the 40 being closed.
     eventually(limit, "idle keep-alive connections closed", || async move {
         match fds(pid) {
-            n if n <= base => Ok(()),
+            n if n <= base + 4 => Ok(()),
             n => Err(n),
         }
     })

@@ -4,9 +4,10 @@
 //! - A manifest change is debounced on its leading edge ([`Trigger::Changed`]): the first
 //!   change after a quiet period (no change for `debounce`) starts a pass at once, after only
 //!   [`SETTLE`] without a further event (so one save's or one symlink swap's few events are
-//!   one pass). Changes within `debounce` of that one, or arriving while a pass runs, are
+//!   one pass). Changes within `debounce` of that one, or arriving while its pass runs, are
 //!   coalesced into one follow-up pass once the folder has been quiet for `debounce`. A
-//!   git-sync symlink swap is one pass; a `git pull` writing many files at most two.
+//!   git-sync symlink swap is one pass; a `git pull` writing many files at most two. A change
+//!   arriving during any other pass (start, resync, retry) starts a pass right after it.
 //! - A periodic resync every `resync` ±10 % jitter rescans the manifests and reconciles
 //!   everything, so a missed file event or an unnoticed drift is caught ([`Trigger::Resync`]).
 //! - A failing resource's retry time wakes the loop ([`Trigger::Retry`]); the earliest wins.
@@ -57,6 +58,8 @@ pub struct Scheduler {
     /// A change was taken but its pass not returned yet (`next` was cancelled): it is
     /// coalesced into a follow-up pass.
     pending: bool,
+    /// The last pass returned was a leading-edge one (its burst may go on).
+    after_leading: bool,
 }
 
 /// `period` ±10 %.
@@ -75,6 +78,7 @@ impl Scheduler {
             priority: HashSet::new(),
             last_change: None,
             pending: false,
+            after_leading: false,
         }
     }
 
@@ -87,10 +91,20 @@ impl Scheduler {
         }
         // A change that came while the last pass ran (or a cancelled wait's) is not after a
         // quiet period: it goes into a follow-up pass.
-        if self.pending || changes.try_recv().is_ok() {
-            self.pending = true;
+        if self.pending {
             return self.follow_up(changes).await;
         }
+        if changes.try_recv().is_ok() {
+            self.pending = true;
+            // It came while the last pass ran: that pass's burst goes on if it was a leading
+            // one; after any other pass (start, resync, retry, follow-up) it starts one.
+            return if self.after_leading {
+                self.follow_up(changes).await
+            } else {
+                self.leading(changes).await
+            };
+        }
+        self.after_leading = false;
         let wake = self
             .retry_at
             .map_or(self.next_resync, |r| r.min(self.next_resync));
@@ -109,19 +123,29 @@ impl Scheduler {
                 let quiet = self
                     .last_change
                     .is_none_or(|last| last.elapsed() >= self.debounce);
-                if !quiet {
-                    return self.follow_up(changes).await;
+                if quiet {
+                    self.leading(changes).await
+                } else {
+                    self.follow_up(changes).await
                 }
-                // Leading edge: only the rest of this burst's events, then the pass.
-                let started = Instant::now();
-                while started.elapsed() < self.debounce
-                    && tokio::time::timeout(SETTLE, changes.recv())
-                        .await
-                        .is_ok_and(|e| e.is_some())
-                {}
-                self.changed()
             }
         }
+    }
+
+    /// The leading-edge pass: only the rest of this save's events (at most [`SETTLE`] apart,
+    /// for at most the debounce), then the pass. Changes within the debounce from now, or
+    /// during the pass, are followed up.
+    async fn leading(&mut self, changes: &mut mpsc::Receiver<()>) -> Trigger {
+        let started = Instant::now();
+        while started.elapsed() < self.debounce
+            && tokio::time::timeout(SETTLE, changes.recv())
+                .await
+                .is_ok_and(|e| e.is_some())
+        {}
+        self.last_change = Some(Instant::now());
+        self.pending = false;
+        self.after_leading = true;
+        Trigger::Changed
     }
 
     /// The follow-up pass: once the folder has been quiet for a whole debounce.
@@ -133,13 +157,7 @@ impl Scheduler {
         // The last change was a debounce ago: the next one is leading.
         self.last_change = Some(Instant::now() - self.debounce);
         self.pending = false;
-        Trigger::Changed
-    }
-
-    /// A leading-edge pass: changes within the debounce from now are followed up.
-    fn changed(&mut self) -> Trigger {
-        self.last_change = Some(Instant::now());
-        self.pending = false;
+        self.after_leading = false;
         Trigger::Changed
     }
 
@@ -292,6 +310,11 @@ mod tests {
         tx.send(()).await.unwrap();
         tokio::time::sleep(Duration::from_millis(500)).await;
         assert_eq!(woken(&mut s, &mut rx).await, (Trigger::Changed, DEBOUNCE));
+        // After a follow-up (or any pass but a leading one), a change that came during the
+        // pass starts the next pass at once.
+        tx.send(()).await.unwrap();
+        assert_eq!(woken(&mut s, &mut rx).await, (Trigger::Changed, SETTLE));
+        tokio::time::sleep(DEBOUNCE).await;
         // A cancelled wait keeps its change: the next call still makes the pass.
         tx.send(()).await.unwrap();
         tokio::time::sleep(DEBOUNCE).await;

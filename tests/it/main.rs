@@ -10,6 +10,7 @@ mod client;
 mod controller;
 mod local_api;
 mod ops;
+mod pacing;
 mod support;
 mod validate;
 mod worker_upload;

@@ -6,9 +6,11 @@
 //!   --n N               resources for scenarios 1–4 [BENCH_N] (default 1000)
 //!   --kv K --workers W  per stage [BENCH_KV, BENCH_WORKERS] (default 10, 10)
 //!   --binds B           namespaces each worker binds [BENCH_BINDS] (default 2)
-//!   --scenarios LIST    e.g. 1,2,3,4,5 [BENCH_SCENARIOS] (default all)
+//!   --scenarios LIST    e.g. 1,2,3,4,5,6,7 [BENCH_SCENARIOS] (default all)
 //!   --latency-ms MS     injected per-request latency [BENCH_LATENCY_MS] (default 30)
 //!   --rl-scale X        time-compress the 1200/300 s rate-limit model X times [BENCH_RL_SCALE] (default 1)
+//!   --windows-n N       fleet size of scenario 7 (several budget windows) [BENCH_WINDOWS_N] (default 5000)
+//!   --windows-rl-scale X  its model's time compression [BENCH_WINDOWS_RL_SCALE] (default --rl-scale)
 //!   --edits E           edits per latency setting in scenario 3 [BENCH_EDITS] (default 50)
 //!   --debounce-ms MS    the daemon's --debounce [BENCH_DEBOUNCE_MS] (default 200)
 //!   --drift-pct P       share of N changed out of band in scenario 4 [BENCH_DRIFT_PCT] (default 1)
@@ -71,12 +73,18 @@ fn main() {
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_lumierd"))),
         shape: harness::Shape::for_n(n, kv, workers, binds),
-        scenarios: list("--scenarios", "BENCH_SCENARIOS", "1,2,3,4,5")
+        scenarios: list("--scenarios", "BENCH_SCENARIOS", "1,2,3,4,5,6,7")
             .into_iter()
             .map(|s| s as u8)
             .collect::<BTreeSet<u8>>(),
         latency: Duration::from_millis(num("--latency-ms", "BENCH_LATENCY_MS", 30.0) as u64),
         rl_scale: num("--rl-scale", "BENCH_RL_SCALE", 1.0),
+        windows_n: num("--windows-n", "BENCH_WINDOWS_N", 5000.0) as usize,
+        windows_rl_scale: num(
+            "--windows-rl-scale",
+            "BENCH_WINDOWS_RL_SCALE",
+            num("--rl-scale", "BENCH_RL_SCALE", 1.0),
+        ),
         edits: num("--edits", "BENCH_EDITS", 50.0) as usize,
         debounce: Duration::from_millis(num("--debounce-ms", "BENCH_DEBOUNCE_MS", 200.0) as u64),
         drift_pct: num("--drift-pct", "BENCH_DRIFT_PCT", 1.0),

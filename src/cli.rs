@@ -1,7 +1,8 @@
 //! The command line: clap definitions, and the mapping of every outcome to an exit code
 //! (0 success, 1 runtime failure, 2 usage or invalid manifests). `anyhow` lives here only.
 
-use crate::cloudflare::ClientConfig;
+use crate::cloudflare::limiter::Budget;
+use crate::cloudflare::{ClientConfig, RateLimit};
 use crate::manifest::{self, DriftMode, LoadError};
 use crate::runtime::change::{Action, Change};
 use crate::runtime::controller::Policy;
@@ -102,6 +103,30 @@ pub struct Common {
     /// is deleted.
     #[arg(long)]
     pub allow_empty: bool,
+    /// The API's request budget, N/DURATION (Cloudflare: 1200 per 5 minutes per user). Spent
+    /// at full speed, never beyond; the API's `Ratelimit` headers refine it. Not used with
+    /// the embedded API.
+    #[arg(long, default_value = "1200/5m", value_parser = parse_budget)]
+    pub api_budget: Budget,
+    /// Share of the budget left to the token's other clients (wrangler in CI, the dashboard).
+    #[arg(long, default_value = "10%", value_parser = parse_reserve)]
+    pub api_reserve: u8,
+}
+
+/// Parses `--api-budget`: `N/DURATION`, e.g. `1200/5m`.
+fn parse_budget(s: &str) -> Result<Budget, String> {
+    s.parse()
+}
+
+/// Parses `--api-reserve`: a percentage below 100, `10%` or `10`.
+fn parse_reserve(s: &str) -> Result<u8, String> {
+    s.trim()
+        .trim_end_matches('%')
+        .trim()
+        .parse::<u8>()
+        .ok()
+        .filter(|p| *p < 100)
+        .ok_or_else(|| format!("`{s}` is not a percentage below 100; write e.g. 10%"))
 }
 
 #[derive(Debug, Clone, Args)]
@@ -373,6 +398,12 @@ fn init_logs(format: LogFormat, level: Option<&str>) {
 }
 
 fn provider_config(common: &Common) -> anyhow::Result<ProviderConfig> {
+    let rate = RateLimit {
+        budget: Some(common.api_budget),
+        reserve_percent: common.api_reserve,
+    };
+    rate.validate()
+        .map_err(|e| anyhow::anyhow!("--api-budget/--api-reserve: {e}"))?;
     match (common.provider, &common.api_url) {
         (Provider::Local, None) => Ok(ProviderConfig::Embedded {
             listen: common.local_api_listen,
@@ -383,6 +414,7 @@ fn provider_config(common: &Common) -> anyhow::Result<ProviderConfig> {
                 .unwrap_or_else(|_| crate::local_api::DEFAULT_ACCOUNT_ID.to_owned()),
             token: std::env::var("CLOUDFLARE_API_TOKEN")
                 .unwrap_or_else(|_| crate::local_api::DEFAULT_TOKEN.to_owned()),
+            rate,
         }),
         (Provider::Cloudflare, url) => {
             let token = read_token()?;
@@ -397,6 +429,7 @@ fn provider_config(common: &Common) -> anyhow::Result<ProviderConfig> {
                     .unwrap_or_else(|| ClientConfig::CLOUDFLARE_BASE_URL.to_owned()),
                 account_id,
                 token,
+                rate,
             })
         }
     }

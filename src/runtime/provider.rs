@@ -20,6 +20,8 @@ pub enum ProviderConfig {
         base_url: String,
         account_id: String,
         token: String,
+        /// The API budget and the reserve left to the token's other clients.
+        rate: RateLimit,
     },
 }
 
@@ -32,12 +34,14 @@ impl std::fmt::Debug for ProviderConfig {
             ProviderConfig::Remote {
                 base_url,
                 account_id,
+                rate,
                 ..
             } => f
                 .debug_struct("Remote")
                 .field("base_url", base_url)
                 .field("account_id", account_id)
                 .field("token", &"[redacted]")
+                .field("rate", rate)
                 .finish(),
         }
     }
@@ -70,12 +74,15 @@ impl Provider {
                 base_url,
                 account_id,
                 token,
+                rate,
             } => {
-                let client = Client::new(ClientConfig::new(
+                let mut cfg = ClientConfig::new(
                     base_url.trim_end_matches('/'),
                     account_id.clone(),
                     token.clone(),
-                ))?;
+                );
+                cfg.rate = *rate;
+                let client = Client::new(cfg)?;
                 Ok(Provider {
                     client,
                     base_url: base_url.clone(),

@@ -1,8 +1,13 @@
 //! When the next pass runs, and what it does first: the only place that decides.
 //!
 //! - The first pass runs at once ([`Trigger::Start`]).
-//! - A manifest change is debounced: the folder must be quiet for `debounce` before the pass
-//!   (one `git pull` writing many files is one pass) ([`Trigger::Changed`]).
+//! - A manifest change is debounced on its leading edge ([`Trigger::Changed`]): the first
+//!   change after a quiet period (no change for `debounce`) starts a pass at once, after only
+//!   [`SETTLE`] without a further event (so one save's or one symlink swap's few events are
+//!   one pass). Changes within `debounce` of that one, or arriving while its pass runs, are
+//!   coalesced into one follow-up pass once the folder has been quiet for `debounce`. A
+//!   git-sync symlink swap is one pass; a `git pull` writing many files at most two. A change
+//!   arriving during any other pass (start, resync, retry) starts a pass right after it.
 //! - A periodic resync every `resync` ±10 % jitter rescans the manifests and reconciles
 //!   everything, so a missed file event or an unnoticed drift is caught ([`Trigger::Resync`]).
 //! - A failing resource's retry time wakes the loop ([`Trigger::Retry`]); the earliest wins.
@@ -37,6 +42,10 @@ impl Trigger {
     }
 }
 
+/// How long a leading-edge change waits for the rest of its burst (a save is truncate +
+/// write; a symlink swap, two events): short against a pass, long against one write.
+pub const SETTLE: Duration = Duration::from_millis(5);
+
 pub struct Scheduler {
     resync: Duration,
     debounce: Duration,
@@ -44,6 +53,13 @@ pub struct Scheduler {
     next_resync: Instant,
     retry_at: Option<Instant>,
     priority: HashSet<ResourceKey>,
+    /// When the last change was seen (a change within `debounce` of it is not leading).
+    last_change: Option<Instant>,
+    /// A change was taken but its pass not returned yet (`next` was cancelled): it is
+    /// coalesced into a follow-up pass.
+    pending: bool,
+    /// The last pass returned was a leading-edge one (its burst may go on).
+    after_leading: bool,
 }
 
 /// `period` ±10 %.
@@ -60,16 +76,35 @@ impl Scheduler {
             next_resync: Instant::now() + jittered(resync),
             retry_at: None,
             priority: HashSet::new(),
+            last_change: None,
+            pending: false,
+            after_leading: false,
         }
     }
 
-    /// Waits for the next reason to run a pass. Cancel-safe between changes: a change that
-    /// arrived is taken only together with its debounce.
+    /// Waits for the next reason to run a pass. Cancel-safe: a change taken before a cancel
+    /// still gets its pass (as a follow-up) from the next call.
     pub async fn next(&mut self, changes: &mut mpsc::Receiver<()>) -> Trigger {
         if !self.started {
             self.started = true;
             return Trigger::Start;
         }
+        // A change that came while the last pass ran (or a cancelled wait's) is not after a
+        // quiet period: it goes into a follow-up pass.
+        if self.pending {
+            return self.follow_up(changes).await;
+        }
+        if changes.try_recv().is_ok() {
+            self.pending = true;
+            // It came while the last pass ran: that pass's burst goes on if it was a leading
+            // one; after any other pass (start, resync, retry, follow-up) it starts one.
+            return if self.after_leading {
+                self.follow_up(changes).await
+            } else {
+                self.leading(changes).await
+            };
+        }
+        self.after_leading = false;
         let wake = self
             .retry_at
             .map_or(self.next_resync, |r| r.min(self.next_resync));
@@ -84,14 +119,46 @@ impl Scheduler {
                 }
             }
             Some(()) = changes.recv() => {
-                // Quiet for a whole debounce before the pass.
-                while tokio::time::timeout(self.debounce, changes.recv())
-                    .await
-                    .is_ok_and(|e| e.is_some())
-                {}
-                Trigger::Changed
+                self.pending = true;
+                let quiet = self
+                    .last_change
+                    .is_none_or(|last| last.elapsed() >= self.debounce);
+                if quiet {
+                    self.leading(changes).await
+                } else {
+                    self.follow_up(changes).await
+                }
             }
         }
+    }
+
+    /// The leading-edge pass: only the rest of this save's events (at most [`SETTLE`] apart,
+    /// for at most the debounce), then the pass. Changes within the debounce from now, or
+    /// during the pass, are followed up.
+    async fn leading(&mut self, changes: &mut mpsc::Receiver<()>) -> Trigger {
+        let started = Instant::now();
+        while started.elapsed() < self.debounce
+            && tokio::time::timeout(SETTLE, changes.recv())
+                .await
+                .is_ok_and(|e| e.is_some())
+        {}
+        self.last_change = Some(Instant::now());
+        self.pending = false;
+        self.after_leading = true;
+        Trigger::Changed
+    }
+
+    /// The follow-up pass: once the folder has been quiet for a whole debounce.
+    async fn follow_up(&mut self, changes: &mut mpsc::Receiver<()>) -> Trigger {
+        while tokio::time::timeout(self.debounce, changes.recv())
+            .await
+            .is_ok_and(|e| e.is_some())
+        {}
+        // The last change was a debounce ago: the next one is leading.
+        self.last_change = Some(Instant::now() - self.debounce);
+        self.pending = false;
+        self.after_leading = false;
+        Trigger::Changed
     }
 
     /// After a pass: wake again in `retry` (a resource's earliest retry, or a failed pass's).
@@ -121,6 +188,15 @@ mod tests {
 
     const RESYNC: Duration = Duration::from_secs(60);
     const DEBOUNCE: Duration = Duration::from_millis(200);
+
+    /// Sends a change after `ms` (virtual time), while `next` waits.
+    fn change_in(tx: &mpsc::Sender<()>, ms: u64) {
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            tx.send(()).await.unwrap();
+        });
+    }
 
     /// Runs `next` and says what woke it, and after how long (virtual time).
     async fn woken(s: &mut Scheduler, rx: &mut mpsc::Receiver<()>) -> (Trigger, Duration) {
@@ -165,10 +241,42 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn changes_are_debounced_into_one_pass_after_the_folder_is_quiet() {
+    async fn a_change_after_a_quiet_period_starts_a_pass_at_once() {
         let (tx, mut rx) = mpsc::channel(8);
         let mut s = Scheduler::new(RESYNC, DEBOUNCE);
         woken(&mut s, &mut rx).await;
+        // One event (a git-sync symlink swap): one pass, after only the settle time.
+        change_in(&tx, 30);
+        assert_eq!(
+            woken(&mut s, &mut rx).await,
+            (Trigger::Changed, Duration::from_millis(30) + SETTLE)
+        );
+        // Nothing else: no follow-up, the next wake is the resync.
+        assert_eq!(woken(&mut s, &mut rx).await.0, Trigger::Resync);
+        // A quiet period later, the next change is leading again.
+        tokio::time::sleep(DEBOUNCE).await;
+        let writer = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            tx.send(()).await.unwrap();
+            // The same save's second event, within the settle time: the same pass.
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            tx.send(()).await.unwrap();
+            tx
+        });
+        assert_eq!(
+            woken(&mut s, &mut rx).await,
+            (Trigger::Changed, Duration::from_millis(12) + SETTLE)
+        );
+        let _tx = writer.await.unwrap();
+        assert_eq!(woken(&mut s, &mut rx).await.0, Trigger::Resync);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn changes_during_the_debounce_are_coalesced_into_one_follow_up() {
+        let (tx, mut rx) = mpsc::channel(8);
+        let mut s = Scheduler::new(RESYNC, DEBOUNCE);
+        woken(&mut s, &mut rx).await;
+        // A `git pull`: 4 files 50 ms apart (the last at 150 ms).
         let writer = tokio::spawn(async move {
             for _ in 0..4 {
                 tx.send(()).await.unwrap();
@@ -176,13 +284,44 @@ mod tests {
             }
             tx
         });
-        // Four changes 50 ms apart (the last at 150 ms): one pass, 200 ms after the last.
+        // The first starts a pass at once; the rest make one pass 200 ms after the last.
+        assert_eq!(woken(&mut s, &mut rx).await, (Trigger::Changed, SETTLE));
+        let start = Instant::now();
+        assert_eq!(s.next(&mut rx).await, Trigger::Changed);
         assert_eq!(
-            woken(&mut s, &mut rx).await,
-            (Trigger::Changed, Duration::from_millis(350))
+            Instant::now(),
+            start - SETTLE + Duration::from_millis(350),
+            "the follow-up runs a debounce after the last change"
         );
         let _tx = writer.await.unwrap();
+        // At most two passes: the next wake is the resync.
         assert_eq!(woken(&mut s, &mut rx).await.0, Trigger::Resync);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_change_during_a_pass_is_followed_up_after_the_debounce() {
+        let (tx, mut rx) = mpsc::channel(8);
+        let mut s = Scheduler::new(RESYNC, DEBOUNCE);
+        woken(&mut s, &mut rx).await;
+        change_in(&tx, 0);
+        assert_eq!(woken(&mut s, &mut rx).await, (Trigger::Changed, SETTLE));
+        // The pass takes a second; a change comes in the middle of it.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        tx.send(()).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(woken(&mut s, &mut rx).await, (Trigger::Changed, DEBOUNCE));
+        // After a follow-up (or any pass but a leading one), a change that came during the
+        // pass starts the next pass at once.
+        tx.send(()).await.unwrap();
+        assert_eq!(woken(&mut s, &mut rx).await, (Trigger::Changed, SETTLE));
+        tokio::time::sleep(DEBOUNCE).await;
+        // A cancelled wait keeps its change: the next call still makes the pass.
+        tx.send(()).await.unwrap();
+        tokio::time::sleep(DEBOUNCE).await;
+        let cancelled = tokio::time::timeout(Duration::from_millis(1), s.next(&mut rx)).await;
+        assert!(cancelled.is_err(), "{cancelled:?}");
+        assert_eq!(woken(&mut s, &mut rx).await, (Trigger::Changed, DEBOUNCE));
+        drop(tx);
     }
 
     #[tokio::test(start_paused = true)]

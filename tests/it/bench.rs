@@ -19,9 +19,11 @@ async fn fleet_benchmark_small() {
     let cfg = Config {
         bin: crate::support::bin(),
         shape,
-        scenarios: [1, 2, 3, 4, 5].into_iter().collect(),
+        scenarios: [1, 2, 3, 4, 5, 6].into_iter().collect(),
         latency: Duration::from_millis(5),
         rl_scale: 1.0,
+        windows_n: 20,
+        windows_rl_scale: 1.0,
         edits: 3,
         debounce: Duration::from_millis(200),
         drift_pct: 1.0,
@@ -43,6 +45,12 @@ async fn fleet_benchmark_small() {
     );
     assert_eq!(f.cold_writes, Some(n));
     assert_eq!(f.cold_429, Some(0));
+    assert_eq!(
+        f.shared_requests,
+        Some(n + 2),
+        "beside a second client: the same"
+    );
+    assert_eq!(f.shared_429, Some(0), "and no 429 for lumierd");
     assert_eq!(
         f.resync_requests,
         vec![2, 2, 2],

@@ -14,6 +14,7 @@ mod fuzz_local_api;
 mod local_api;
 mod notify;
 mod ops;
+mod pacing;
 mod reliability;
 mod support;
 mod validate;

@@ -3,14 +3,19 @@
 //! The data flow, and the module that owns each step:
 //!
 //! ```text
-//! manifests dir ─▶ watch ─▶ manifest::load ─▶ Arc<Desired> snapshot
+//! manifests dir ─▶ watch ─▶ runtime::scheduler ─▶ source::reload ─▶ Arc<Snapshot>
+//!                  (only manifest-relevant   (leading-edge debounce, resync, retries,
+//!                   changes)                  edit priority; tested with paused time)
 //!                                                  │
-//!   store (sled) ◀── runtime::controller ◀── runtime::scheduler
-//!                          │ observe → plan → act → persist → requeue
+//!   store (sled) ◀── runtime::controller (generic over kinds: order, board, prune, backoff,
+//!                          │               write-ahead records, the one error policy)
+//!                          │ observe → decide → act → record, per resource
 //!                          ▼
-//!                  resources::{kv_namespace, kv_existing, worker_script}
+//!                  resources::{kv_namespace, kv_existing, worker_script}: one file per kind,
+//!                          │  each implementing resources::Reconciler
 //!                          ▼
-//!                  cloudflare::Client (reqwest) ──HTTP──▶ api.cloudflare.com | local_api (axum)
+//!                  cloudflare::Client (reqwest, paced by the API's budget) ──HTTP──▶
+//!                          api.cloudflare.com | local_api (axum) ──▶ edge (workerd)
 //! ```
 //!
 //! `manifest` turns a directory of YAML/JSON stage manifests into an immutable, validated

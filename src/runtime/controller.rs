@@ -123,34 +123,7 @@ impl Controller {
             namespaces.map_err(ControllerError::List)?,
             scripts.map_err(ControllerError::List)?,
         ));
-        // Only the records of resources no longer declared are held (for prune); the others
-        // are read one at a time as their reconcile starts.
-        let mut gone: HashMap<ResourceKey, Record> = HashMap::new();
-        let recorded = self.store.keys()?; // in key order
-        for key in &recorded {
-            if snap.desired.resource(key).is_none() {
-                if let Some(r) = self.store.get(key)? {
-                    gone.insert(key.clone(), r);
-                }
-            }
-        }
-        if self.policy.act {
-            // Every declared resource shows in `status` from the start of its first pass,
-            // `Pending` until it is there, however long the pass takes to reach it.
-            for r in snap.desired.resources() {
-                if recorded.binary_search(&r.key).is_err() {
-                    let pending = Record {
-                        status: crate::resources::new_status(&r.spec),
-                        existing: crate::resources::never_deleted(&r.spec),
-                        state: State::Pending,
-                        message: "declared; not reconciled yet".into(),
-                        created_at: Some(now),
-                        ..Record::default()
-                    };
-                    self.store.put(&r.key, &pending)?;
-                }
-            }
-        }
+        let gone = self.take_stock(snap, now)?;
         let order = pass_order(&snap.desired, first);
         let pass = PassCtx {
             snap,
@@ -164,25 +137,7 @@ impl Controller {
         // (~4 KB each) instead of one per resource.
         let window = self.policy.concurrency.max(1) * 8;
         let outcomes = futures_util::stream::iter(order.order)
-            .map(|(stage, r)| async move {
-                let before = self.store.get(&r.key)?;
-                let after = self.reconcile(pass, stage, r, before.clone()).await;
-                // The outcome of a provider write goes to disk as soon as the write is done,
-                // not when the (ordered) stream reaches it: a crash after it never repeats it.
-                let wrote = after
-                    .as_ref()
-                    .is_some_and(|(_, c)| c.as_ref().is_some_and(|c| c.action.writes()));
-                if let Some((record, _)) = &after {
-                    // Queued before the record is written, so both reach the disk together.
-                    self.emit(|| crate::notify::transitions(&r.key, before.as_ref(), record, now));
-                }
-                if self.policy.act && wrote {
-                    if let Some((record, _)) = &after {
-                        self.store.put_durable(&r.key, record).await?;
-                    }
-                }
-                Ok::<_, StoreError>((r, before, after, wrote))
-            })
+            .map(|(stage, r)| self.reconcile_one(pass, stage, r))
             .buffered(window);
         tokio::pin!(outcomes);
 
@@ -232,6 +187,76 @@ impl Controller {
         if let Some(sink) = self.events.as_ref().filter(|_| self.policy.act) {
             sink.emit_all(events());
         }
+    }
+
+    /// Reads what the store holds before a pass: the records of resources no longer declared
+    /// (for prune; the others are read one at a time as their reconcile starts), and writes a
+    /// `Pending` record for each declared resource that has none yet, so that every declared
+    /// resource shows in `status` from the start of its first pass, however long the pass
+    /// takes to reach it.
+    fn take_stock(
+        &self,
+        snap: &Snapshot,
+        now: Timestamp,
+    ) -> Result<HashMap<ResourceKey, Record>, StoreError> {
+        let mut gone: HashMap<ResourceKey, Record> = HashMap::new();
+        let recorded = self.store.keys()?; // in key order
+        for key in &recorded {
+            if snap.desired.resource(key).is_none() {
+                if let Some(r) = self.store.get(key)? {
+                    gone.insert(key.clone(), r);
+                }
+            }
+        }
+        if self.policy.act {
+            for r in snap.desired.resources() {
+                if recorded.binary_search(&r.key).is_err() {
+                    let pending = Record {
+                        status: crate::resources::new_status(&r.spec),
+                        existing: crate::resources::never_deleted(&r.spec),
+                        state: State::Pending,
+                        message: "declared; not reconciled yet".into(),
+                        created_at: Some(now),
+                        ..Record::default()
+                    };
+                    self.store.put(&r.key, &pending)?;
+                }
+            }
+        }
+        Ok(gone)
+    }
+
+    /// One resource of a pass, read and (for a provider write) recorded around its reconcile:
+    /// (the resource, its record before, its outcome, whether a write's outcome is on disk).
+    #[allow(clippy::type_complexity)]
+    async fn reconcile_one<'a>(
+        &self,
+        pass: &PassCtx<'_>,
+        stage: &Stage,
+        r: &'a Resource,
+    ) -> Result<
+        (
+            &'a Resource,
+            Option<Record>,
+            Option<(Record, Option<Change>)>,
+            bool,
+        ),
+        StoreError,
+    > {
+        let before = self.store.get(&r.key)?;
+        let after = self.reconcile(pass, stage, r, before.clone()).await;
+        let Some((record, change)) = &after else {
+            return Ok((r, before, after, false));
+        };
+        // Queued before the record is written, so both reach the disk together.
+        self.emit(|| crate::notify::transitions(&r.key, before.as_ref(), record, pass.now));
+        // The outcome of a provider write goes to disk as soon as the write is done, not when
+        // the (ordered) stream reaches it: a crash after it never repeats it.
+        let wrote = self.policy.act && change.as_ref().is_some_and(|c| c.action.writes());
+        if wrote {
+            self.store.put_durable(&r.key, record).await?;
+        }
+        Ok((r, before, after, wrote))
     }
 
     /// One resource: backoff gate, then its kind's reconcile, then the error and drift policy.
@@ -291,18 +316,7 @@ impl Controller {
                 (rec, None)
             }
             Ok(Step::Decided(decision)) => self.settle(key, rec, decision, pass.now),
-            Err(e) => {
-                let (codes, retry_after) = match &e {
-                    ReconcileError::Api(e) => {
-                        (e.errors.iter().map(|m| m.code).collect(), e.retry_after())
-                    }
-                    ReconcileError::Store(_) => (Vec::new(), None),
-                };
-                tracing::warn!(resource = %key, app = %key.app, stage = %key.stage, name = %key.name, action = "error", error = %e, "reconcile failed");
-                rec.last_reconciled = Some(pass.now);
-                fail(&mut rec, e.to_string(), codes, retry_after, pass.now, true);
-                (rec, None)
-            }
+            Err(e) => (errored(key, rec, e, pass.now), None),
         };
         let result = match (&change, record.state) {
             (Some(change), _) => change.action.as_str(),
@@ -314,17 +328,27 @@ impl Controller {
             self.metrics
                 .reconciled(kind.type_name(), result, started.elapsed());
         }
-        let value = published(&record, resource)
+        self.publish(pass, resource, &record, change.as_ref());
+        Some((record, change))
+    }
+
+    /// Publishes what `resource`'s dependents bind (once it is ready), for the rest of the pass.
+    fn publish(
+        &self,
+        pass: &PassCtx<'_>,
+        resource: &Resource,
+        record: &Record,
+        change: Option<&Change>,
+    ) {
+        let value = published(record, resource)
             .filter(|_| matches!(record.state, State::Ready | State::Drifted))
             .or_else(|| {
                 // A plan binds what it would create to a placeholder, so that it lists the
                 // dependents' changes too (what `run` would do).
-                let planned =
-                    !self.policy.act && change.as_ref().is_some_and(|c| c.action.writes());
+                let planned = !self.policy.act && change.is_some_and(|c| c.action.writes());
                 planned.then(|| KNOWN_AFTER_CREATE.to_owned())
             });
-        pass.board.publish(key, value);
-        Some((record, change))
+        pass.board.publish(&resource.key, value);
     }
 
     /// Observe → decide → act for one resource of kind `K`; the status goes into `rec`.
@@ -340,24 +364,10 @@ impl Controller {
         if K::status(&rec.status).is_none() {
             rec.status = K::wrap(K::Status::default());
         }
-        // Wait for exactly what this resource binds.
-        let mut bound = Bound::new();
-        let mut waiting_for = Vec::new();
-        for dep in K::dependencies(spec) {
-            let dep_key = ResourceKey {
-                name: dep.to_owned(),
-                ..key.clone()
-            };
-            match pass.board.wait(&dep_key).await {
-                Some(value) => {
-                    bound.insert(dep.to_owned(), value);
-                }
-                None => waiting_for.push(dep.to_owned()),
-            }
-        }
-        if !waiting_for.is_empty() {
-            return Ok(Step::Waiting(waiting_for));
-        }
+        let bound = match bind(pass, key, K::dependencies(spec)).await {
+            Ok(bound) => bound,
+            Err(waiting_for) => return Ok(Step::Waiting(waiting_for)),
+        };
         let desired = match K::desired(key, spec, pass.snap, &bound) {
             Ok(d) => d,
             Err(reason) => return Ok(Step::Decided(Decision::Missing { reason })),
@@ -522,6 +532,46 @@ impl Controller {
         });
         true
     }
+}
+
+/// Waits for exactly what a resource binds (`deps`, names in its stage): their published
+/// values, or the names of those that settled without one.
+async fn bind(
+    pass: &PassCtx<'_>,
+    key: &ResourceKey,
+    deps: Vec<&str>,
+) -> Result<Bound, Vec<String>> {
+    let mut bound = Bound::new();
+    let mut waiting_for = Vec::new();
+    for dep in deps {
+        let dep_key = ResourceKey {
+            name: dep.to_owned(),
+            ..key.clone()
+        };
+        match pass.board.wait(&dep_key).await {
+            Some(value) => {
+                bound.insert(dep.to_owned(), value);
+            }
+            None => waiting_for.push(dep.to_owned()),
+        }
+    }
+    if waiting_for.is_empty() {
+        Ok(bound)
+    } else {
+        Err(waiting_for)
+    }
+}
+
+/// A reconcile that failed: the error policy, with the API's codes and `Retry-After`.
+fn errored(key: &ResourceKey, mut rec: Record, e: ReconcileError, now: Timestamp) -> Record {
+    let (codes, retry_after) = match &e {
+        ReconcileError::Api(e) => (e.errors.iter().map(|m| m.code).collect(), e.retry_after()),
+        ReconcileError::Store(_) => (Vec::new(), None),
+    };
+    tracing::warn!(resource = %key, app = %key.app, stage = %key.stage, name = %key.name, action = "error", error = %e, "reconcile failed");
+    rec.last_reconciled = Some(now);
+    fail(&mut rec, e.to_string(), codes, retry_after, now, true);
+    rec
 }
 
 /// What `resource` publishes for its dependents, from its record.

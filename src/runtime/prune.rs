@@ -71,14 +71,50 @@ pub(super) async fn prune(
     index: &RemoteIndex,
     report: &mut PassReport,
 ) -> Result<(), ControllerError> {
-    let act = ctl.policy.act;
+    let now = Timestamp::now();
+    let to_delete = classify(ctl, snap, gone, report, now)?;
+    if to_delete.len() > ctl.policy.max_prune {
+        let (n, cap) = (to_delete.len(), ctl.policy.max_prune);
+        let message = format!(
+            "held: this pass would delete {n} resources, over --max-prune {cap}; to approve, run once with --max-prune {n}"
+        );
+        for (key, rec) in to_delete {
+            hold(ctl, key, rec, message.clone(), report, now)?;
+        }
+        return Ok(());
+    }
+    for (key, rec) in to_delete {
+        report.changes.push(Change {
+            key: key.clone(),
+            action: Action::Delete,
+            details: vec![],
+        });
+        if !ctl.policy.act {
+            continue;
+        }
+        if ctl.client.is_stopping() {
+            report.converged = false;
+            break;
+        }
+        delete(ctl, index, key, rec, report).await?;
+    }
+    Ok(())
+}
+
+/// Forgets, retains or holds what must not be deleted (dependents first); returns the rest.
+fn classify(
+    ctl: &Controller,
+    snap: &Snapshot,
+    gone: HashMap<ResourceKey, Record>,
+    report: &mut PassReport,
+    now: Timestamp,
+) -> Result<Vec<(ResourceKey, Record)>, ControllerError> {
     let mut gone: Vec<(ResourceKey, Record)> = gone.into_iter().collect();
     gone.sort_by_key(|(k, r)| (delete_rank(r), k.clone()));
-    let now = Timestamp::now();
     let mut to_delete = Vec::new();
     for (key, rec) in gone {
         if never_deleted(&rec) {
-            if act {
+            if ctl.policy.act {
                 ctl.store.remove(&key)?;
             }
             report.changes.push(Change {
@@ -100,99 +136,74 @@ pub(super) async fn prune(
                 }
                 keep(ctl, &key, rec, State::Retained, message, now)?;
             }
-            Verdict::Hold(message) => {
-                if rec.state != State::Deleting {
-                    ctl.emit(|| [crate::notify::Event::prune_held(&key, &message, now)]);
-                }
-                report.converged = false;
-                report.changes.push(Change {
-                    key: key.clone(),
-                    action: Action::Hold,
-                    details: vec![message.clone()],
-                });
-                keep(ctl, &key, rec, State::Deleting, message, now)?;
-            }
+            Verdict::Hold(message) => hold(ctl, key, rec, message, report, now)?,
         }
     }
-    if to_delete.len() > ctl.policy.max_prune {
-        let n = to_delete.len();
-        let cap = ctl.policy.max_prune;
-        for (key, mut rec) in to_delete {
-            report.converged = false;
-            report.changes.push(Change {
-                key: key.clone(),
-                action: Action::Hold,
-                details: vec![format!(
-                    "would delete {n} resources, over --max-prune {cap}"
-                )],
-            });
-            if rec.state != State::Deleting {
-                let reason =
-                    format!("this pass would delete {n} resources, over --max-prune {cap}");
-                ctl.emit(|| [crate::notify::Event::prune_held(&key, &reason, now)]);
-            }
-            if act {
-                rec.state = State::Deleting;
-                rec.message = format!(
-                    "held: this pass would delete {n} resources, over --max-prune {cap}; to approve, run once with --max-prune {n}"
-                );
-                ctl.store.put(&key, &rec)?;
-            }
-        }
-        return Ok(());
+    Ok(to_delete)
+}
+
+/// A deletion held until approved: `Deleting` with the message naming the approval, a change,
+/// and (the first time) a notification.
+fn hold(
+    ctl: &Controller,
+    key: ResourceKey,
+    rec: Record,
+    message: String,
+    report: &mut PassReport,
+    now: Timestamp,
+) -> Result<(), ControllerError> {
+    if rec.state != State::Deleting {
+        ctl.emit(|| [crate::notify::Event::prune_held(&key, &message, now)]);
     }
-    for (key, mut rec) in to_delete {
-        report.changes.push(Change {
-            key: key.clone(),
-            action: Action::Delete,
-            details: vec![],
-        });
-        if !act {
-            continue;
+    report.converged = false;
+    report.changes.push(Change {
+        key: key.clone(),
+        action: Action::Hold,
+        details: vec![message.clone()],
+    });
+    keep(ctl, &key, rec, State::Deleting, message, now)
+}
+
+/// Deletes one removed resource through its kind, recorded (flushed) before the call.
+async fn delete(
+    ctl: &Controller,
+    index: &RemoteIndex,
+    key: ResourceKey,
+    mut rec: Record,
+    report: &mut PassReport,
+) -> Result<(), ControllerError> {
+    // Recorded before the call: no provider write whose outcome cannot be recorded.
+    rec.state = State::Deleting;
+    rec.message = "deleting".into();
+    ctl.store.put_durable(&key, &rec).await?;
+    let started = Instant::now();
+    let kind = rec.kind().type_name();
+    let cx = Ctx {
+        client: &ctl.client,
+        index,
+        key: &key,
+        act: ctl.policy.act,
+        installation: &ctl.installation,
+    };
+    let result = crate::with_record_kind!(rec.kind(), |K| match K::status(&rec.status) {
+        Some(status) => K::delete(&cx, status).await,
+        None => Ok(()),
+    });
+    match result {
+        Ok(()) => {
+            ctl.metrics.reconciled(kind, "delete", started.elapsed());
+            tracing::info!(resource = %key, app = %key.app, stage = %key.stage, name = %key.name, action = "delete", "deleted");
+            ctl.store.remove(&key)?;
         }
-        if ctl.client.is_stopping() {
+        Err(e) => {
+            ctl.metrics.reconciled(kind, "error", started.elapsed());
+            tracing::warn!(resource = %key, app = %key.app, stage = %key.stage, name = %key.name, action = "delete", error = %e, "delete failed");
             report.converged = false;
-            break;
-        }
-        // Recorded before the call: no provider write whose outcome cannot be recorded.
-        rec.state = State::Deleting;
-        rec.message = "deleting".into();
-        ctl.store.put_durable(&key, &rec).await?;
-        let started = Instant::now();
-        let kind = rec.kind().type_name();
-        let cx = Ctx {
-            client: &ctl.client,
-            index,
-            key: &key,
-            act,
-            installation: &ctl.installation,
-        };
-        let result = crate::with_record_kind!(rec.kind(), |K| match K::status(&rec.status) {
-            Some(status) => K::delete(&cx, status).await,
-            None => Ok(()),
-        });
-        match result {
-            Ok(()) => {
-                ctl.metrics.reconciled(kind, "delete", started.elapsed());
-                tracing::info!(resource = %key, app = %key.app, stage = %key.stage, name = %key.name, action = "delete", "deleted");
-                ctl.store.remove(&key)?;
-            }
-            Err(e) => {
-                ctl.metrics.reconciled(kind, "error", started.elapsed());
-                tracing::warn!(resource = %key, app = %key.app, stage = %key.stage, name = %key.name, action = "delete", error = %e, "delete failed");
-                report.converged = false;
-                fail(
-                    &mut rec,
-                    format!("delete failed: {e}"),
-                    Vec::new(),
-                    None,
-                    Timestamp::now(),
-                    false,
-                );
-                rec.state = State::Deleting;
-                note_retry(report, &rec);
-                ctl.store.put(&key, &rec)?;
-            }
+            let message = format!("delete failed: {e}");
+            fail(&mut rec, message, Vec::new(), None, Timestamp::now(), false);
+            rec.state = State::Deleting;
+            note_retry(report, &rec);
+            ctl.store.put(&key, &rec)?;
         }
     }
     Ok(())

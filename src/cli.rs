@@ -38,7 +38,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the daemon: watch the manifests, reconcile continuously, serve the admin API.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Dry run: show what would be created, updated, deleted, adopted; changes nothing.
     Plan(PlanArgs),
     /// Parse and validate manifests only (no network, no state).
@@ -56,6 +56,15 @@ pub enum Command {
     Schema,
     /// Serve the local Cloudflare-compatible API on its own.
     Emulator(EmulatorArgs),
+    /// Copy the state (records, load error, last pass, outbox, installation id) from one
+    /// store to another, e.g. `--from sled:/var/lib/lumierd --to etcd://127.0.0.1:2379/lumierd`.
+    /// Stop the daemon first; the destination must hold no records.
+    MigrateState {
+        #[arg(long, value_name = "URL", value_parser = parse_store)]
+        from: crate::store::Location,
+        #[arg(long, value_name = "URL", value_parser = parse_store)]
+        to: crate::store::Location,
+    },
     /// Probe a daemon's admin API (for container health checks): exit 0 if URL answers 2xx
     /// within 2 s, else 1.
     Healthcheck {
@@ -83,6 +92,10 @@ pub struct Common {
     /// The state folder (sled). Defaults to $STATE_DIRECTORY under systemd, else ./.lumierd.
     #[arg(long)]
     pub state: Option<PathBuf>,
+    /// Where the records live: `etcd://HOST:PORT[,HOST:PORT...]/PREFIX` (replicas sharing
+    /// state) or `sled:DIR`. Default: sled in the state folder.
+    #[arg(long, value_name = "URL", value_parser = parse_store)]
+    pub store: Option<crate::store::Location>,
     /// Which API to talk to.
     #[arg(long, value_enum, default_value_t = Provider::Local)]
     pub provider: Provider,
@@ -182,6 +195,10 @@ pub struct StatusArgs {
     /// The state folder (sled). Defaults to $STATE_DIRECTORY under systemd, else ./.lumierd.
     #[arg(long)]
     pub state: Option<PathBuf>,
+    /// Read the records from this store instead (e.g. `etcd://HOST:PORT/PREFIX`, from any
+    /// host, whether a daemon runs or not).
+    #[arg(long, value_name = "URL", value_parser = parse_store)]
+    pub store: Option<crate::store::Location>,
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -277,11 +294,12 @@ pub fn main() -> i32 {
     match cli.command {
         Command::Validate { dir, allow_empty } => validate(&dir, allow_empty),
         Command::Schema => schema(),
-        Command::Run(args) => cmd_run(args),
+        Command::Run(args) => cmd_run(*args),
         Command::Plan(args) => cmd_plan(args),
         Command::Status(args) => cmd_status(args),
         Command::Emulator(args) => cmd_emulator(args),
         Command::Healthcheck { url } => cmd_healthcheck(&url),
+        Command::MigrateState { from, to } => cmd_migrate_state(&from, &to),
     }
 }
 
@@ -326,6 +344,23 @@ fn schema() -> i32 {
         Ok(()) => EXIT_OK,
         Err(e) => {
             eprintln!("error: writing the schema: {e}");
+            EXIT_FAILURE
+        }
+    }
+}
+
+fn parse_store(s: &str) -> Result<crate::store::Location, String> {
+    crate::store::Location::parse(s).map_err(|e| e.to_string())
+}
+
+fn cmd_migrate_state(from: &crate::store::Location, to: &crate::store::Location) -> i32 {
+    match crate::store::migrate::migrate(from, to) {
+        Ok(n) => {
+            println!("migrated {n} records from {from} to {to}");
+            EXIT_OK
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
             EXIT_FAILURE
         }
     }
@@ -462,6 +497,7 @@ fn run_config(
     Ok(RunConfig {
         manifests: common.manifests.clone(),
         state: state_dir(common.state.clone()),
+        store: common.store.clone(),
         once,
         resync,
         debounce,
@@ -684,6 +720,10 @@ fn cmd_plan(args: PlanArgs) -> i32 {
 fn cmd_status(args: StatusArgs) -> i32 {
     let state = state_dir(args.state);
     let outcome = (|| -> anyhow::Result<serde_json::Value> {
+        if let Some(location) = &args.store {
+            let store = Store::open_at(location)?;
+            return Ok(status::status_json(&store, args.stage.as_deref())?);
+        }
         use crate::runtime::status_socket::{self, AskError};
         let rt = runtime()?;
         let request = format!("status {}", args.stage.as_deref().unwrap_or(""));

@@ -42,6 +42,9 @@ pub(super) const STOP_SERVER: Duration = Duration::from_secs(1);
 pub struct RunConfig {
     pub manifests: PathBuf,
     pub state: PathBuf,
+    /// Where the records live (`--store`); `None` = sled in `state`. The state folder still
+    /// holds the local API's data, the status socket and (for sled) the installation id.
+    pub store: Option<crate::store::Location>,
     pub once: bool,
     pub resync: Duration,
     pub debounce: Duration,
@@ -162,7 +165,10 @@ pub async fn run(cfg: RunConfig) -> Result<bool, DaemonError> {
     };
     std::fs::create_dir_all(&cfg.state)
         .map_err(|e| DaemonError::Io(format!("state folder {}: {e}", cfg.state.display())))?;
-    let store = Store::open(&cfg.state)?;
+    let store = match &cfg.store {
+        Some(location) => Store::open_at(location)?,
+        None => Store::open(&cfg.state)?,
+    };
     let initial = source::load_with(&cfg.manifests, &cfg.load);
     let seed = initial.as_ref().map(existing_ids).unwrap_or_default();
     let provider = Provider::start(&cfg.provider, &cfg.state, &seed).await?;
@@ -203,12 +209,15 @@ pub async fn run(cfg: RunConfig) -> Result<bool, DaemonError> {
         Some(sink) => Some(Delivery::start(sink).map_err(|e| DaemonError::Io(e.to_string()))?),
         None => None,
     };
+    let local_id = installation_id(&cfg.state, true)
+        .map_err(|e| DaemonError::Io(format!("installation id: {e}")))?
+        .unwrap_or_default();
+    // Replicas sharing an etcd store are one installation: the first one's id wins.
+    let installation = store.shared_installation_id(&local_id)?.unwrap_or(local_id);
     let controller = Controller {
         client: provider.client.clone(),
         store: store.clone(),
-        installation: installation_id(&cfg.state, true)
-            .map_err(|e| DaemonError::Io(format!("installation id: {e}")))?
-            .unwrap_or_default(),
+        installation,
         policy: cfg.policy.clone(),
         metrics: Arc::clone(&ops.metrics),
         events,

@@ -1,0 +1,341 @@
+//! High availability (#14): the etcd store, against a real etcd (Debian's `etcd-server`,
+//! its `/usr/bin/etcd` started here on loopback with free ports and a temporary data folder,
+//! stopped when the test ends).
+
+use crate::support::{eventually_blocking, run_in, Api, Output};
+use lumierd::local_api::Faults;
+use lumierd::manifest::ResourceKey;
+use lumierd::store::etcd::{EtcdError, Gateway};
+use lumierd::store::{Fence, Location, Pushed, Record, Store, StoreError};
+use serde_json::Value;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+const ETCD: &str = "/usr/bin/etcd";
+
+/// A single-member etcd on loopback; killed and reaped when dropped.
+pub struct Etcd {
+    child: Child,
+    /// `127.0.0.1:PORT` of its client listener.
+    pub endpoint: String,
+    _data: tempfile::TempDir,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Etcd {
+    pub fn start() -> Etcd {
+        assert!(
+            Path::new(ETCD).exists(),
+            "{ETCD} is missing: install the Debian package `etcd-server` (.ci/run does)"
+        );
+        let data = tempfile::tempdir().unwrap();
+        let (client, peer) = (free_port(), free_port());
+        let client_url = format!("http://127.0.0.1:{client}");
+        let peer_url = format!("http://127.0.0.1:{peer}");
+        let log = std::fs::File::create(data.path().join("etcd.log")).unwrap();
+        let child = Command::new(ETCD)
+            .args(["--name", "t", "--data-dir"])
+            .arg(data.path().join("data"))
+            .args(["--listen-client-urls", &client_url])
+            .args(["--advertise-client-urls", &client_url])
+            .args(["--listen-peer-urls", &peer_url])
+            .args(["--initial-advertise-peer-urls", &peer_url])
+            .args(["--initial-cluster", &format!("t={peer_url}")])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let etcd = Etcd {
+            child,
+            endpoint: format!("127.0.0.1:{client}"),
+            _data: data,
+        };
+        let health = format!("{client_url}/health");
+        eventually_blocking(Duration::from_secs(30), "etcd answers /health", || {
+            match probe::blocking_get_ok(&health) {
+                true => Ok(()),
+                false => Err("not yet"),
+            }
+        });
+        etcd
+    }
+
+    /// The store URL of `prefix` on this etcd.
+    pub fn url(&self, prefix: &str) -> String {
+        format!("etcd://{}/{prefix}", self.endpoint)
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `GET url` answered 200 (a plain TCP probe: the tests' own blocking HTTP, no runtime).
+mod probe {
+    pub fn blocking_get_ok(url: &str) -> bool {
+        use std::io::{Read, Write};
+        let Some(rest) = url.strip_prefix("http://") else {
+            return false;
+        };
+        let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+        let Ok(mut s) = std::net::TcpStream::connect(host) else {
+            return false;
+        };
+        let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(2)));
+        let req = format!("GET /{path} HTTP/1.0\r\nHost: {host}\r\n\r\n");
+        if s.write_all(req.as_bytes()).is_err() {
+            return false;
+        }
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        out.starts_with("HTTP/1.0 200") || out.starts_with("HTTP/1.1 200")
+    }
+}
+
+fn key(name: &str) -> ResourceKey {
+    ResourceKey {
+        app: "shop".into(),
+        stage: "prod".into(),
+        name: name.into(),
+    }
+}
+
+const WORKER: &str = "export default { fetch() { return new Response(\"hi\") } }\n";
+
+/// `m/dev.yaml`: app `ha`, stage `dev`, `n` workers each bound to its own namespace.
+fn fleet(dir: &Path, n: usize) {
+    let m = dir.join("m");
+    std::fs::create_dir_all(&m).unwrap();
+    std::fs::write(m.join("index.js"), WORKER).unwrap();
+    let mut text = "app: { name: ha }\nstage: dev\nresources:\n".to_owned();
+    for i in 0..n {
+        text.push_str(&format!(
+            "  kv{i}: {{ type: kv }}\n  w{i}:\n    type: worker\n    entry: index.js\n    bindings:\n      K: {{ kv: kv{i} }}\n"
+        ));
+    }
+    std::fs::write(m.join("dev.yaml"), text).unwrap();
+}
+
+fn lumierd(dir: &Path, args: &[&str]) -> Output {
+    run_in(dir, args, Duration::from_secs(120))
+}
+
+fn once(dir: &Path, api: &Api, store: &str, state: &str) -> Output {
+    let out = lumierd(
+        dir,
+        &[
+            "run",
+            "--once",
+            "--manifests",
+            "m",
+            "--state",
+            state,
+            "--store",
+            store,
+            "--api-url",
+            &api.base,
+        ],
+    );
+    assert_eq!(out.code, 0, "{out:?}");
+    out
+}
+
+/// `status --json` of `store` (`--store URL`, or a sled `--state DIR`): (name, state) pairs.
+fn status(dir: &Path, args: &[&str]) -> Vec<(String, String)> {
+    let mut all = vec!["status", "--json"];
+    all.extend_from_slice(args);
+    let out = lumierd(dir, &all);
+    assert_eq!(out.code, 0, "{out:?}");
+    let v: Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    let mut rows: Vec<(String, String)> = v["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["name"].as_str().unwrap_or_default().to_owned(),
+                r["state"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    rows.sort();
+    rows
+}
+
+/// Records, meta values and the outbox round-trip through etcd; a fenced write fails once
+/// the fence key is not the one it names.
+#[test]
+fn the_typed_store_round_trips_through_etcd() {
+    let etcd = Etcd::start();
+    let Location::Etcd(url) = Location::parse(&etcd.url("rt")).unwrap() else {
+        panic!("an etcd URL parses as etcd")
+    };
+    let store = Store::open_etcd(&url).unwrap();
+    let rec = Record {
+        create_pending: true,
+        ..Record::default()
+    };
+    store.put(&key("cache"), &rec).unwrap();
+    store.put(&key("api"), &Record::default()).unwrap();
+    store.set_load_error(Some("bad.yaml:1:1: oops")).unwrap();
+    store.flush().unwrap();
+    // A second handle (another replica) sees all of it.
+    let other = Store::open_etcd(&url).unwrap();
+    assert_eq!(other.keys().unwrap(), vec![key("api"), key("cache")]);
+    assert!(other.get(&key("cache")).unwrap().unwrap().create_pending);
+    assert_eq!(other.all().unwrap().len(), 2);
+    assert_eq!(
+        other.load_error().unwrap().as_deref(),
+        Some("bad.yaml:1:1: oops")
+    );
+    other.set_load_error(None).unwrap();
+    assert_eq!(store.load_error().unwrap(), None);
+    other.remove(&key("api")).unwrap();
+    assert!(store.get(&key("api")).unwrap().is_none());
+
+    assert_eq!(
+        store.outbox_push("a", b"one").unwrap(),
+        Pushed::Queued { dropped: 0 }
+    );
+    assert_eq!(store.outbox_push("a", b"again").unwrap(), Pushed::Duplicate);
+    store.outbox_push("b", b"two").unwrap();
+    assert_eq!(other.outbox_len().unwrap(), 2);
+    let (first, bytes) = other.outbox_next(None, |_| true).unwrap().unwrap();
+    assert_eq!(bytes, b"one");
+    let (_, only_two) = other.outbox_next(None, |b| b == b"two").unwrap().unwrap();
+    assert_eq!(only_two, b"two");
+    other.outbox_ack(first).unwrap();
+    assert_eq!(store.outbox_len().unwrap(), 1);
+    assert_eq!(other.outbox_push("a", b"one").unwrap(), Pushed::Duplicate);
+
+    // Replicas share one installation id: the first proposal wins.
+    let id = store.shared_installation_id("1111").unwrap().unwrap();
+    assert_eq!(id, "1111");
+    assert_eq!(other.shared_installation_id("2222").unwrap().unwrap(), id);
+
+    // A fence naming a leader key that is not there (or not this one) refuses the write.
+    store.set_fence(Some(Fence {
+        key: b"/rt/leader".to_vec(),
+        create_revision: 12345,
+    }));
+    let err = store.put(&key("cache"), &Record::default()).unwrap_err();
+    assert!(matches!(err, StoreError::Etcd(EtcdError::Fenced)), "{err}");
+    assert!(other.get(&key("cache")).unwrap().unwrap().create_pending);
+    store.set_fence(None);
+    store.put(&key("cache"), &Record::default()).unwrap();
+
+    // A newer schema is refused, as with sled.
+    let Location::Etcd(newer) = Location::parse(&etcd.url("newer")).unwrap() else {
+        unreachable!()
+    };
+    let gw = Gateway::connect(newer.clone()).unwrap();
+    gw.put(&gw.key(b"meta/schema_version"), b"99").unwrap();
+    let err = Store::open_etcd(&newer).err().unwrap();
+    assert!(
+        err.to_string()
+            .contains("schema version 99, newer than this lumierd understands"),
+        "{err}"
+    );
+}
+
+/// `run --once` keeps its records in etcd (none in the state folder), `status --store` reads
+/// them with no daemon, a second run against the same etcd writes nothing, and
+/// `migrate-state` moves the state to sled and back with the same outcome.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_status_and_migrate_state_through_etcd() {
+    let etcd = Etcd::start();
+    let api = Api::start(Faults::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_path_buf();
+    fleet(&d, 3);
+    let url = etcd.url("lumierd/prod");
+    let api_ref = &api;
+    let first = tokio::task::block_in_place(|| once(&d, api_ref, &url, "a"));
+    assert!(!d.join("a/db").exists(), "records went to etcd: {first:?}");
+    let rows = tokio::task::block_in_place(|| status(&d, &["--store", &url]));
+    assert_eq!(rows.len(), 6, "{rows:?}");
+    assert!(rows.iter().all(|(_, s)| s == "Ready"), "{rows:?}");
+
+    // Another replica's host (another state folder) sees the same records: nothing to write.
+    api.clear_log();
+    tokio::task::block_in_place(|| once(&d, api_ref, &url, "b"));
+    assert_eq!(api.writes(), Vec::<String>::new());
+    assert_eq!(api.namespaces().await.len(), 3);
+    assert_eq!(api.scripts().await.len(), 3);
+
+    // etcd → sled: same records, same installation id; a sled run then writes nothing.
+    let sled = d.join("moved");
+    let out = tokio::task::block_in_place(|| {
+        lumierd(
+            &d,
+            &[
+                "migrate-state",
+                "--from",
+                &url,
+                "--to",
+                &format!("sled:{}", sled.display()),
+            ],
+        )
+    });
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stdout.contains("migrated 6 records"), "{out:?}");
+    let moved_rows =
+        tokio::task::block_in_place(|| status(&d, &["--state", sled.to_str().unwrap()]));
+    assert_eq!(moved_rows, rows);
+    api.clear_log();
+    let sled_state = sled.to_str().unwrap().to_owned();
+    let out = tokio::task::block_in_place(|| {
+        lumierd(
+            &d,
+            &[
+                "run",
+                "--once",
+                "--manifests",
+                "m",
+                "--state",
+                &sled_state,
+                "--api-url",
+                &api_ref.base,
+            ],
+        )
+    });
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(
+        api.writes(),
+        Vec::<String>::new(),
+        "the installation id moved too"
+    );
+
+    // sled → a fresh etcd prefix, and a migration never merges into a store with records.
+    let back = etcd.url("lumierd/back");
+    let from = format!("sled:{sled_state}");
+    let out = tokio::task::block_in_place(|| {
+        lumierd(&d, &["migrate-state", "--from", &from, "--to", &back])
+    });
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(
+        tokio::task::block_in_place(|| status(&d, &["--store", &back])),
+        rows
+    );
+    let again = tokio::task::block_in_place(|| {
+        lumierd(&d, &["migrate-state", "--from", &from, "--to", &back])
+    });
+    assert_eq!(again.code, 1, "{again:?}");
+    assert!(
+        again.stderr.contains("already holds 6 records"),
+        "{again:?}"
+    );
+    api.stop().await;
+}

@@ -167,6 +167,15 @@ pub struct RunArgs {
     /// recovery. Repeatable. Delivered at least once, from a queue in the state store.
     #[arg(long, value_name = "URL")]
     pub notify: Vec<String>,
+    /// This replica's name, sent in the User-Agent of every provider request
+    /// (`lumierd/VERSION (instance ID)`) and shown as the leader. Default: HOSTNAME:PID.
+    #[arg(long, value_name = "ID")]
+    pub instance_id: Option<String>,
+    /// With an etcd store: the leader lease's TTL. The leader stops writing when it could
+    /// not renew it by TTL − max(TTL/5, 1 s); a standby takes over within about TTL + 0.3 s
+    /// after the leader dies, within 0.3 s after it stops (SIGTERM). At least 2 s.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub lease_ttl: Duration,
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Human)]
     pub log_format: LogFormat,
@@ -349,6 +358,14 @@ fn schema() -> i32 {
     }
 }
 
+/// `HOSTNAME:PID`, the default `--instance-id`.
+fn default_instance_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "localhost".to_owned());
+    format!("{host}:{}", std::process::id())
+}
+
 fn parse_store(s: &str) -> Result<crate::store::Location, String> {
     crate::store::Location::parse(s).map_err(|e| e.to_string())
 }
@@ -498,6 +515,8 @@ fn run_config(
         manifests: common.manifests.clone(),
         state: state_dir(common.state.clone()),
         store: common.store.clone(),
+        instance_id: default_instance_id(),
+        lease_ttl: crate::runtime::leader::DEFAULT_TTL,
         once,
         resync,
         debounce,
@@ -606,6 +625,10 @@ fn cmd_run(args: RunArgs) -> i32 {
         });
         cfg.admin_token = admin_token;
         cfg.notify = args.notify.clone();
+        if let Some(id) = &args.instance_id {
+            cfg.instance_id = id.clone();
+        }
+        cfg.lease_ttl = args.lease_ttl;
         let rt = runtime()?;
         let result = rt.block_on(daemon::run(cfg));
         // A flush stuck on a frozen disk runs on a blocking thread: don't wait for it.

@@ -2,15 +2,16 @@
 //! its `/usr/bin/etcd` started here on loopback with free ports and a temporary data folder,
 //! stopped when the test ends).
 
-use crate::support::{eventually_blocking, run_in, Api, Output};
+use crate::support::{eventually, eventually_blocking, run_in, Api, Daemon, Output};
 use lumierd::local_api::Faults;
 use lumierd::manifest::ResourceKey;
 use lumierd::store::etcd::{EtcdError, Gateway};
 use lumierd::store::{Fence, Location, Pushed, Record, Store, StoreError};
 use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const ETCD: &str = "/usr/bin/etcd";
 
@@ -337,5 +338,219 @@ async fn run_status_and_migrate_state_through_etcd() {
         again.stderr.contains("already holds 6 records"),
         "{again:?}"
     );
+    api.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Replicas
+// ---------------------------------------------------------------------------------------------
+
+/// `lumierd run` as replica `id` on `m/` against `api`, its records in `store`, with its own
+/// state folder and the lease TTL `ttl`.
+fn replica(dir: &Path, api: &Api, store: &str, id: &str, ttl: &str) -> Daemon {
+    let state = format!("state-{id}");
+    Daemon::spawn_env(
+        dir,
+        &[
+            "run",
+            "--manifests",
+            "m",
+            "--state",
+            &state,
+            "--store",
+            store,
+            "--api-url",
+            &api.base,
+            "--instance-id",
+            id,
+            "--lease-ttl",
+            ttl,
+            "--resync",
+            "1h",
+            "--debounce",
+            "100ms",
+        ],
+        &[("RUST_LOG", "info")],
+    )
+}
+
+/// The instance id in a request's User-Agent (`lumierd/V (instance ID)`), if any.
+fn instance_of(ua: &str) -> Option<&str> {
+    ua.split_once("(instance ")
+        .and_then(|(_, rest)| rest.strip_suffix(')'))
+}
+
+/// Requests per instance id, writes only (anything but GET).
+fn writers(api: &Api) -> BTreeMap<String, usize> {
+    let mut per = BTreeMap::new();
+    for r in api.timed_log().iter().filter(|r| r.method != "GET") {
+        let who = instance_of(&r.user_agent).unwrap_or("?").to_owned();
+        *per.entry(who).or_insert(0) += 1;
+    }
+    per
+}
+
+/// Waits until the API holds `n` namespaces and `n` scripts, and checks that no title or
+/// script name is there twice.
+async fn converged(api: &Api, n: usize, within: Duration) {
+    eventually(within, "every namespace and script exists", || async {
+        let (ns, sc) = (api.namespaces().await, api.scripts().await);
+        if ns.len() >= n && sc.len() >= n {
+            Ok((ns, sc))
+        } else {
+            Err((ns.len(), sc.len()))
+        }
+    })
+    .await;
+    let titles: Vec<String> = api
+        .namespaces()
+        .await
+        .iter()
+        .map(|n| n["title"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    let unique: BTreeSet<&String> = titles.iter().collect();
+    assert_eq!(
+        unique.len(),
+        titles.len(),
+        "duplicate namespaces: {titles:?}"
+    );
+    assert_eq!(titles.len(), n, "{titles:?}");
+    assert_eq!(api.scripts().await.len(), n);
+}
+
+fn now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+/// The first request (start time) of instance `id` at or after `since`.
+fn first_request_of(api: &Api, id: &str, since: f64) -> Option<f64> {
+    api.timed_log()
+        .iter()
+        .filter(|r| instance_of(&r.user_agent) == Some(id) && r.start >= since)
+        .map(|r| r.start)
+        .reduce(f64::min)
+}
+
+/// Two replicas: one leads and is the only one to write; the other follows, ready.
+/// Then kill -9 the leader mid-converge: the standby converges everything, with no
+/// duplicate namespace or script, within TTL + 2 s of the kill (its first request).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_leader_writes_and_a_standby_finishes_after_kill_9() {
+    let etcd = Etcd::start();
+    let api = Api::start(Faults {
+        latency: Duration::from_millis(40),
+        ..Faults::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    fleet(d, 12);
+    let url = etcd.url("ha/kill");
+    let mut a = replica(d, &api, &url, "a", "3s");
+    a.wait_for_line("this replica leads", Duration::from_secs(30));
+    let b = replica(d, &api, &url, "b", "3s");
+    b.wait_for_line("leader: following", Duration::from_secs(30));
+    // Mid-converge: some writes done, not all.
+    eventually(
+        Duration::from_secs(60),
+        "the leader has written a few",
+        || async {
+            let w = writers(&api);
+            match w.get("a") {
+                Some(n) if *n >= 6 => Ok(()),
+                _ => Err(w),
+            }
+        },
+    )
+    .await;
+    assert_eq!(
+        writers(&api).keys().collect::<Vec<_>>(),
+        ["a"],
+        "only the leader writes"
+    );
+    a.kill();
+    let killed = now();
+    b.wait_for_line("this replica leads", Duration::from_secs(15));
+    converged(&api, 12, Duration::from_secs(90)).await;
+    let first = first_request_of(&api, "b", killed).expect("b sent requests");
+    let failover = first - killed;
+    eprintln!("failover (kill -9 → standby's first request): {failover:.2} s, TTL 3 s");
+    assert!(failover <= 3.0 + 2.0, "{failover}");
+    api.stop().await;
+}
+
+/// SIGTERM on the leader hands over well within a TTL (the lease is revoked).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_hands_over_faster_than_a_ttl() {
+    let etcd = Etcd::start();
+    let api = Api::start(Faults::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    fleet(d, 2);
+    let url = etcd.url("ha/term");
+    let mut a = replica(d, &api, &url, "a", "10s");
+    a.wait_for_line("this replica leads", Duration::from_secs(30));
+    converged(&api, 2, Duration::from_secs(60)).await;
+    let b = replica(d, &api, &url, "b", "10s");
+    b.wait_for_line("leader: following", Duration::from_secs(30));
+    let mark = b.mark();
+    a.signal("TERM");
+    let termed = Instant::now();
+    assert_eq!(a.exit(Duration::from_secs(15)), 0);
+    b.wait_for_line_since(mark, "this replica leads", Duration::from_secs(5));
+    let took = termed.elapsed();
+    eprintln!("SIGTERM hand-over: {took:?} (TTL 10 s)");
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    api.stop().await;
+}
+
+/// SIGSTOP the leader past its lease, SIGCONT it: it sends no provider request that
+/// started after its lease expired, and follows the new leader.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_frozen_past_its_lease_writes_nothing_when_it_thaws() {
+    let etcd = Etcd::start();
+    let api = Api::start(Faults {
+        latency: Duration::from_millis(40),
+        ..Faults::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    fleet(d, 12);
+    let url = etcd.url("ha/stop");
+    let a = replica(d, &api, &url, "a", "3s");
+    a.wait_for_line("this replica leads", Duration::from_secs(30));
+    let b = replica(d, &api, &url, "b", "3s");
+    b.wait_for_line("leader: following", Duration::from_secs(30));
+    eventually(
+        Duration::from_secs(60),
+        "the leader has written a few",
+        || async {
+            let w = writers(&api);
+            match w.get("a") {
+                Some(n) if *n >= 4 => Ok(()),
+                _ => Err(w),
+            }
+        },
+    )
+    .await;
+    a.signal("STOP");
+    let stopped = now();
+    let mark = b.mark();
+    b.wait_for_line_since(mark, "this replica leads", Duration::from_secs(15));
+    let a_mark = a.mark();
+    a.signal("CONT");
+    a.wait_for_line_since(a_mark, "leader: ", Duration::from_secs(15));
+    converged(&api, 12, Duration::from_secs(90)).await;
+    // Its lease (3 s) expired at most 3 s after the stop: nothing of a's may start later.
+    let late: Vec<_> = api
+        .timed_log()
+        .into_iter()
+        .filter(|r| instance_of(&r.user_agent) == Some("a") && r.start > stopped + 3.0)
+        .collect();
+    assert!(late.is_empty(), "a wrote after its lease expired: {late:?}");
     api.stop().await;
 }

@@ -745,7 +745,16 @@ fn cmd_status(args: StatusArgs) -> i32 {
     let outcome = (|| -> anyhow::Result<serde_json::Value> {
         if let Some(location) = &args.store {
             let store = Store::open_at(location)?;
-            return Ok(status::status_json(&store, args.stage.as_deref())?);
+            let mut v = status::status_json(&store, args.stage.as_deref())?;
+            if let crate::store::Location::Etcd(url) = location {
+                // Who leads (the leader key's value), for any replica's operator.
+                let gw = crate::store::etcd::Gateway::connect(url.clone())?;
+                let leader = gw
+                    .get(&gw.key(b"leader"))?
+                    .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok());
+                v["leader"] = leader.unwrap_or(serde_json::Value::Null);
+            }
+            return Ok(v);
         }
         use crate::runtime::status_socket::{self, AskError};
         let rt = runtime()?;
@@ -787,6 +796,13 @@ fn cmd_status(args: StatusArgs) -> i32 {
             if args.json {
                 println!("{v}");
             } else {
+                if let Some(l) = v.get("leader").filter(|l| !l.is_null()) {
+                    println!(
+                        "leader: {} since {}",
+                        l["instance"].as_str().unwrap_or("?"),
+                        l["since"].as_str().unwrap_or("?")
+                    );
+                }
                 print!("{}", status::render_table(&v));
             }
             EXIT_OK

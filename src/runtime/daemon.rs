@@ -317,24 +317,19 @@ fn loaded(
     }
 }
 
-/// Waits until this replica's leadership changes; its new value. Pends forever without an
-/// election (sled: always leader).
+/// Waits until the leader view changes (this replica leads, or follows a new leader);
+/// whether this replica leads now. Pends forever without an election (sled: always leader).
 async fn leadership_changed(
     w: &mut Option<tokio::sync::watch::Receiver<crate::runtime::leader::LeaderView>>,
 ) -> bool {
     let Some(rx) = w.as_mut() else {
         return std::future::pending().await;
     };
-    let was = rx.borrow_and_update().leading;
-    loop {
-        if rx.changed().await.is_err() {
-            return std::future::pending().await;
-        }
-        let now = rx.borrow_and_update().leading;
-        if now != was {
-            return now;
-        }
+    if rx.changed().await.is_err() {
+        return std::future::pending().await;
     }
+    let leading = rx.borrow_and_update().leading;
+    leading
 }
 
 /// Resolves to `false` once this replica no longer leads (pends while it does, or without

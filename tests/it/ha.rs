@@ -18,6 +18,8 @@ const ETCD: &str = "/usr/bin/etcd";
 /// A single-member etcd on loopback; killed and reaped when dropped.
 pub struct Etcd {
     child: Child,
+    /// How it was started, for [`Etcd::restart`].
+    args: Vec<String>,
     /// `127.0.0.1:PORT` of its client listener.
     pub endpoint: String,
     _data: tempfile::TempDir,
@@ -41,33 +43,65 @@ impl Etcd {
         let (client, peer) = (free_port(), free_port());
         let client_url = format!("http://127.0.0.1:{client}");
         let peer_url = format!("http://127.0.0.1:{peer}");
-        let log = std::fs::File::create(data.path().join("etcd.log")).unwrap();
-        let child = Command::new(ETCD)
-            .args(["--name", "t", "--data-dir"])
-            .arg(data.path().join("data"))
-            .args(["--listen-client-urls", &client_url])
-            .args(["--advertise-client-urls", &client_url])
-            .args(["--listen-peer-urls", &peer_url])
-            .args(["--initial-advertise-peer-urls", &peer_url])
-            .args(["--initial-cluster", &format!("t={peer_url}")])
+        let args: Vec<String> = [
+            "--name".to_owned(),
+            "t".to_owned(),
+            "--data-dir".to_owned(),
+            data.path().join("data").display().to_string(),
+            "--listen-client-urls".to_owned(),
+            client_url.clone(),
+            "--advertise-client-urls".to_owned(),
+            client_url.clone(),
+            "--listen-peer-urls".to_owned(),
+            peer_url.clone(),
+            "--initial-advertise-peer-urls".to_owned(),
+            peer_url.clone(),
+            "--initial-cluster".to_owned(),
+            format!("t={peer_url}"),
+        ]
+        .into();
+        let child = Etcd::spawn(&args, data.path());
+        let etcd = Etcd {
+            child,
+            args,
+            endpoint: format!("127.0.0.1:{client}"),
+            _data: data,
+        };
+        etcd.wait_healthy();
+        etcd
+    }
+
+    fn spawn(args: &[String], dir: &Path) -> Child {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("etcd.log"))
+            .unwrap();
+        Command::new(ETCD)
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
-            .unwrap();
-        let etcd = Etcd {
-            child,
-            endpoint: format!("127.0.0.1:{client}"),
-            _data: data,
-        };
-        let health = format!("{client_url}/health");
+            .unwrap()
+    }
+
+    fn wait_healthy(&self) {
+        let health = format!("http://{}/health", self.endpoint);
         eventually_blocking(Duration::from_secs(30), "etcd answers /health", || {
             match probe::blocking_get_ok(&health) {
                 true => Ok(()),
                 false => Err("not yet"),
             }
         });
-        etcd
+    }
+
+    /// Kills it (SIGKILL) and starts it again on the same ports and data.
+    pub fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.child = Etcd::spawn(&self.args, self._data.path());
+        self.wait_healthy();
     }
 
     /// The store URL of `prefix` on this etcd.
@@ -273,6 +307,7 @@ async fn run_status_and_migrate_state_through_etcd() {
     api.clear_log();
     tokio::task::block_in_place(|| once(&d, api_ref, &url, "b"));
     assert_eq!(api.writes(), Vec::<String>::new());
+    let etcd_resync = api.log().len();
     assert_eq!(api.namespaces().await.len(), 3);
     assert_eq!(api.scripts().await.len(), 3);
 
@@ -318,6 +353,10 @@ async fn run_status_and_migrate_state_through_etcd() {
         Vec::<String>::new(),
         "the installation id moved too"
     );
+    // A resync costs the same requests on either store.
+    let sled_resync = api.log().len();
+    eprintln!("resync of 6 resources: {etcd_resync} requests on etcd, {sled_resync} on sled");
+    assert_eq!(etcd_resync, sled_resync);
 
     // sled → a fresh etcd prefix, and a migration never merges into a store with records.
     let back = etcd.url("lumierd/back");
@@ -369,6 +408,8 @@ fn replica(dir: &Path, api: &Api, store: &str, id: &str, ttl: &str) -> Daemon {
             "1h",
             "--debounce",
             "100ms",
+            "--admin-listen",
+            "127.0.0.1:0",
         ],
         &[("RUST_LOG", "info")],
     )
@@ -496,6 +537,17 @@ async fn sigterm_hands_over_faster_than_a_ttl() {
     converged(&api, 2, Duration::from_secs(60)).await;
     let b = replica(d, &api, &url, "b", "10s");
     b.wait_for_line("leader: following", Duration::from_secs(30));
+    // A follower with its manifests loaded is ready (it serves status, and takes over).
+    let admin = b.stdout_line("admin API: ", Duration::from_secs(30));
+    let readyz = format!("{admin}/readyz");
+    tokio::task::block_in_place(|| {
+        eventually_blocking(Duration::from_secs(15), "the follower is ready", || {
+            match probe::blocking_get_ok(&readyz) {
+                true => Ok(()),
+                false => Err("503"),
+            }
+        })
+    });
     // `status --store` shows who leads, from anywhere.
     let out = tokio::task::block_in_place(|| lumierd(d, &["status", "--store", &url]));
     assert_eq!(out.code, 0, "{out:?}");
@@ -624,5 +676,34 @@ async fn bench_failover_after_kill_9_default_ttl() {
         times.len()
     );
     assert!(max <= 12.0, "{times:?}");
+    api.stop().await;
+}
+
+/// etcd restarted under a running pair: the pair keeps one leader and applies an edit made
+/// afterwards exactly once, with one writer at a time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_restarted_under_a_running_pair() {
+    let mut etcd = Etcd::start();
+    let api = Api::start(Faults::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    fleet(d, 3);
+    let url = etcd.url("ha/restart");
+    let a = replica(d, &api, &url, "a", "3s");
+    a.wait_for_line("this replica leads", Duration::from_secs(30));
+    let b = replica(d, &api, &url, "b", "3s");
+    b.wait_for_line("leader: following", Duration::from_secs(30));
+    converged(&api, 3, Duration::from_secs(60)).await;
+    tokio::task::block_in_place(|| etcd.restart());
+    fleet(d, 4);
+    converged(&api, 4, Duration::from_secs(60)).await;
+    // Every write of the edit came from one replica at a time: never both within one pass.
+    let creates: Vec<String> = api
+        .timed_log()
+        .iter()
+        .filter(|r| r.method == "POST" && r.path.ends_with("/storage/kv/namespaces"))
+        .map(|r| instance_of(&r.user_agent).unwrap_or("?").to_owned())
+        .collect();
+    assert_eq!(creates.len(), 4, "one create per namespace: {creates:?}");
     api.stop().await;
 }

@@ -475,11 +475,10 @@ fn first_request_of(api: &Api, id: &str, since: f64) -> Option<f64> {
         .reduce(f64::min)
 }
 
-/// Two replicas: one leads and is the only one to write; the other follows, ready.
-/// Then kill -9 the leader mid-converge: the standby converges everything, with no
-/// duplicate namespace or script, within TTL + 2 s of the kill (its first request).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn only_the_leader_writes_and_a_standby_finishes_after_kill_9() {
+/// Two replicas: one leads and is the only one to write; the other follows. Then kill -9
+/// the leader mid-converge (after `after` of its writes): the standby converges everything,
+/// with no duplicate namespace or script, its first request within TTL + 2 s of the kill.
+async fn kill_9_mid_converge(after: usize) {
     let etcd = Etcd::start();
     let api = Api::start(Faults {
         latency: Duration::from_millis(40),
@@ -494,14 +493,13 @@ async fn only_the_leader_writes_and_a_standby_finishes_after_kill_9() {
     a.wait_for_line("this replica leads", Duration::from_secs(30));
     let b = replica(d, &api, &url, "b", "3s");
     b.wait_for_line("leader: following", Duration::from_secs(30));
-    // Mid-converge: some writes done, not all.
     eventually(
         Duration::from_secs(60),
-        "the leader has written a few",
+        "the leader has written some",
         || async {
             let w = writers(&api);
             match w.get("a") {
-                Some(n) if *n >= 6 => Ok(()),
+                Some(n) if *n >= after => Ok(()),
                 _ => Err(w),
             }
         },
@@ -518,9 +516,26 @@ async fn only_the_leader_writes_and_a_standby_finishes_after_kill_9() {
     converged(&api, 12, Duration::from_secs(90)).await;
     let first = first_request_of(&api, "b", killed).expect("b sent requests");
     let failover = first - killed;
-    eprintln!("failover (kill -9 → standby's first request): {failover:.2} s, TTL 3 s");
+    eprintln!(
+        "kill -9 after {after} writes: standby's first request {failover:.2} s later (TTL 3 s)"
+    );
     assert!(failover <= 3.0 + 2.0, "{failover}");
     api.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_the_leader_early_in_its_converge() {
+    kill_9_mid_converge(1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_the_leader_mid_converge() {
+    kill_9_mid_converge(8).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_the_leader_late_in_its_converge() {
+    kill_9_mid_converge(20).await;
 }
 
 /// SIGTERM on the leader hands over well within a TTL (the lease is revoked).

@@ -292,6 +292,12 @@ impl Store {
         &self,
         op: impl FnOnce(&Trees) -> Result<T, sled::Error>,
     ) -> Result<T, StoreError> {
+        if self.etcd().is_some() {
+            // Every public operation branches to etcd first; never open a sled folder here.
+            return Err(StoreError::Flush(
+                "a sled operation on an etcd store (a bug: please report it)".into(),
+            ));
+        }
         if !self.can_write() {
             self.reopen()?;
         }

@@ -39,7 +39,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the daemon: watch the manifests, reconcile continuously, serve the admin API.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Dry run: show what would be created, updated, deleted, adopted; changes nothing.
     Plan(PlanArgs),
     /// Parse and validate manifests only (no network, no state).
@@ -57,6 +57,15 @@ pub enum Command {
     Schema,
     /// Serve the local Cloudflare-compatible API on its own.
     Emulator(EmulatorArgs),
+    /// Copy the state (records, load error, last pass, outbox, installation id) from one
+    /// store to another, e.g. `--from sled:/var/lib/lumierd --to etcd://127.0.0.1:2379/lumierd`.
+    /// Stop the daemon first; the destination must hold no records.
+    MigrateState {
+        #[arg(long, value_name = "URL", value_parser = parse_store)]
+        from: crate::store::Location,
+        #[arg(long, value_name = "URL", value_parser = parse_store)]
+        to: crate::store::Location,
+    },
     /// Probe a daemon's admin API (for container health checks): exit 0 if URL answers 2xx
     /// within 2 s, else 1.
     Healthcheck {
@@ -84,6 +93,10 @@ pub struct Common {
     /// The state folder (sled). Defaults to $STATE_DIRECTORY under systemd, else ./.lumierd.
     #[arg(long)]
     pub state: Option<PathBuf>,
+    /// Where the records live: `etcd://HOST:PORT[,HOST:PORT...]/PREFIX` (replicas sharing
+    /// state) or `sled:DIR`. Default: sled in the state folder.
+    #[arg(long, value_name = "URL", value_parser = parse_store)]
+    pub store: Option<crate::store::Location>,
     /// Which API to talk to.
     #[arg(long, value_enum, default_value_t = Provider::Local)]
     pub provider: Provider,
@@ -183,6 +196,15 @@ pub struct RunArgs {
     /// recovery. Repeatable. Delivered at least once, from a queue in the state store.
     #[arg(long, value_name = "URL")]
     pub notify: Vec<String>,
+    /// This replica's name, sent in the User-Agent of every provider request
+    /// (`lumierd/VERSION (instance ID)`) and shown as the leader. Default: HOSTNAME:PID.
+    #[arg(long, value_name = "ID")]
+    pub instance_id: Option<String>,
+    /// With an etcd store: the leader lease's TTL. The leader stops writing when it could
+    /// not renew it by TTL − max(TTL/5, 1 s); a standby takes over within about TTL + 0.3 s
+    /// after the leader dies, within 0.3 s after it stops (SIGTERM). At least 2 s.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub lease_ttl: Duration,
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Human)]
     pub log_format: LogFormat,
@@ -211,6 +233,10 @@ pub struct StatusArgs {
     /// The state folder (sled). Defaults to $STATE_DIRECTORY under systemd, else ./.lumierd.
     #[arg(long)]
     pub state: Option<PathBuf>,
+    /// Read the records from this store instead (e.g. `etcd://HOST:PORT/PREFIX`, from any
+    /// host, whether a daemon runs or not).
+    #[arg(long, value_name = "URL", value_parser = parse_store)]
+    pub store: Option<crate::store::Location>,
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -306,11 +332,12 @@ pub fn main() -> i32 {
     match cli.command {
         Command::Validate { dir, allow_empty } => validate(&dir, allow_empty),
         Command::Schema => schema(),
-        Command::Run(args) => cmd_run(args),
+        Command::Run(args) => cmd_run(*args),
         Command::Plan(args) => cmd_plan(args),
         Command::Status(args) => cmd_status(args),
         Command::Emulator(args) => cmd_emulator(args),
         Command::Healthcheck { url } => cmd_healthcheck(&url),
+        Command::MigrateState { from, to } => cmd_migrate_state(&from, &to),
     }
 }
 
@@ -355,6 +382,31 @@ fn schema() -> i32 {
         Ok(()) => EXIT_OK,
         Err(e) => {
             eprintln!("error: writing the schema: {e}");
+            EXIT_FAILURE
+        }
+    }
+}
+
+/// `HOSTNAME:PID`, the default `--instance-id`.
+fn default_instance_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "localhost".to_owned());
+    format!("{host}:{}", std::process::id())
+}
+
+fn parse_store(s: &str) -> Result<crate::store::Location, String> {
+    crate::store::Location::parse(s).map_err(|e| e.to_string())
+}
+
+fn cmd_migrate_state(from: &crate::store::Location, to: &crate::store::Location) -> i32 {
+    match crate::store::migrate::migrate(from, to) {
+        Ok(n) => {
+            println!("migrated {n} records from {from} to {to}");
+            EXIT_OK
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
             EXIT_FAILURE
         }
     }
@@ -499,6 +551,9 @@ fn run_config(
     Ok(RunConfig {
         manifests: common.manifests.clone(),
         state: state_dir(common.state.clone()),
+        store: common.store.clone(),
+        instance_id: default_instance_id(),
+        lease_ttl: crate::runtime::leader::DEFAULT_TTL,
         once,
         resync,
         debounce,
@@ -610,6 +665,10 @@ fn cmd_run(args: RunArgs) -> i32 {
         });
         cfg.admin_token = admin_token;
         cfg.notify = args.notify.clone();
+        if let Some(id) = &args.instance_id {
+            cfg.instance_id = id.clone();
+        }
+        cfg.lease_ttl = args.lease_ttl;
         let rt = runtime()?;
         let result = rt.block_on(daemon::run(cfg));
         // A flush stuck on a frozen disk runs on a blocking thread: don't wait for it.
@@ -724,6 +783,19 @@ fn cmd_plan(args: PlanArgs) -> i32 {
 fn cmd_status(args: StatusArgs) -> i32 {
     let state = state_dir(args.state);
     let outcome = (|| -> anyhow::Result<serde_json::Value> {
+        if let Some(location) = &args.store {
+            let store = Store::open_at(location)?;
+            let mut v = status::status_json(&store, args.stage.as_deref())?;
+            if let crate::store::Location::Etcd(url) = location {
+                // Who leads (the leader key's value), for any replica's operator.
+                let gw = crate::store::etcd::Gateway::connect(url.clone())?;
+                let leader = gw
+                    .get(&gw.key(b"leader"))?
+                    .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok());
+                v["leader"] = leader.unwrap_or(serde_json::Value::Null);
+            }
+            return Ok(v);
+        }
         use crate::runtime::status_socket::{self, AskError};
         let rt = runtime()?;
         let request = format!("status {}", args.stage.as_deref().unwrap_or(""));
@@ -764,6 +836,13 @@ fn cmd_status(args: StatusArgs) -> i32 {
             if args.json {
                 println!("{v}");
             } else {
+                if let Some(l) = v.get("leader").filter(|l| !l.is_null()) {
+                    println!(
+                        "leader: {} since {}",
+                        l["instance"].as_str().unwrap_or("?"),
+                        l["since"].as_str().unwrap_or("?")
+                    );
+                }
                 print!("{}", status::render_table(&v));
             }
             EXIT_OK

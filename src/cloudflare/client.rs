@@ -186,6 +186,13 @@ pub(crate) struct Inner {
     stats: Mutex<RequestStats>,
     /// Set when lumierd stops (SIGTERM): no new attempt is sent after it, retries included.
     stopping: std::sync::atomic::AtomicBool,
+    /// The User-Agent with this replica's instance id (`lumierd/VERSION (instance ID)`),
+    /// once [`Client::set_instance`] named it.
+    user_agent: std::sync::OnceLock<reqwest::header::HeaderValue>,
+    /// The leader lease's gate: attempts are sent only before this instant, in nanoseconds
+    /// after `created` (`u64::MAX`: ungated, the default). See [`Client::gate_until`].
+    gate: std::sync::atomic::AtomicU64,
+    created: Instant,
 }
 
 /// A request body that can be rebuilt for every attempt.
@@ -371,6 +378,9 @@ impl Client {
                 backoff_base: config.backoff_base,
                 stats: Mutex::new(RequestStats::default()),
                 stopping: std::sync::atomic::AtomicBool::new(false),
+                user_agent: std::sync::OnceLock::new(),
+                gate: std::sync::atomic::AtomicU64::new(u64::MAX),
+                created: Instant::now(),
             }),
         })
     }
@@ -389,6 +399,39 @@ impl Client {
             .store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
+    /// Names this replica in the User-Agent of every later request:
+    /// `lumierd/VERSION (instance ID)`. Set once; later calls are ignored. An id that cannot
+    /// be a header value is left out.
+    pub fn set_instance(&self, id: &str) {
+        let ua = format!("lumierd/{} (instance {id})", env!("CARGO_PKG_VERSION"));
+        if let Ok(v) = reqwest::header::HeaderValue::from_str(&ua) {
+            let _ = self.inner.user_agent.set(v);
+        }
+    }
+
+    /// The leader lease's gate: from `deadline` on, every clone refuses new attempts (as
+    /// after [`Client::stop_sending`], but resumable: a later call with a later deadline opens
+    /// it again). `None` lifts the gate. The check reads the monotonic clock at each attempt,
+    /// so a process frozen past its deadline (SIGSTOP) sends nothing when it thaws, even
+    /// before the lease keeper has run again.
+    pub fn gate_until(&self, deadline: Option<Instant>) {
+        let nanos = match deadline {
+            None => u64::MAX,
+            Some(d) => u64::try_from(d.saturating_duration_since(self.inner.created).as_nanos())
+                .unwrap_or(u64::MAX - 1),
+        };
+        self.inner
+            .gate
+            .store(nanos, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Whether the lease gate is open now.
+    pub fn gate_open(&self) -> bool {
+        let gate = self.inner.gate.load(std::sync::atomic::Ordering::SeqCst);
+        gate == u64::MAX
+            || u64::try_from(self.inner.created.elapsed().as_nanos()).unwrap_or(u64::MAX) < gate
+    }
+
     /// Whether [`Client::stop_sending`] was called.
     pub fn is_stopping(&self) -> bool {
         self.inner
@@ -402,6 +445,13 @@ impl Client {
                 operation,
                 ErrorKind::Retryable,
                 "lumierd is stopping: not sending",
+            ));
+        }
+        if !self.gate_open() {
+            return Err(ApiError::new(
+                operation,
+                ErrorKind::Retryable,
+                "this replica does not hold the leader lease: not sending",
             ));
         }
         Ok(())
@@ -618,6 +668,9 @@ impl Client {
             .http
             .request(req.method.clone(), url)
             .header(AUTHORIZATION, inner.auth.clone());
+        if let Some(ua) = inner.user_agent.get() {
+            builder = builder.header(reqwest::header::USER_AGENT, ua.clone());
+        }
         builder = match &req.body {
             Body::None => builder,
             Body::Json(data) => builder

@@ -356,11 +356,19 @@ impl Inner {
     /// connection is dropped by fault injection or the handling ends without an answer.
     async fn handle(&self, req: hyper::Request<Incoming>) -> Result<Response, ConnectionDropped> {
         let path = req.uri().path().to_owned();
-        let entry = self.log.start(
-            req.method().to_string(),
-            path.clone(),
-            req.uri().query().unwrap_or("").to_owned(),
-        );
+        let entry = self
+            .log
+            .start(
+                req.method().to_string(),
+                path.clone(),
+                req.uri().query().unwrap_or("").to_owned(),
+            )
+            .with_user_agent(
+                req.headers()
+                    .get(hyper::header::USER_AGENT)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or(""),
+            );
         let faults = self
             .faults
             .read()

@@ -11,6 +11,7 @@ use std::fs::File;
 use std::io::Write;
 use std::path::Path;
 use std::sync::Mutex;
+#[cfg(test)]
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -37,12 +38,16 @@ pub struct LoggedRequest {
     pub query: String,
     pub status: u16,
     pub duration_ms: f64,
+    /// The request's User-Agent (lumierd's names its instance: who sent what), at most
+    /// 200 bytes; empty when none was sent.
+    #[serde(default)]
+    pub user_agent: String,
 }
 
 impl LoggedRequest {
     /// Bytes of text this entry holds (what [`MEMORY_BYTES`] counts).
     fn text_bytes(&self) -> usize {
-        self.method.len() + self.path.len() + self.query.len()
+        self.method.len() + self.path.len() + self.query.len() + self.user_agent.len()
     }
 }
 
@@ -135,14 +140,19 @@ impl RequestLog {
 
     /// Records one request. A failing log file write is reported through `tracing` and does
     /// not fail the request.
+    #[cfg(test)]
     pub fn record(&self, method: String, path: String, query: String, status: u16, took: Duration) {
-        let entry = LoggedRequest {
+        self.record_entry(LoggedRequest {
             method,
             path,
             query,
             status,
             duration_ms: took.as_secs_f64() * 1000.0,
-        };
+            user_agent: String::new(),
+        });
+    }
+
+    fn record_entry(&self, entry: LoggedRequest) {
         if let Some(file) = &self.file {
             let line = Line {
                 request: &entry,
@@ -170,6 +180,7 @@ impl RequestLog {
             log: self,
             request: Some((method, path, query)),
             started: std::time::Instant::now(),
+            user_agent: String::new(),
         }
     }
 
@@ -190,9 +201,20 @@ pub struct PendingEntry<'a> {
     log: &'a RequestLog,
     request: Option<(String, String, String)>,
     started: std::time::Instant,
+    user_agent: String,
 }
 
 impl PendingEntry<'_> {
+    /// Records the request's User-Agent with it (cut to 200 bytes at a char boundary).
+    pub fn with_user_agent(mut self, user_agent: &str) -> Self {
+        let mut end = user_agent.len().min(200);
+        while !user_agent.is_char_boundary(end) {
+            end -= 1;
+        }
+        self.user_agent = user_agent[..end].to_owned();
+        self
+    }
+
     /// Records the request with its answer's `status` (0: dropped without an answer).
     pub fn finish(mut self, status: u16) {
         self.record(status);
@@ -200,8 +222,14 @@ impl PendingEntry<'_> {
 
     fn record(&mut self, status: u16) {
         if let Some((method, path, query)) = self.request.take() {
-            self.log
-                .record(method, path, query, status, self.started.elapsed());
+            self.log.record_entry(LoggedRequest {
+                method,
+                path,
+                query,
+                status,
+                duration_ms: self.started.elapsed().as_secs_f64() * 1000.0,
+                user_agent: std::mem::take(&mut self.user_agent),
+            });
         }
     }
 }

@@ -42,6 +42,14 @@ pub(super) const STOP_SERVER: Duration = Duration::from_secs(1);
 pub struct RunConfig {
     pub manifests: PathBuf,
     pub state: PathBuf,
+    /// Where the records live (`--store`); `None` = sled in `state`. The state folder still
+    /// holds the local API's data, the status socket and (for sled) the installation id.
+    pub store: Option<crate::store::Location>,
+    /// This replica's name (`--instance-id`): in the User-Agent of every provider request
+    /// and in the leader key.
+    pub instance_id: String,
+    /// The leader lease's TTL (`--lease-ttl`), with an etcd store.
+    pub lease_ttl: Duration,
     pub once: bool,
     pub resync: Duration,
     pub debounce: Duration,
@@ -164,10 +172,14 @@ pub async fn run(cfg: RunConfig) -> Result<bool, DaemonError> {
     };
     std::fs::create_dir_all(&cfg.state)
         .map_err(|e| DaemonError::Io(format!("state folder {}: {e}", cfg.state.display())))?;
-    let store = Store::open(&cfg.state)?;
+    let store = match &cfg.store {
+        Some(location) => Store::open_at(location)?,
+        None => Store::open(&cfg.state)?,
+    };
     let initial = source::load_with(&cfg.manifests, &cfg.load);
     let seed = initial.as_ref().map(existing_ids).unwrap_or_default();
     let provider = Provider::start(&cfg.provider, &cfg.state, &seed).await?;
+    provider.client.set_instance(&cfg.instance_id);
     if matches!(cfg.provider, ProviderConfig::Embedded { .. }) {
         println!(
             "local API: {} (account {}, token in {})",
@@ -206,20 +218,53 @@ pub async fn run(cfg: RunConfig) -> Result<bool, DaemonError> {
         Some(sink) => Some(Delivery::start(sink).map_err(|e| DaemonError::Io(e.to_string()))?),
         None => None,
     };
+    let local_id = installation_id(&cfg.state, true)
+        .map_err(|e| DaemonError::Io(format!("installation id: {e}")))?
+        .unwrap_or_default();
+    // Replicas sharing an etcd store are one installation: the first one's id wins.
+    let installation = store.shared_installation_id(&local_id)?.unwrap_or(local_id);
     let controller = Controller {
         client: provider.client.clone(),
         store: store.clone(),
-        installation: installation_id(&cfg.state, true)
-            .map_err(|e| DaemonError::Io(format!("installation id: {e}")))?
-            .unwrap_or_default(),
+        installation,
         policy: cfg.policy.clone(),
         metrics: Arc::clone(&ops.metrics),
         events,
     };
+    // With an etcd store the replicas elect a leader; only it reconciles (`run --once` is
+    // a one-off and does not campaign). With sled this replica always leads.
+    let leader = match (&cfg.store, &signals) {
+        (Some(crate::store::Location::Etcd(url)), Some(_)) => Some(
+            crate::runtime::leader::Leader::start(
+                url,
+                &cfg.instance_id,
+                cfg.lease_ttl,
+                store.clone(),
+                provider.client.clone(),
+            )
+            .map_err(|e| DaemonError::Io(e.to_string()))?,
+        ),
+        _ => None,
+    };
     let result = match signals {
         None => run_once(initial, &controller, &store, &ops).await,
         Some(signals) => {
-            run_forever(&cfg, initial, &controller, &store, &ops, signals, &edge).await
+            let r = run_forever(
+                &cfg,
+                initial,
+                &controller,
+                &store,
+                &ops,
+                signals,
+                &edge,
+                leader.as_ref(),
+            )
+            .await;
+            // In-flight calls are done: hand the lease over now, not after a TTL.
+            if let Some(l) = leader {
+                let _ = tokio::task::spawn_blocking(move || l.resign()).await;
+            }
+            r
         }
     };
     if let Some(edge) = edge {
@@ -275,6 +320,39 @@ fn loaded(
     }
 }
 
+/// Waits until the leader view changes (this replica leads, or follows a new leader);
+/// whether this replica leads now. Pends forever without an election (sled: always leader).
+async fn leadership_changed(
+    w: &mut Option<tokio::sync::watch::Receiver<crate::runtime::leader::LeaderView>>,
+) -> bool {
+    let Some(rx) = w.as_mut() else {
+        return std::future::pending().await;
+    };
+    if rx.changed().await.is_err() {
+        return std::future::pending().await;
+    }
+    let leading = rx.borrow_and_update().leading;
+    leading
+}
+
+/// Resolves to `false` once this replica no longer leads (pends while it does, or without
+/// an election).
+async fn leadership_lost(
+    w: &mut Option<tokio::sync::watch::Receiver<crate::runtime::leader::LeaderView>>,
+) -> bool {
+    let Some(rx) = w.as_mut() else {
+        return std::future::pending().await;
+    };
+    loop {
+        if !rx.borrow_and_update().leading {
+            return false;
+        }
+        if rx.changed().await.is_err() {
+            return std::future::pending().await;
+        }
+    }
+}
+
 async fn run_once(
     initial: Result<Snapshot, LoadError>,
     controller: &Controller,
@@ -307,6 +385,9 @@ async fn run_once(
 }
 
 /// The daemon's loop: the scheduler says when a pass runs; signals stop or reload.
+// The leader is one more side of the loop, like the edge; the lead's rewrite of this loop
+// may bundle them.
+#[allow(clippy::too_many_arguments)]
 async fn run_forever(
     cfg: &RunConfig,
     initial: Result<Snapshot, LoadError>,
@@ -315,7 +396,9 @@ async fn run_forever(
     ops: &Ops,
     signals: Signals,
     edge: &Option<crate::edge::Edge>,
+    leader: Option<&crate::runtime::leader::Leader>,
 ) -> Result<bool, DaemonError> {
+    let mut leadership = leader.map(|l| l.watch());
     let Signals {
         mut term,
         mut int,
@@ -363,6 +446,15 @@ async fn run_forever(
                 ops.notify("STOPPING=1\nSTATUS=stopping");
                 break;
             }
+            leading = leadership_changed(&mut leadership) => {
+                if leading {
+                    // A new leader starts its first pass at once, on the loaded snapshot.
+                    scheduler.resync_now();
+                } else if snapshot.is_some() {
+                    ops.first_pass_done(); // a follower with its snapshot loaded is ready
+                }
+                continue;
+            }
         };
         if trigger.rescans() {
             let reloaded = load_snapshot(
@@ -396,6 +488,9 @@ async fn run_forever(
             );
             tracked = Some(Arc::clone(&snap));
         }
+        if leadership.as_ref().is_some_and(|w| !w.borrow().leading) {
+            continue; // a follower keeps its snapshot and waits to lead
+        }
         let (at, start) = (Timestamp::now(), Instant::now());
         let first = scheduler.take_priority();
         ops.metrics.pass_started();
@@ -410,6 +505,12 @@ async fn run_forever(
                 ops.notify("STOPPING=1\nSTATUS=stopping: finishing in-flight calls");
                 let _ = tokio::time::timeout(STOP_INFLIGHT, &mut pass).await;
                 break;
+            }
+            false = leadership_lost(&mut leadership) => {
+                // The client's gate is already shut: drop the pass (its markers are durable,
+                // as after a kill) and follow.
+                tracing::warn!("leadership lost mid-pass: pass abandoned");
+                continue;
             }
         };
         ops.after_pass(store, outcome.is_ok(), start.elapsed());

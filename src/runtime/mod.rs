@@ -11,6 +11,7 @@ mod board;
 pub mod change;
 pub mod controller;
 pub mod daemon;
+pub mod leader;
 mod ops;
 pub mod order;
 pub mod plan;

@@ -46,6 +46,24 @@ pub fn installation_id(state: &Path, create: bool) -> std::io::Result<Option<Str
     }
 }
 
+/// Writes `id` as this state folder's installation id (`migrate-state`), unless the folder
+/// has one already (then it is kept: an existing id is never replaced).
+pub fn write_installation_id(state: &Path, id: &str) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let opened = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(state.join(FILE));
+    let mut file = match opened {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    file.write_all(format!("{id}\n").as_bytes())?;
+    file.sync_all()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,14 +11,22 @@
 //! blocking thread, never on the async workers, so a frozen disk stalls a pass, not the
 //! daemon.
 //!
+//! Backends: sled in the state folder (the default), or etcd under a key prefix
+//! ([`etcd`], `--store etcd://…`), for replicas that share their state. Both serve the same
+//! typed API; [`Location`] names one.
+//!
 //! Failure: after a sled error the store reports it ([`Store::can_write`], for readiness and
 //! the watchdog) and the next operation reopens sled, so a store whose disk was full works
 //! again once there is room.
 
+pub mod etcd;
 pub mod installation;
+pub mod migrate;
 mod outbox;
 mod record;
 
+mod etcd_ops;
+pub use etcd_ops::Fence;
 pub use outbox::{Pushed, OUTBOX_CAP};
 pub use record::{DriftEvent, Record, State, DRIFT_HISTORY};
 
@@ -49,6 +57,35 @@ pub enum StoreError {
     TooNew { path: String, found: u32 },
     #[error("state store: a flush did not finish: {0}")]
     Flush(String),
+    #[error("state store: {0}")]
+    Etcd(#[from] etcd::EtcdError),
+}
+
+/// Where a store lives: `sled:DIR` (or a bare DIR) or `etcd://HOST:PORT[,...]/PREFIX`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    Sled(PathBuf),
+    Etcd(etcd::EtcdUrl),
+}
+
+impl Location {
+    pub fn parse(s: &str) -> Result<Location, StoreError> {
+        if s.starts_with("etcd://") {
+            return Ok(Location::Etcd(etcd::EtcdUrl::parse(s)?));
+        }
+        Ok(Location::Sled(PathBuf::from(
+            s.strip_prefix("sled:").unwrap_or(s),
+        )))
+    }
+}
+
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Location::Sled(dir) => write!(f, "sled:{}", dir.display()),
+            Location::Etcd(url) => url.fmt(f),
+        }
+    }
 }
 
 /// What to do about a failed open: a lock held means another process has the folder.
@@ -163,6 +200,8 @@ struct Shared {
     trees: RwLock<Option<Trees>>,
     /// Set by a failed sled operation, cleared by a successful reopen.
     failed: AtomicBool,
+    /// Set for an etcd store: then `trees` stays None and every operation goes to etcd.
+    etcd: Option<etcd_ops::EtcdStore>,
 }
 
 fn encode_key(key: &ResourceKey) -> Vec<u8> {
@@ -173,6 +212,11 @@ fn encode_key(key: &ResourceKey) -> Vec<u8> {
     out.push(0);
     out.extend_from_slice(key.name.as_bytes());
     out
+}
+
+/// The etcd key (under the prefix's `resources/`) of a record.
+fn resource_key(key: &ResourceKey) -> Vec<u8> {
+    encode_key(key)
 }
 
 fn decode_key(bytes: &[u8]) -> Option<ResourceKey> {
@@ -198,8 +242,72 @@ impl Store {
                 dir: dir.to_path_buf(),
                 trees: RwLock::new(Some(trees)),
                 failed: AtomicBool::new(false),
+                etcd: None,
             }),
         })
+    }
+
+    /// Opens the store at `location` (see [`Store::open`] and [`Store::open_etcd`]).
+    pub fn open_at(location: &Location) -> Result<Store, StoreError> {
+        match location {
+            Location::Sled(dir) => Store::open(dir),
+            Location::Etcd(url) => Store::open_etcd(url),
+        }
+    }
+
+    /// Connects to the etcd store at `url`, checking its schema version (and writing it on
+    /// a fresh prefix).
+    pub fn open_etcd(url: &etcd::EtcdUrl) -> Result<Store, StoreError> {
+        let store = etcd_ops::EtcdStore::open(url)?;
+        Ok(Store {
+            shared: Arc::new(Shared {
+                dir: PathBuf::new(),
+                trees: RwLock::new(None),
+                failed: AtomicBool::new(false),
+                etcd: Some(store),
+            }),
+        })
+    }
+
+    /// For an etcd store, the installation id every replica shares (`proposed` if none was
+    /// set: see [`installation`]); `None` for sled, whose id is the state folder's file.
+    pub fn shared_installation_id(&self, proposed: &str) -> Result<Option<String>, StoreError> {
+        match self.etcd() {
+            Some(e) => self.on_etcd(e, |e| e.installation_id(proposed).map(Some)),
+            None => Ok(None),
+        }
+    }
+
+    /// Guards every later record write of an etcd store with `fence` (None lifts it): a
+    /// write then fails with [`etcd::EtcdError::Fenced`] once the fence key changed. No-op
+    /// for sled.
+    pub fn set_fence(&self, fence: Option<Fence>) {
+        if let Some(e) = self.etcd() {
+            e.set_fence(fence);
+        }
+    }
+
+    /// The etcd backend, when this store is one.
+    pub(crate) fn etcd(&self) -> Option<&etcd_ops::EtcdStore> {
+        self.shared.etcd.as_ref()
+    }
+
+    /// Runs an etcd operation; an unreachable etcd marks the store failed until a call
+    /// succeeds again.
+    pub(crate) fn on_etcd<T>(
+        &self,
+        e: &etcd_ops::EtcdStore,
+        op: impl FnOnce(&etcd_ops::EtcdStore) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let out = op(e);
+        match &out {
+            Err(StoreError::Etcd(etcd::EtcdError::Unreachable { .. })) => {
+                self.shared.failed.store(true, Ordering::SeqCst)
+            }
+            Ok(_) => self.shared.failed.store(false, Ordering::SeqCst),
+            Err(_) => {}
+        }
+        out
     }
 
     /// Whether the store can write (no sled failure since the last successful reopen).
@@ -213,6 +321,12 @@ impl Store {
         &self,
         op: impl FnOnce(&Trees) -> Result<T, sled::Error>,
     ) -> Result<T, StoreError> {
+        if self.etcd().is_some() {
+            // Every public operation branches to etcd first; never open a sled folder here.
+            return Err(StoreError::Flush(
+                "a sled operation on an etcd store (a bug: please report it)".into(),
+            ));
+        }
         if !self.can_write() {
             self.reopen()?;
         }
@@ -253,7 +367,13 @@ impl Store {
     }
 
     pub fn get(&self, key: &ResourceKey) -> Result<Option<Record>, StoreError> {
-        match self.with(|t| t.resources.get(encode_key(key)))? {
+        let found = match self.etcd() {
+            Some(e) => self.on_etcd(e, |e| e.get(&resource_key(key)))?,
+            None => self
+                .with(|t| t.resources.get(encode_key(key)))?
+                .map(|v| v.to_vec()),
+        };
+        match found {
             Some(bytes) => Ok(Some(serde_json::from_slice(&bytes)?)),
             None => Ok(None),
         }
@@ -262,23 +382,44 @@ impl Store {
     /// Writes a record (durable at the next flush).
     pub fn put(&self, key: &ResourceKey, record: &Record) -> Result<(), StoreError> {
         let value = serde_json::to_vec(record)?;
+        if let Some(e) = self.etcd() {
+            return self.on_etcd(e, |e| e.put(&resource_key(key), &value));
+        }
         self.with(|t| t.resources.insert(encode_key(key), value))?;
         Ok(())
     }
 
     /// Writes a record and waits until it is on disk (before and after a provider write).
     pub async fn put_durable(&self, key: &ResourceKey, record: &Record) -> Result<(), StoreError> {
+        if self.etcd().is_some() {
+            // A network round trip: on a blocking thread, never on an async worker.
+            let (store, key, record) = (self.clone(), key.clone(), record.clone());
+            return tokio::task::spawn_blocking(move || store.put(&key, &record))
+                .await
+                .map_err(|e| StoreError::Flush(e.to_string()))?;
+        }
         self.put(key, record)?;
         self.flush_durable().await
     }
 
     pub fn remove(&self, key: &ResourceKey) -> Result<(), StoreError> {
+        if let Some(e) = self.etcd() {
+            return self.on_etcd(e, |e| e.remove(&resource_key(key)));
+        }
         self.with(|t| t.resources.remove(encode_key(key)))?;
         Ok(())
     }
 
     /// Every record's key, in key order (values are not decoded).
     pub fn keys(&self) -> Result<Vec<ResourceKey>, StoreError> {
+        if let Some(e) = self.etcd() {
+            return self.on_etcd(e, |e| {
+                Ok(e.resources()?
+                    .into_iter()
+                    .filter_map(|(k, _)| decode_key(&k))
+                    .collect())
+            });
+        }
         self.with(|t| {
             let mut out = Vec::new();
             for k in t.resources.iter().keys() {
@@ -297,13 +438,29 @@ impl Store {
 
     /// Every record, in key order, decoded one at a time (memory stays at one record however
     /// many there are).
-    pub fn records(&self) -> impl Iterator<Item = Result<(ResourceKey, Record), StoreError>> {
+    pub fn records(
+        &self,
+    ) -> Box<dyn Iterator<Item = Result<(ResourceKey, Record), StoreError>> + Send> {
+        if let Some(e) = self.etcd() {
+            // etcd: read in one consistent range (values are small; no lazy cursor there).
+            return match self.on_etcd(e, |e| e.resources()) {
+                Err(err) => Box::new(std::iter::once(Err(err))),
+                Ok(kvs) => Box::new(kvs.into_iter().filter_map(|(k, v)| {
+                    let key = decode_key(&k)?;
+                    Some(
+                        serde_json::from_slice(&v)
+                            .map(|rec| (key, rec))
+                            .map_err(Into::into),
+                    )
+                })),
+            };
+        }
         let tree = self.with(|t| Ok(t.resources.clone()));
         let (tree, failed) = match tree {
             Ok(tree) => (Some(tree), None),
             Err(e) => (None, Some(Err(e))),
         };
-        failed.into_iter().chain(tree.into_iter().flat_map(|tree| {
+        Box::new(failed.into_iter().chain(tree.into_iter().flat_map(|tree| {
             tree.iter().filter_map(|item| {
                 let (k, v) = match item {
                     Ok(kv) => kv,
@@ -316,13 +473,13 @@ impl Store {
                         .map_err(Into::into),
                 )
             })
-        }))
+        })))
     }
 
     /// The last manifest load error (None when the last load succeeded).
     pub fn load_error(&self) -> Result<Option<String>, StoreError> {
         Ok(self
-            .with(|t| t.meta.get("load_error"))?
+            .meta_get("load_error")?
             .map(|v| String::from_utf8_lossy(&v).into_owned()))
     }
 
@@ -330,6 +487,12 @@ impl Store {
         // Written only when it changes: every reload sets it.
         if self.load_error()?.as_deref() == error {
             return Ok(());
+        }
+        if let Some(e) = self.etcd() {
+            return self.on_etcd(e, |e| match error {
+                Some(v) => e.meta_put("load_error", v.as_bytes()),
+                None => e.meta_remove("load_error"),
+            });
         }
         self.with(|t| match error {
             Some(e) => t.meta.insert("load_error", e.as_bytes()),
@@ -341,11 +504,22 @@ impl Store {
     /// When the last complete pass started, if one has run.
     pub fn last_pass(&self) -> Result<Option<Timestamp>, StoreError> {
         Ok(self
-            .with(|t| t.meta.get("last_pass"))?
+            .meta_get("last_pass")?
             .and_then(|v| Timestamp::parse(&String::from_utf8_lossy(&v))))
     }
 
+    /// A `meta` value, from either backend.
+    pub(crate) fn meta_get(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        match self.etcd() {
+            Some(e) => self.on_etcd(e, |e| e.meta_get(name)),
+            None => Ok(self.with(|t| t.meta.get(name))?.map(|v| v.to_vec())),
+        }
+    }
+
     pub fn set_last_pass(&self, at: Timestamp) -> Result<(), StoreError> {
+        if let Some(e) = self.etcd() {
+            return self.on_etcd(e, |e| e.meta_put("last_pass", at.to_string().as_bytes()));
+        }
         self.with(|t| t.meta.insert("last_pass", at.to_string().as_bytes()))?;
         Ok(())
     }
@@ -353,6 +527,9 @@ impl Store {
     /// Waits until every write so far is on disk, on the calling thread (for synchronous
     /// callers: the CLI, shutdown). Async code uses [`Store::flush_durable`].
     pub fn flush(&self) -> Result<(), StoreError> {
+        if self.etcd().is_some() {
+            return Ok(()); // etcd acknowledges a write once a quorum has it on disk
+        }
         self.with(|t| t.db.flush())?;
         Ok(())
     }
@@ -360,6 +537,9 @@ impl Store {
     /// [`Store::flush`] on a blocking thread: a stalled disk stalls this call, not the
     /// async workers (signals, health checks and the admin API keep running).
     pub async fn flush_durable(&self) -> Result<(), StoreError> {
+        if self.etcd().is_some() {
+            return Ok(());
+        }
         let store = self.clone();
         tokio::task::spawn_blocking(move || store.flush())
             .await

@@ -63,6 +63,9 @@ impl Store {
     /// Queues `entry` under `id` unless that id was pushed within the last [`ID_MEMORY`]
     /// pushes. The entry is written before its id, so a crash in between can only repeat it.
     pub fn outbox_push(&self, id: &str, entry: &[u8]) -> Result<Pushed, StoreError> {
+        if let Some(e) = self.etcd() {
+            return self.on_etcd(e, |e| e.outbox_push(id, entry));
+        }
         self.with(|t| {
             let o = &t.outbox;
             if o.ids.get(id)?.is_some() {
@@ -103,6 +106,9 @@ impl Store {
         after: Option<u64>,
         mut wanted: impl FnMut(&[u8]) -> bool,
     ) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
+        if let Some(e) = self.etcd() {
+            return self.on_etcd(e, |e| e.outbox_next(after, &mut wanted));
+        }
         self.with(|t| {
             let from = after.map_or(0, |s| s.saturating_add(1));
             for item in t.outbox.entries.range(from.to_be_bytes()..) {
@@ -117,6 +123,9 @@ impl Store {
 
     /// Removes a delivered (or undeliverable) entry. Its id stays remembered.
     pub fn outbox_ack(&self, seq: u64) -> Result<(), StoreError> {
+        if let Some(e) = self.etcd() {
+            return self.on_etcd(e, |e| e.outbox_ack(seq));
+        }
         self.with(|t| {
             if t.outbox.entries.remove(seq.to_be_bytes())?.is_some() {
                 t.outbox.len.fetch_sub(1, Ordering::SeqCst);
@@ -127,6 +136,9 @@ impl Store {
 
     /// Entries waiting.
     pub fn outbox_len(&self) -> Result<usize, StoreError> {
+        if let Some(e) = self.etcd() {
+            return self.on_etcd(e, |e| e.outbox_len());
+        }
         self.with(|t| Ok(t.outbox.len.load(Ordering::SeqCst)))
     }
 }

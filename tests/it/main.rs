@@ -11,6 +11,7 @@ mod controller;
 mod dashboard;
 mod edge;
 mod fuzz_local_api;
+mod ha;
 mod local_api;
 mod notify;
 mod ops;

@@ -154,6 +154,8 @@ pub struct TimedRequest {
     pub end: f64,
     /// The answer's status; 0 for a dropped connection.
     pub status: u16,
+    /// The request's User-Agent (lumierd's names its instance).
+    pub user_agent: String,
 }
 
 impl Api {
@@ -269,6 +271,7 @@ impl Api {
                     end,
                     status: u16::try_from(v["status"].as_u64().expect("status"))
                         .expect("a status fits u16"),
+                    user_agent: v["user_agent"].as_str().unwrap_or_default().to_owned(),
                 }
             })
             .collect()

@@ -5,7 +5,8 @@
 //! | `import … from "lumier"` | the in-process module `lumier.js` (`$config`, `KV`, `KV.existing`, `Worker`) |
 //! | `import … from "./x"` / `"../x.ts"` inside the manifests root | the file, types stripped by oxc (`.ts`, `.mts`, `.js`, `.mjs`; `./x` tries `x.ts`, `x.js`, `x/index.ts`, `x/index.js`) |
 //! | any other import (`fs`, `node:*`, a URL, a path outside the root) | [`FailureKind::Import`] at the specifier |
-//! | `Date`, `Math.random`, `performance`, `process`, `fetch`, `require`, timers, `crypto`, ... | a `ReferenceError` naming the global (no clock, randomness, environment, network or files) |
+//! | `Date`, `performance`, `process`, `fetch`, `require`, timers, `crypto`, ... | [`FailureKind::Global`] at the use, found before running (no clock, randomness, environment, network or files) |
+//! | `Math.random()` | a `ReferenceError` at the call |
 //! | runs longer than [`CPU_LIMIT`] | [`FailureKind::Cpu`] at the running line |
 //! | allocates more than [`MEMORY_LIMIT`] | [`FailureKind::Memory`] |
 //! | a syntax error | [`FailureKind::Syntax`] at the TypeScript position |
@@ -44,29 +45,35 @@ const DRIVER: &str = "<lumierd>";
 const LUMIER_JS: &str = include_str!("lumier.js");
 
 /// Globals removed before the config runs: each reads as a ReferenceError that says why.
-const PRELUDE: &str = r#"(() => {
-  const why = "lumierd evaluates a config deterministically, with no clock, randomness, environment, network or file system";
-  for (const name of ["Date", "performance", "process", "fetch", "require", "module", "exports",
-      "Buffer", "Deno", "Bun", "XMLHttpRequest", "WebSocket", "setTimeout", "setInterval",
-      "setImmediate", "queueMicrotask", "crypto", "navigator", "WeakRef", "FinalizationRegistry",
-      "os", "std", "__dirname", "__filename", "global"]) {
+/// Run before the config: replaces each of `names` (the JSON list of
+/// [`REFUSED_GLOBALS`](super::strip::REFUSED_GLOBALS)) by a stand-in that throws on use, and
+/// `Math.random` by a function that throws. The static check finds plain uses first; this
+/// catches the rest (`globalThis["process"]`).
+const PRELUDE: &str = r#"((names, why) => {
+  for (const name of names) {
+    const refuse = () => {
+      throw new ReferenceError("`" + name + "` is not available in a Lumier config: " + why);
+    };
+    const standIn = new Proxy(function () {}, {
+      get: refuse, set: refuse, has: refuse, apply: refuse, construct: refuse,
+      ownKeys: refuse, getPrototypeOf: refuse, defineProperty: refuse, deleteProperty: refuse,
+    });
     try { delete globalThis[name]; } catch (_) {}
     try {
-      Object.defineProperty(globalThis, name, {
-        get() { throw new ReferenceError("`" + name + "` is not available in a Lumier config: " + why); },
-        configurable: false,
-      });
+      Object.defineProperty(globalThis, name, { value: standIn, writable: false, configurable: false });
     } catch (_) {}
   }
   Math.random = function random() {
     throw new ReferenceError("`Math.random` is not available in a Lumier config: " + why);
   };
-})();"#;
+})"#;
 
 /// What kind of failure an evaluation met.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FailureKind {
     Syntax,
+    /// A use of a refused global (`process`, `Date`, `fetch`, ...), found before running.
+    Global,
     Exception,
     Shape,
     Import,
@@ -388,11 +395,16 @@ impl Loader for Hooks {
             }
             Err(e) => {
                 let pos = pos_at(&source, e.offset as usize);
+                let (kind, message) = if e.refused {
+                    (FailureKind::Global, e.message)
+                } else {
+                    (FailureKind::Syntax, format!("syntax error: {}", e.message))
+                };
                 shared.fail(Failure {
-                    kind: FailureKind::Syntax,
+                    kind,
                     file: display,
                     pos,
-                    message: format!("syntax error: {}", e.message),
+                    message,
                 });
                 Err(rquickjs::Error::new_loading(name))
             }
@@ -445,7 +457,12 @@ pub fn evaluate(input: &Input<'_>) -> Result<Evaluation, Failure> {
     );
     let outcome: Result<String, Box<(rquickjs::Error, Option<Caught>)>> = context.with(|ctx| {
         let run = || -> rquickjs::Result<String> {
-            ctx.eval::<(), _>(PRELUDE)?;
+            let prelude = format!(
+                "{PRELUDE}({}, {});",
+                serde_json::Value::from(super::strip::REFUSED_GLOBALS.to_vec()),
+                serde_json::Value::from(super::strip::REFUSED_WHY)
+            );
+            ctx.eval::<(), _>(prelude)?;
             let module = Module::declare(ctx.clone(), DRIVER, driver.as_str())?;
             let (module, promise) = module.eval()?;
             promise.finish::<()>()?;

@@ -48,7 +48,43 @@ impl Stripped {
 pub struct StripError {
     pub offset: u32,
     pub message: String,
+    /// The module uses a refused global ([`REFUSED_GLOBALS`]), not a syntax error.
+    pub refused: bool,
 }
+
+/// Globals a config may not use: they would reach a clock, randomness, the environment, the
+/// network or files. Found statically (every value reference that no declaration binds), so
+/// the error is at the exact use; `engine`'s prelude also replaces them at run time.
+pub const REFUSED_GLOBALS: [&str; 25] = [
+    "Date",
+    "performance",
+    "process",
+    "fetch",
+    "require",
+    "module",
+    "exports",
+    "Buffer",
+    "Deno",
+    "Bun",
+    "XMLHttpRequest",
+    "WebSocket",
+    "setTimeout",
+    "setInterval",
+    "setImmediate",
+    "queueMicrotask",
+    "crypto",
+    "navigator",
+    "WeakRef",
+    "FinalizationRegistry",
+    "os",
+    "std",
+    "__dirname",
+    "__filename",
+    "global",
+];
+
+/// Why a refused global is refused (shared with the engine's prelude).
+pub const REFUSED_WHY: &str = "lumierd evaluates a config deterministically, with no clock, randomness, environment, network or file system";
 
 /// Strips the types of `source` (TypeScript when `typescript`, else JavaScript), keeping a
 /// position map. `file` is the transform's source path (it does not read it).
@@ -70,7 +106,11 @@ pub fn strip(file: &Path, source: &str, typescript: bool) -> Result<Stripped, St
         if let Some(help) = &d.help {
             message.push_str(&format!(" ({help})"));
         }
-        StripError { offset, message }
+        StripError {
+            offset,
+            message,
+            refused: false,
+        }
     };
     let parsed = Parser::new(&allocator, source, source_type).parse();
     if let Some(d) = parsed.diagnostics.errors().next() {
@@ -80,15 +120,21 @@ pub fn strip(file: &Path, source: &str, typescript: bool) -> Result<Stripped, St
         return Err(StripError {
             offset: 0,
             message: "the parser gave up on this file".to_owned(),
+            refused: false,
         });
     }
     let mut program = parsed.program;
     let semantic = SemanticBuilder::new()
         .with_check_syntax_error(true)
+        // Nodes: the refused-globals check reads a reference's span from its node.
+        .with_build_nodes(true)
         .with_enum_eval(true)
         .build(&program);
     if let Some(d) = semantic.diagnostics.errors().next() {
         return Err(error(d));
+    }
+    if let Some(e) = refused_global(&semantic.semantic) {
+        return Err(e);
     }
     let scoping = semantic.semantic.into_scoping();
     let options = TransformOptions::default();
@@ -125,6 +171,31 @@ pub fn strip(file: &Path, source: &str, typescript: bool) -> Result<Stripped, St
     })
 }
 
+/// The first value use (by offset) of a [`REFUSED_GLOBALS`] name that nothing declares.
+fn refused_global(semantic: &oxc::semantic::Semantic<'_>) -> Option<StripError> {
+    use oxc::span::GetSpan;
+    let scoping = semantic.scoping();
+    scoping
+        .root_unresolved_references()
+        .iter()
+        .filter(|(name, _)| REFUSED_GLOBALS.contains(&name.as_str()))
+        .flat_map(|(name, ids)| {
+            ids.iter().filter_map(move |id| {
+                let reference = scoping.get_reference(*id);
+                reference.is_value().then(|| {
+                    let span = semantic.nodes().get_node(reference.node_id()).span();
+                    (span.start, name.as_str())
+                })
+            })
+        })
+        .min()
+        .map(|(offset, name)| StripError {
+            offset,
+            message: format!("`{name}` is not available in a Lumier config: {REFUSED_WHY}"),
+            refused: true,
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -137,6 +208,19 @@ mod tests {
         let line = s.code.lines().position(|l| l.contains("throw")).unwrap() + 1;
         let col = s.code.lines().nth(line - 1).unwrap().find("throw").unwrap() + 1;
         assert_eq!(s.original(line, col), Some((3, 1)));
+    }
+
+    #[test]
+    fn refused_globals_are_found_at_their_first_use_unless_declared() {
+        let e = strip(
+            Path::new("a.ts"),
+            "let d: Date;\nconst x = 1 + Date.now();",
+            true,
+        )
+        .unwrap_err();
+        assert!(e.refused && e.offset == 27, "{e:?}");
+        let shadowed = "const process = { env: {} };\nexport const x = process.env;";
+        assert!(strip(Path::new("a.ts"), shadowed, true).is_ok());
     }
 
     #[test]

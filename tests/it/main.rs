@@ -12,6 +12,7 @@ mod dashboard;
 mod edge;
 mod fuzz_local_api;
 mod local_api;
+mod lumier;
 mod notify;
 mod ops;
 mod reliability;

@@ -7,7 +7,7 @@ use crate::support::{eventually, run_in, Api, Daemon, Output};
 use lumierd::local_api::Faults;
 use serde_json::{json, Value};
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The "Basic Usage" block of the seed's kv.md, with `KV.existing` added (its id is `{ID}`).
 const SEED: &str = r#"import { $config, Worker, KV } from "lumier";
@@ -207,15 +207,9 @@ fn invalid(config: &str, files: &[(&str, &str)]) -> String {
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
         std::fs::write(p, text).unwrap();
     }
-    let started = Instant::now();
+    // A runaway config that the engine did not stop would hit `lumierd`'s deadline here.
     let out = lumierd(dir.path(), &["validate", "m"]);
     assert_eq!(out.code, 2, "{out:?}");
-    // Two stages, each bounded by the 2 s CPU limit.
-    assert!(
-        started.elapsed() < Duration::from_secs(30),
-        "{:?}",
-        started.elapsed()
-    );
     out.stderr
 }
 

@@ -379,7 +379,19 @@ impl Loader for Hooks {
             path.extension().and_then(|e| e.to_str()),
             Some("ts" | "mts")
         );
-        match strip(&path, &source, typescript) {
+        // A panic must not cross QuickJS's C frames (that aborts the process): a parser bug
+        // on some input becomes this file's error instead.
+        let stripped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            strip(&path, &source, typescript)
+        }))
+        .unwrap_or_else(|_| {
+            Err(super::strip::StripError {
+                offset: 0,
+                message: "the TypeScript step failed on this file (an internal error)".to_owned(),
+                refused: false,
+            })
+        });
+        match stripped {
             Ok(stripped) => {
                 let code = stripped.code.clone();
                 shared.modules.insert(

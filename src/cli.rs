@@ -51,6 +51,15 @@ pub enum Command {
         #[arg(long)]
         allow_empty: bool,
     },
+    /// Print the YAML stage manifests equivalent to the Lumier configs (`lumier:` pointer
+    /// documents) under DIR, one document per config and stage.
+    Render {
+        /// The manifests folder.
+        dir: PathBuf,
+        /// Only this stage.
+        #[arg(long)]
+        stage: Option<String>,
+    },
     /// Show every resource's state (works whether or not the daemon runs).
     Status(StatusArgs),
     /// Print the JSON Schema of the manifest format.
@@ -332,6 +341,7 @@ pub fn main() -> i32 {
     match cli.command {
         Command::Validate { dir, allow_empty } => validate(&dir, allow_empty),
         Command::Schema => schema(),
+        Command::Render { dir, stage } => render(&dir, stage.as_deref()),
         Command::Run(args) => cmd_run(*args),
         Command::Plan(args) => cmd_plan(args),
         Command::Status(args) => cmd_status(args),
@@ -371,6 +381,49 @@ fn validate(dir: &std::path::Path, allow_empty: bool) -> i32 {
             EXIT_USAGE
         }
     }
+}
+
+fn render(dir: &std::path::Path, stage: Option<&str>) -> i32 {
+    let options = manifest::LoadOptions { allow_empty: true };
+    let loaded = match manifest::load_with(dir, &options) {
+        Ok(loaded) => loaded,
+        Err(LoadError::Invalid(diags)) => {
+            for d in &diags {
+                eprintln!("{d}");
+            }
+            eprintln!(
+                "error: {} problem(s) in manifests under {}",
+                diags.len(),
+                manifest::text::escape(&dir.display().to_string())
+            );
+            return EXIT_USAGE;
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    let chosen: Vec<_> = loaded
+        .lumier_rendered
+        .iter()
+        .filter(|r| stage.is_none_or(|s| s == r.stage))
+        .collect();
+    if chosen.is_empty() {
+        eprintln!(
+            "error: no Lumier config{} under {}; a manifest document `lumier: lumier.config.ts` with `stages: [...]` points at one",
+            stage.map(|s| format!(" with stage `{}`", manifest::text::escape(s))).unwrap_or_default(),
+            manifest::text::escape(&dir.display().to_string())
+        );
+        return EXIT_USAGE;
+    }
+    let mut out = std::io::stdout().lock();
+    for r in chosen {
+        if let Err(e) = out.write_all(r.yaml.as_bytes()) {
+            eprintln!("error: writing the manifests: {e}");
+            return EXIT_FAILURE;
+        }
+    }
+    EXIT_OK
 }
 
 fn schema() -> i32 {

@@ -72,9 +72,29 @@ pub struct Snapshot {
     cache: HashMap<PathBuf, Cached>,
     /// The manifest files' fingerprint ([`manifest::Sources::fingerprint`]).
     fingerprint: [u8; 32],
+    /// The Lumier configs and their imports, each with the SHA-256 of its content when read
+    /// (None: unreadable): the manifest fingerprint does not cover them.
+    lumier: Vec<(PathBuf, Option<[u8; 32]>)>,
+}
+
+/// The SHA-256 of a file's content (None when it cannot be read).
+fn content_hash(path: &Path) -> Option<[u8; 32]> {
+    use sha2::{Digest, Sha256};
+    std::fs::read(path).ok().map(|b| Sha256::digest(b).into())
 }
 
 impl Snapshot {
+    /// The Lumier configs and the files they import (canonical paths): the daemon's watch
+    /// must wake on their edits like on a worker's modules.
+    pub fn lumier_sources(&self) -> impl Iterator<Item = &Path> {
+        self.lumier.iter().map(|(p, _)| p.as_path())
+    }
+
+    /// Whether a Lumier config or a file it imports changed since this snapshot was read.
+    fn lumier_changed(&self) -> bool {
+        self.lumier.iter().any(|(p, h)| content_hash(p) != *h)
+    }
+
     /// The built modules of a worker as declared (None if its entry was not built).
     pub fn worker_bundle(&self, spec: &WorkerSpec) -> Option<&Arc<WorkerBundle>> {
         self.cache.get(&spec.entry_path).map(|c| &c.bundle)
@@ -164,7 +184,10 @@ pub fn load_after(root: &Path, previous: Option<&Snapshot>) -> Result<Snapshot, 
 /// second snapshot in memory). Otherwise like [`load_after`].
 pub fn reload(root: &Path, previous: &Arc<Snapshot>) -> Result<Arc<Snapshot>, LoadError> {
     let sources = manifest::read(root)?;
-    if sources.has_problems() || sources.fingerprint != previous.fingerprint {
+    if sources.has_problems()
+        || sources.fingerprint != previous.fingerprint
+        || previous.lumier_changed()
+    {
         return build(root, sources, Some(previous), &previous.options).map(Arc::new);
     }
     let built = build_bundles(root, &previous.root, &previous.desired, Some(previous))?;
@@ -178,6 +201,7 @@ pub fn reload(root: &Path, previous: &Arc<Snapshot>) -> Result<Arc<Snapshot>, Lo
         unclassified: previous.unclassified.clone(),
         options: previous.options,
         fingerprint: previous.fingerprint,
+        lumier: previous.lumier.clone(),
         cache: built.cache,
     }))
 }
@@ -197,6 +221,11 @@ fn build(
         unclassified: loaded.unclassified,
         options: *options,
         fingerprint: loaded.fingerprint,
+        lumier: loaded
+            .lumier_files
+            .iter()
+            .map(|p| (p.clone(), content_hash(p)))
+            .collect(),
         cache: built.cache,
     })
 }

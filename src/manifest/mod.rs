@@ -20,6 +20,7 @@ mod discover;
 mod fuzz;
 mod hash;
 pub mod ignore;
+pub mod lumier;
 mod names;
 pub mod regular;
 pub mod schema;
@@ -139,6 +140,13 @@ pub struct Loaded {
     pub unclassified: Vec<Unclassified>,
     /// The fingerprint of the files it was decoded from ([`Sources::fingerprint`]).
     pub fingerprint: [u8; 32],
+    /// Canonical paths of the Lumier configs and the files they import (read by the
+    /// evaluations of pointer documents, [`lumier`]), sorted: the fingerprint does not cover
+    /// them, so a reload compares them itself.
+    pub lumier_files: Vec<PathBuf>,
+    /// Every stage of every Lumier config, as the YAML manifest it is equivalent to (for
+    /// `lumierd render`), in file and stage order.
+    pub lumier_rendered: Vec<lumier::Rendered>,
 }
 
 /// Reads and validates every manifest under `root` (an empty root is an error).
@@ -236,6 +244,9 @@ impl Sources {
         } = self;
         let mut docs = Vec::new();
         let mut unclassified = Vec::new();
+        let mut lumier_files = Vec::new();
+        let mut lumier_rendered = Vec::new();
+        let root_display = root_given.display().to_string();
         for (found, text) in files {
             if found.json {
                 if let Err(d) = strict_json(&found.display, &text) {
@@ -264,7 +275,11 @@ impl Sources {
                 dir: &dir,
                 file: &found.display,
             };
-            if found.json && !parsed.iter().any(|d| decode::looks_like_manifest(&d.root)) {
+            if found.json
+                && !parsed
+                    .iter()
+                    .any(|d| decode::looks_like_manifest(&d.root) || lumier::is_pointer(&d.root))
+            {
                 unclassified.push(Unclassified {
                     reason: decode::not_a_manifest(parsed.first().map(|d| &d.root)),
                     display: found.display,
@@ -273,6 +288,31 @@ impl Sources {
                 continue;
             }
             for doc in &parsed {
+                if lumier::is_pointer(&doc.root) {
+                    let expanded = lumier::expand(
+                        &ctx,
+                        &root_display,
+                        &doc.root,
+                        &mut diags,
+                        &mut lumier_files,
+                    );
+                    for (file, dir, stage_doc) in expanded
+                        .iter()
+                        .flat_map(|e| e.docs.iter().map(move |d| (&e.file, &e.dir, d)))
+                    {
+                        lumier_rendered.push(lumier::Rendered::of(file, stage_doc));
+                        let stage_doc = &stage_doc.root;
+                        let config_ctx = decode::Ctx {
+                            root: &canonical,
+                            dir,
+                            file,
+                        };
+                        if let Some(decl) = decode::document(&config_ctx, stage_doc, &mut diags) {
+                            docs.push(decl);
+                        }
+                    }
+                    continue;
+                }
                 if let Some(decl) = decode::document(&ctx, &doc.root, &mut diags) {
                     docs.push(decl);
                 }
@@ -284,11 +324,15 @@ impl Sources {
             return Err(LoadError::Empty { path: root_given });
         }
         if diags.is_empty() {
+            lumier_files.sort();
+            lumier_files.dedup();
             Ok(Loaded {
                 desired,
                 root: canonical,
                 unclassified,
                 fingerprint,
+                lumier_files,
+                lumier_rendered,
             })
         } else {
             diags.sort();

@@ -484,7 +484,8 @@ async fn run_forever(
         if !tracked.as_ref().is_some_and(|t| Arc::ptr_eq(t, &snap)) {
             modules.set_sources(
                 snap.bundles()
-                    .flat_map(|(_, b)| b.sources.iter().map(PathBuf::as_path)),
+                    .flat_map(|(_, b)| b.sources.iter().map(PathBuf::as_path))
+                    .chain(snap.lumier_sources()),
             );
             tracked = Some(Arc::clone(&snap));
         }

@@ -13,6 +13,7 @@ mod edge;
 mod fuzz_local_api;
 mod ha;
 mod local_api;
+mod lumier;
 mod notify;
 mod ops;
 mod pacing;

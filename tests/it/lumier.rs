@@ -1,0 +1,458 @@
+//! Lumier `$config` TypeScript files as manifests (issue 18), through the real binary: the
+//! seed's program converges both stages, `render` round-trips, every error class names the
+//! TypeScript file, line and column, refused imports and globals, the CPU and memory bounds,
+//! and a failing config deletes nothing while the daemon runs (and an edit reloads).
+
+use crate::support::{eventually, run_in, Api, Daemon, Output};
+use lumierd::local_api::Faults;
+use serde_json::{json, Value};
+use std::path::Path;
+use std::time::Duration;
+
+/// The "Basic Usage" block of the seed's kv.md, with `KV.existing` added (its id is `{ID}`).
+const SEED: &str = r#"import { $config, Worker, KV } from "lumier";
+
+export default $config({
+  app() {
+    return { name: "my-app", protect: ["production"] };
+  },
+  run(ctx) {
+    const cache = KV("cache");
+    const legacy = KV.existing("legacy", {
+      id: "{ID}",
+    });
+
+    Worker("api", {
+      entry: "src/index.ts",
+      bindings: {
+        CACHE: cache,
+        LEGACY: legacy,
+        STAGE: ctx.stage,
+      },
+    });
+  },
+});
+"#;
+
+const POINTER: &str = "lumier: lumier.config.ts\nstages: [staging, production]\n";
+
+const WORKER: &str = "import { env } from \"cloudflare:workers\";\n\nexport default {\n  async fetch(request: Request): Promise<Response> {\n    const value = await env.CACHE.get(\"key\");\n    return Response.json({ value });\n  },\n};\n";
+
+/// `dir/m/`: the pointer document, the config `config` and the worker `src/index.ts`.
+fn project(dir: &Path, config: &str) {
+    let m = dir.join("m");
+    std::fs::create_dir_all(m.join("src")).unwrap();
+    std::fs::write(m.join("lumier.yaml"), POINTER).unwrap();
+    std::fs::write(m.join("lumier.config.ts"), config).unwrap();
+    std::fs::write(m.join("src/index.ts"), WORKER).unwrap();
+}
+
+fn lumierd(dir: &Path, args: &[&str]) -> Output {
+    run_in(dir, args, Duration::from_secs(120))
+}
+
+fn status(dir: &Path) -> Result<Value, String> {
+    let out = lumierd(dir, &["status", "--json", "--state", "state"]);
+    if out.code != 0 {
+        return Err(format!("{out:?}"));
+    }
+    serde_json::from_str(&out.stdout).map_err(|e| format!("{e}: {}", out.stdout))
+}
+
+fn resources(s: &Value) -> Vec<(String, String, String)> {
+    let mut list: Vec<_> = s["resources"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|r| {
+            (
+                r["stage"].as_str().unwrap_or("").to_owned(),
+                r["name"].as_str().unwrap_or("").to_owned(),
+                r["state"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect();
+    list.sort();
+    list
+}
+
+async fn existing_namespace(api: &Api) -> String {
+    let v = api
+        .send(
+            api.http
+                .post(format!("{}/storage/kv/namespaces", api.account()))
+                .json(&json!({ "title": "legacy-cache" })),
+        )
+        .await;
+    v["result"]["id"].as_str().unwrap().to_owned()
+}
+
+fn once(dir: &Path, api: &Api) -> Output {
+    lumierd(
+        dir,
+        &[
+            "run",
+            "--once",
+            "--manifests",
+            "m",
+            "--state",
+            "state",
+            "--api-url",
+            &api.base,
+        ],
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_seed_program_converges_both_stages_and_render_round_trips() {
+    let api = Api::start(Faults::default()).await;
+    let id = existing_namespace(&api).await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    project(d, &SEED.replace("{ID}", &id));
+
+    let out = tokio::task::block_in_place(|| lumierd(d, &["validate", "m"]));
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        out.stdout.contains("1 app, 2 stages, 6 resources"),
+        "{out:?}"
+    );
+
+    let out = tokio::task::block_in_place(|| once(d, &api));
+    assert_eq!(out.code, 0, "{out:?}");
+    let s = tokio::task::block_in_place(|| status(d)).unwrap();
+    let expected: Vec<(String, String, String)> = ["production", "staging"]
+        .iter()
+        .flat_map(|stage| {
+            ["api", "cache", "legacy"]
+                .iter()
+                .map(move |n| (stage.to_string(), n.to_string(), "Ready".to_owned()))
+        })
+        .collect();
+    assert_eq!(resources(&s), expected, "{s:#}");
+    for title in ["my-app-staging-cache", "my-app-production-cache"] {
+        assert!(api.namespace_id(title).await.is_some(), "{title}");
+    }
+    let scripts: Vec<String> = api
+        .scripts()
+        .await
+        .iter()
+        .map(|s| s["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        scripts.contains(&"my-app-staging-api".to_owned()),
+        "{scripts:?}"
+    );
+    assert!(
+        scripts.contains(&"my-app-production-api".to_owned()),
+        "{scripts:?}"
+    );
+
+    // render: deterministic, one document per stage, and the stage filter.
+    let all = tokio::task::block_in_place(|| lumierd(d, &["render", "m"]));
+    assert_eq!(all.code, 0, "{all:?}");
+    let again = tokio::task::block_in_place(|| lumierd(d, &["render", "m"]));
+    assert_eq!(all.stdout, again.stdout, "the same files render the same");
+    assert_eq!(
+        all.stdout.matches("\n---\n").count() + 1,
+        2,
+        "{}",
+        all.stdout
+    );
+    assert!(all.stdout.contains("STAGE: \"staging\""), "{}", all.stdout);
+    assert!(
+        all.stdout.contains("protect: [\"production\"]"),
+        "{}",
+        all.stdout
+    );
+    let one = tokio::task::block_in_place(|| lumierd(d, &["render", "m", "--stage", "production"]));
+    assert_eq!(one.code, 0, "{one:?}");
+    assert!(
+        one.stdout.contains("stage: \"production\"") && !one.stdout.contains("stage: \"staging\"")
+    );
+    let none = tokio::task::block_in_place(|| lumierd(d, &["render", "m", "--stage", "qa"]));
+    assert_eq!(none.code, 2, "{none:?}");
+
+    // The rendered YAML replaces the pointer: valid, and it converges to the same resources
+    // without a single write.
+    let m = d.join("m");
+    std::fs::remove_file(m.join("lumier.yaml")).unwrap();
+    std::fs::write(m.join("rendered.yaml"), &all.stdout).unwrap();
+    let out = tokio::task::block_in_place(|| lumierd(d, &["validate", "m"]));
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        out.stdout.contains("1 app, 2 stages, 6 resources"),
+        "{out:?}"
+    );
+    let writes = api.writes().len();
+    let out = tokio::task::block_in_place(|| once(d, &api));
+    assert_eq!(out.code, 0, "{out:?}");
+    let s2 = tokio::task::block_in_place(|| status(d)).unwrap();
+    assert_eq!(resources(&s2), expected, "{s2:#}");
+    assert_eq!(
+        api.writes()[writes..],
+        [] as [String; 0],
+        "the YAML form is the same fleet"
+    );
+    api.stop().await;
+}
+
+/// `validate` on a project whose config is `config` (and extra files): its stderr.
+fn invalid(config: &str, files: &[(&str, &str)]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    project(dir.path(), config);
+    for (path, text) in files {
+        let p = dir.path().join("m").join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+    // A runaway config that the engine did not stop would hit `lumierd`'s deadline here.
+    let out = lumierd(dir.path(), &["validate", "m"]);
+    assert_eq!(out.code, 2, "{out:?}");
+    out.stderr
+}
+
+/// A config whose `run` body is `body` (line 6 of the file is the body's first line).
+fn with_run(body: &str) -> String {
+    format!(
+        "import {{ $config, Worker, KV }} from \"lumier\";\ntype Ctx = {{ stage: string }};\nexport default $config({{\n  app() {{ return {{ name: \"my-app\" }}; }},\n  run(ctx: Ctx) {{\n{body}\n  }},\n}});\n"
+    )
+}
+
+/// (the `run` body, the expected diagnostic, extra files (path under `m/`, text)).
+type Case = (
+    &'static str,
+    &'static str,
+    &'static [(&'static str, &'static str)],
+);
+
+#[test]
+fn each_error_class_names_the_typescript_file_line_and_column() {
+    let cases: &[Case] = &[
+        // A thrown exception: at the throw's `Error`.
+        ("    throw new Error(\"no stage\");", "m/lumier.config.ts:6:15: uncaught Error: no stage (evaluating the Lumier config for stage `staging`)", &[]),
+        // A syntax error, at the TypeScript position (before any type stripping).
+        ("    const = 1;", "m/lumier.config.ts:6:11: syntax error", &[]),
+        // Calls of the wrong shape, at the call.
+        ("    KV();", "m/lumier.config.ts:6:5: KV(…) needs a name", &[]),
+        ("    const n: number = 1;\n    Worker(\"api\", { bindings: {} });", "m/lumier.config.ts:7:5: Worker(\"api\", …) needs `entry`", &[]),
+        // The same validation as YAML, with the same messages, at the call.
+        ("    KV(\"cache\");\n    KV(\"cache\");", "m/lumier.config.ts:7:5: resource `cache` of stage my-app/staging is declared twice: here and at m/lumier.config.ts:6:5", &[]),
+        ("    Worker(\"api\", { entry: \"src/missing.ts\" });", "m/lumier.config.ts:6:5: `entry` `src/missing.ts` does not exist", &[]),
+        ("    Worker(\"api\", { entry: \"src/index.ts\", bindings: { C: KV.existing(\"c\", { id: \"nope\" }) } });", "m/lumier.config.ts:6:", &[]),
+        // An exception in an imported file names that file.
+        ("    helper();", "m/lib/helper.ts:2:13: uncaught TypeError: bad", &[("lib/helper.ts", "export function helper(): void {\n  throw new TypeError(\"bad\");\n}\n")]),
+    ];
+    for (body, expected, files) in cases {
+        let mut config = with_run(body);
+        if body.contains("helper()") {
+            config = format!("import {{ helper }} from \"./lib/helper\";\n{config}");
+        }
+        let err = invalid(&config, files);
+        assert!(err.contains(expected), "expected `{expected}` in:\n{err}");
+    }
+}
+
+#[test]
+fn runaway_loops_and_allocations_are_stopped_with_a_location() {
+    let err = invalid(&with_run("    let i = 0;\n    while (true) { i++; }"), &[]);
+    assert!(err.contains("m/lumier.config.ts:"), "{err}");
+    assert!(err.contains("ran longer than 2 s"), "{err}");
+    let err = invalid(
+        &with_run("    let s = \"x\";\n    while (true) { s = s + s; }"),
+        &[],
+    );
+    assert!(err.contains("m/lumier.config.ts:7:"), "{err}");
+    assert!(err.contains("ran out of its 64 MB of memory"), "{err}");
+    let err = invalid(
+        &with_run(
+            "    const a: string[] = [];\n    for (;;) { a.push(\"x\".repeat(1024) + a.length); }",
+        ),
+        &[],
+    );
+    assert!(err.contains("ran out of its 64 MB of memory"), "{err}");
+}
+
+#[test]
+fn imports_and_globals_beyond_lumier_and_the_root_are_refused() {
+    for (import, why) in [
+        ("import x from \"fs\";", "import `fs` is refused"),
+        (
+            "import * as x from \"node:fs\";",
+            "import `node:fs` is refused",
+        ),
+        (
+            "import { x } from \"https://example.com/x.js\";",
+            "import `https://example.com/x.js` is refused",
+        ),
+        (
+            "import x from \"../outside.ts\";",
+            "import `../outside.ts` is refused: it leaves the manifests root",
+        ),
+    ] {
+        // `used`: an import used only as a type would be stripped, never resolved.
+        let config = format!(
+            "{import}\nexport const used = x;\n{}",
+            with_run("    KV(\"cache\");")
+        );
+        let dir = tempfile::tempdir().unwrap();
+        project(dir.path(), &config);
+        std::fs::write(dir.path().join("outside.ts"), "export default 1;\n").unwrap();
+        let out = lumierd(dir.path(), &["validate", "m"]);
+        assert_eq!(out.code, 2, "{out:?}");
+        assert!(
+            out.stderr.contains("m/lumier.config.ts:1:"),
+            "{import}: {}",
+            out.stderr
+        );
+        assert!(out.stderr.contains(why), "{import}: {}", out.stderr);
+    }
+    for (expr, global) in [
+        ("process.env.HOME", "`process`"),
+        ("fetch(\"http://127.0.0.1/\")", "`fetch`"),
+        ("Date.now()", "`Date`"),
+        ("new Date()", "`Date`"),
+        ("Math.random()", "`Math.random`"),
+        ("require(\"fs\")", "`require`"),
+        ("performance.now()", "`performance`"),
+    ] {
+        let err = invalid(
+            &with_run(&format!(
+                "    const x: unknown = {expr};\n    KV(String(x));"
+            )),
+            &[],
+        );
+        assert!(err.contains("m/lumier.config.ts:6:"), "{expr}: {err}");
+        assert!(
+            err.contains(&format!("{global} is not available in a Lumier config")),
+            "{expr}: {err}"
+        );
+    }
+    // Relative imports inside the root work (with or without the extension).
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "import {{ names }} from \"./lib/names\";\nimport {{ more }} from \"./lib/more.js\";\n{}",
+        with_run("    for (const n of [...names, ...more]) KV(n);")
+    );
+    project(dir.path(), &config);
+    std::fs::create_dir_all(dir.path().join("m/lib")).unwrap();
+    std::fs::write(
+        dir.path().join("m/lib/names.ts"),
+        "export const names: string[] = [\"a\", \"b\"];\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("m/lib/more.js"),
+        "export const more = [\"c\"];\n",
+    )
+    .unwrap();
+    let out = lumierd(dir.path(), &["validate", "m"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stdout.contains("2 stages, 6 resources"), "{out:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_config_deletes_nothing_and_edits_of_the_config_or_its_imports_reload() {
+    let api = Api::start(Faults::default()).await;
+    let id = existing_namespace(&api).await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let seed = SEED
+        .replace("{ID}", &id)
+        .replace(
+            "import { $config, Worker, KV } from \"lumier\";",
+            "import { $config, Worker, KV } from \"lumier\";\nimport { extra } from \"./extra\";",
+        )
+        .replace(
+            "    const cache = KV(\"cache\");",
+            "    const cache = KV(\"cache\");\n    extra.forEach((n) => KV(n));",
+        );
+    project(d, &seed);
+    let m = d.join("m");
+    std::fs::write(m.join("extra.ts"), "export const extra: string[] = [];\n").unwrap();
+    let daemon = Daemon::spawn_env(
+        d,
+        &[
+            "run",
+            "--manifests",
+            "m",
+            "--state",
+            "state",
+            "--api-url",
+            &api.base,
+            "--resync",
+            "1h",
+            "--debounce",
+            "100ms",
+        ],
+        &[("RUST_LOG", "info")],
+    );
+    let ready = |n: usize| {
+        move |s: &Value| {
+            let list = resources(s);
+            list.len() == n && list.iter().all(|r| r.2 == "Ready")
+        }
+    };
+    wait(d, "6 ready", ready(6)).await;
+
+    // A config that throws: a failed load naming the file and line; nothing is written.
+    let before = api.writes().len();
+    std::fs::write(
+        m.join("lumier.config.ts"),
+        seed.replace(
+            "  run(ctx) {",
+            "  run(ctx) {\n    throw new Error(\"broken\");",
+        ),
+    )
+    .unwrap();
+    let s = wait(d, "load error", |s| {
+        s["loadError"]
+            .as_str()
+            .is_some_and(|e| e.contains("broken"))
+    })
+    .await;
+    let e = s["loadError"].as_str().unwrap();
+    assert!(e.contains("lumier.config.ts:9:"), "{e}");
+    let mark = daemon.mark();
+    daemon.signal("HUP");
+    tokio::task::block_in_place(|| {
+        let (hup, _) =
+            daemon.wait_for_line_since(mark, "SIGHUP: reloading", Duration::from_secs(30));
+        daemon.wait_for_line_since(hup, "pass done", Duration::from_secs(30));
+    });
+    assert_eq!(
+        api.writes()[before..],
+        [] as [String; 0],
+        "nothing written while the config fails"
+    );
+    assert_eq!(
+        resources(&tokio::task::block_in_place(|| status(d)).unwrap()).len(),
+        6
+    );
+
+    // Fixed again: the load error clears.
+    std::fs::write(m.join("lumier.config.ts"), &seed).unwrap();
+    wait(d, "load error cleared", |s| s["loadError"].is_null()).await;
+
+    // An edit of a file the config imports reloads: two more namespaces, one per stage.
+    std::fs::write(
+        m.join("extra.ts"),
+        "export const extra: string[] = [\"sessions\"];\n",
+    )
+    .unwrap();
+    wait(d, "sessions ready", ready(8)).await;
+    assert!(api.namespace_id("my-app-staging-sessions").await.is_some());
+    drop(daemon);
+    api.stop().await;
+}
+
+async fn wait(dir: &Path, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    eventually(Duration::from_secs(60), what, || async {
+        match tokio::task::block_in_place(|| status(dir)) {
+            Ok(s) if pred(&s) => Ok(s),
+            other => Err(other),
+        }
+    })
+    .await
+}

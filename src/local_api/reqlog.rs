@@ -37,6 +37,10 @@ pub struct LoggedRequest {
     pub query: String,
     pub status: u16,
     pub duration_ms: f64,
+    /// The request was handled (with `status`), then its answer was dropped by fault injection
+    /// ("applied, answer lost"): the client saw a reset. Absent from the file when false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub answer_lost: bool,
 }
 
 impl LoggedRequest {
@@ -136,13 +140,18 @@ impl RequestLog {
     /// Records one request. A failing log file write is reported through `tracing` and does
     /// not fail the request.
     pub fn record(&self, method: String, path: String, query: String, status: u16, took: Duration) {
-        let entry = LoggedRequest {
+        self.push(LoggedRequest {
             method,
             path,
             query,
             status,
             duration_ms: took.as_secs_f64() * 1000.0,
-        };
+            answer_lost: false,
+        });
+    }
+
+    /// Appends `entry` to the file (when configured) and the ring.
+    fn push(&self, entry: LoggedRequest) {
         if let Some(file) = &self.file {
             let line = Line {
                 request: &entry,
@@ -196,6 +205,20 @@ impl PendingEntry<'_> {
     /// Records the request with its answer's `status` (0: dropped without an answer).
     pub fn finish(mut self, status: u16) {
         self.record(status);
+    }
+
+    /// Records the request as handled with `status`, its answer then lost by fault injection.
+    pub fn finish_answer_lost(mut self, status: u16) {
+        if let Some((method, path, query)) = self.request.take() {
+            self.log.push(LoggedRequest {
+                method,
+                path,
+                query,
+                status,
+                duration_ms: self.started.elapsed().as_secs_f64() * 1000.0,
+                answer_lost: true,
+            });
+        }
     }
 
     fn record(&mut self, status: u16) {

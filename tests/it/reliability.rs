@@ -773,3 +773,69 @@ async fn plan_lists_what_run_then_does_on_a_fresh_stage() {
     assert_eq!(creates, 4, "{:?}", api.writes());
     api.stop().await;
 }
+
+/// #11 ("applied, answer lost"): a converge against an API that applies 30 % of the writes and
+/// then drops their connection (the client sees a reset after the change happened) ends with
+/// every namespace created once and every script uploaded, nothing else on the account.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_converge_whose_write_answers_are_lost_creates_nothing_twice() {
+    let api = Api::start(Faults {
+        applied_lost_rate: 0.3,
+        ..Faults::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    fleet(dir.path(), "lost", 12, true, |_| "v1".into());
+    // A pass that gives up on a resource exits non-zero; the next one picks up from the state.
+    let mut runs = Vec::new();
+    let out = eventually(
+        Duration::from_secs(240),
+        "a `run --once` that exits 0",
+        || {
+            let out = tokio::task::block_in_place(|| once(dir.path(), &api, &[]));
+            runs.push(out.code);
+            async move {
+                if out.code == 0 {
+                    Ok(out)
+                } else {
+                    Err(out)
+                }
+            }
+        },
+    )
+    .await;
+    let log = api.log();
+    let lost = log.iter().filter(|r| r.answer_lost).count();
+    assert!(lost > 0, "no answer was lost: {log:?}");
+    let mut titles: Vec<String> = api
+        .namespaces()
+        .await
+        .iter()
+        .map(|n| n["title"].as_str().unwrap().to_owned())
+        .collect();
+    titles.sort();
+    let expected: Vec<String> = {
+        let mut t: Vec<String> = (0..12).map(|i| format!("lost-dev-kv{i}")).collect();
+        t.sort();
+        t
+    };
+    assert_eq!(titles, expected, "duplicate, missing or stray namespaces");
+    let mut scripts: Vec<String> = api
+        .scripts()
+        .await
+        .iter()
+        .map(|s| s["id"].as_str().unwrap().to_owned())
+        .collect();
+    scripts.sort();
+    let mut declared: Vec<String> = (0..12).map(|i| format!("lost-dev-w{i}")).collect();
+    declared.sort();
+    assert_eq!(scripts, declared, "{}", out.stderr);
+    let per = uploads(&api);
+    eprintln!(
+        "figures: applied-lost 0.3: {} requests, {lost} answers lost after applying; runs \
+         {runs:?} (exit codes); 12 namespaces, 0 duplicates; {} uploads for 12 scripts: {per:?}",
+        log.len(),
+        total(&per)
+    );
+    api.stop().await;
+}

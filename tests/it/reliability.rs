@@ -839,3 +839,29 @@ async fn a_converge_whose_write_answers_are_lost_creates_nothing_twice() {
     );
     api.stop().await;
 }
+
+/// #11, found by `scripts/soak.py`: a reopen of the store while its disk is full leaves an empty
+/// `db/snap.<lsn>.generating` (sled snapshots the dropped database and the write is cut off);
+/// sled then refuses every later open ("Read corrupted data"), also once there is room again
+/// and in any later process, so the daemon never recovers. Here that leftover is made by hand
+/// on a converged state; the next pass must still open the store and converge.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "open defect in src/store/: an empty snapshot cut off by a full disk makes the store unopenable (RELIABILITY.md, ## Soak)"]
+async fn a_snapshot_cut_off_by_a_full_disk_does_not_make_the_store_unopenable() {
+    let api = Api::start(Faults::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    fleet(dir.path(), "snap", 2, true, |_| "v1".into());
+    let first = tokio::task::block_in_place(|| once(dir.path(), &api, &[]));
+    assert_eq!(first.code, 0, "{first:?}");
+    // What a snapshot write cut off by ENOSPC leaves (seen in 3 of 3 soak runs).
+    std::fs::write(
+        dir.path().join("state/db/snap.000000000007FF41.generating"),
+        b"",
+    )
+    .unwrap();
+    fleet(dir.path(), "snap", 2, true, |_| "v2".into());
+    let second = tokio::task::block_in_place(|| once(dir.path(), &api, &[]));
+    assert_eq!(second.code, 0, "the store must open: {}", second.stderr);
+    assert_eq!(binding_v(&api, "snap-dev-w0").await.as_deref(), Some("v2"));
+    api.stop().await;
+}

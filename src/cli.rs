@@ -281,6 +281,10 @@ pub struct EmulatorArgs {
     /// Fraction of requests whose connection is reset.
     #[arg(long, default_value_t = 0.0)]
     pub reset_rate: f64,
+    /// Fraction of write requests (POST/PUT/PATCH/DELETE) that are applied, then answered by a
+    /// reset ("applied, answer lost").
+    #[arg(long, default_value_t = 0.0)]
+    pub applied_lost_rate: f64,
     /// Cloudflare's rate-limit model: `N/DURATION`, e.g. `1200/5m`.
     #[arg(long)]
     pub rate_limit: Option<String>,
@@ -939,6 +943,7 @@ fn cmd_emulator(args: EmulatorArgs) -> i32 {
             latency: args.latency.unwrap_or_default(),
             error_rate: args.error_rate,
             reset_rate: args.reset_rate,
+            applied_lost_rate: args.applied_lost_rate,
             rate_limit,
         };
         let api = crate::local_api::LocalApi::open(crate::local_api::LocalApiConfig {

@@ -1,9 +1,10 @@
-//! Fault injection knobs (latency, 500s, dropped connections) and the rate-limit model.
+//! Fault injection knobs (latency, 500s, dropped connections, answers lost after a write is
+//! applied) and the rate-limit model.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode};
 
 use super::envelope::ApiError;
 use crate::cloudflare::types::codes;
@@ -17,6 +18,10 @@ pub struct Faults {
     pub error_rate: f64,
     /// Fraction (0..=1) of requests whose connection is closed without any response.
     pub reset_rate: f64,
+    /// Fraction (0..=1) of write requests (POST, PUT, PATCH, DELETE) that are handled (their
+    /// change is made and logged) and whose connection is then closed without the answer: the
+    /// client sees a reset after the change happened ("applied, answer lost").
+    pub applied_lost_rate: f64,
     /// When set, the account's request budget per fixed window.
     pub rate_limit: Option<RateLimitModel>,
 }
@@ -76,6 +81,19 @@ pub fn decide(faults: &Faults, limiter: &RateLimiter, bucket: Option<Bucket>) ->
         (Some(model), Some(bucket)) => limiter.check(model, bucket, Instant::now()),
         _ => Verdict::Proceed(Vec::new()),
     }
+}
+
+/// Whether the answer to this request is to be lost once it is handled (see
+/// [`Faults::applied_lost_rate`]). Never for reads: losing a read's answer is a plain reset.
+pub fn lose_answer(faults: &Faults, method: &Method) -> bool {
+    use rand::Rng;
+    let write = matches!(
+        *method,
+        Method::POST | Method::PUT | Method::PATCH | Method::DELETE
+    );
+    write
+        && faults.applied_lost_rate > 0.0
+        && rand::thread_rng().gen::<f64>() < faults.applied_lost_rate
 }
 
 /// Fixed-window counters, one per [`Bucket`] (fixed size: nothing grows per request).

@@ -353,7 +353,10 @@ struct ConnectionDropped;
 
 impl Inner {
     /// Handles one request and logs it: with its answer's status, or with status 0 when the
-    /// connection is dropped by fault injection or the handling ends without an answer.
+    /// connection is dropped by fault injection or the handling ends without an answer. A
+    /// request whose answer is lost by fault injection after it was handled
+    /// ([`Faults::applied_lost_rate`]) is logged with the status it would have had and
+    /// `answer_lost`.
     async fn handle(&self, req: hyper::Request<Incoming>) -> Result<Response, ConnectionDropped> {
         let path = req.uri().path().to_owned();
         let entry = self
@@ -378,6 +381,7 @@ impl Inner {
             tokio::time::sleep(faults.latency).await;
         }
         let bucket = auth::rate_limit_bucket(&path, &self.account_id);
+        let lose_answer = faults::lose_answer(&faults, req.method());
         let response = match faults::decide(&faults, &self.limiter, bucket) {
             Verdict::Drop => {
                 entry.finish(0);
@@ -396,6 +400,11 @@ impl Inner {
                         }
                         Ok(()) => self.route(req).await,
                     };
+                if lose_answer {
+                    // Applied (and logged with its status), then the answer is lost.
+                    entry.finish_answer_lost(response.status().as_u16());
+                    return Err(ConnectionDropped);
+                }
                 for (name, value) in headers {
                     response.headers_mut().insert(name, value);
                 }

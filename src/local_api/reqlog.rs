@@ -42,6 +42,10 @@ pub struct LoggedRequest {
     /// 200 bytes; empty when none was sent.
     #[serde(default)]
     pub user_agent: String,
+    /// The request was handled (with `status`), then its answer was dropped by fault injection
+    /// ("applied, answer lost"): the client saw a reset. Absent from the file when false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub answer_lost: bool,
 }
 
 impl LoggedRequest {
@@ -149,9 +153,11 @@ impl RequestLog {
             status,
             duration_ms: took.as_secs_f64() * 1000.0,
             user_agent: String::new(),
+            answer_lost: false,
         });
     }
 
+    /// Appends `entry` to the file (when configured) and the ring.
     fn record_entry(&self, entry: LoggedRequest) {
         if let Some(file) = &self.file {
             let line = Line {
@@ -220,7 +226,16 @@ impl PendingEntry<'_> {
         self.record(status);
     }
 
+    /// Records the request as handled with `status`, its answer then lost by fault injection.
+    pub fn finish_answer_lost(mut self, status: u16) {
+        self.record_as(status, true);
+    }
+
     fn record(&mut self, status: u16) {
+        self.record_as(status, false);
+    }
+
+    fn record_as(&mut self, status: u16, answer_lost: bool) {
         if let Some((method, path, query)) = self.request.take() {
             self.log.record_entry(LoggedRequest {
                 method,
@@ -229,6 +244,7 @@ impl PendingEntry<'_> {
                 status,
                 duration_ms: self.started.elapsed().as_secs_f64() * 1000.0,
                 user_agent: std::mem::take(&mut self.user_agent),
+                answer_lost,
             });
         }
     }

@@ -3419,3 +3419,45 @@ async fn version_history_is_bounded_and_stores_each_module_once() {
 fn hex_of(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+/// Issue #11 ("applied, answer lost"): with `applied_lost_rate` 1.0 a create is made and logged
+/// (with its status and `answer_lost`) while its client gets no answer, only a dropped
+/// connection; reads are never lost.
+#[tokio::test]
+async fn applied_lost_writes_are_made_and_logged_but_never_answered() {
+    let s = Server::start(config()).await;
+    s.api.set_faults(Faults {
+        applied_lost_rate: 1.0,
+        ..Faults::default()
+    });
+    let url = s.acct("/storage/kv/namespaces");
+    let sent = timeout(
+        STEP,
+        s.req(Method::POST, &url)
+            .json(&json!({ "title": "lost-answer" }))
+            .send(),
+    )
+    .await
+    .expect("fails in time");
+    let err = sent.expect_err("the create gets no answer");
+    assert!(!err.is_timeout(), "{err:?}");
+    // A read is answered whatever the knob says.
+    let list = s.ok(s.req(Method::GET, &url)).await;
+    let titles: Vec<&str> = list
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|n| n["title"].as_str())
+        .collect();
+    assert_eq!(titles, ["lost-answer"], "the create was applied");
+    let posts: Vec<(u16, bool)> = s
+        .api
+        .request_log()
+        .iter()
+        .filter(|r| r.method == "POST")
+        .map(|r| (r.status, r.answer_lost))
+        .collect();
+    assert_eq!(posts, [(200, true)]);
+    s.api.set_faults(Faults::default());
+    s.stop().await;
+}

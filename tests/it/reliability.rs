@@ -774,3 +774,95 @@ async fn plan_lists_what_run_then_does_on_a_fresh_stage() {
     assert_eq!(creates, 4, "{:?}", api.writes());
     api.stop().await;
 }
+
+/// #11 ("applied, answer lost"): a converge against an API that applies 30 % of the writes and
+/// then drops their connection (the client sees a reset after the change happened) ends with
+/// every namespace created once and every script uploaded, nothing else on the account.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_converge_whose_write_answers_are_lost_creates_nothing_twice() {
+    let api = Api::start(Faults {
+        applied_lost_rate: 0.3,
+        ..Faults::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    fleet(dir.path(), "lost", 12, true, |_| "v1".into());
+    // A pass that gives up on a resource exits non-zero; the next one picks up from the state.
+    let mut runs = Vec::new();
+    let out = eventually(
+        Duration::from_secs(240),
+        "a `run --once` that exits 0",
+        || {
+            let out = tokio::task::block_in_place(|| once(dir.path(), &api, &[]));
+            runs.push(out.code);
+            async move {
+                if out.code == 0 {
+                    Ok(out)
+                } else {
+                    Err(out)
+                }
+            }
+        },
+    )
+    .await;
+    let log = api.log();
+    let lost = log.iter().filter(|r| r.answer_lost).count();
+    assert!(lost > 0, "no answer was lost: {log:?}");
+    let mut titles: Vec<String> = api
+        .namespaces()
+        .await
+        .iter()
+        .map(|n| n["title"].as_str().unwrap().to_owned())
+        .collect();
+    titles.sort();
+    let expected: Vec<String> = {
+        let mut t: Vec<String> = (0..12).map(|i| format!("lost-dev-kv{i}")).collect();
+        t.sort();
+        t
+    };
+    assert_eq!(titles, expected, "duplicate, missing or stray namespaces");
+    let mut scripts: Vec<String> = api
+        .scripts()
+        .await
+        .iter()
+        .map(|s| s["id"].as_str().unwrap().to_owned())
+        .collect();
+    scripts.sort();
+    let mut declared: Vec<String> = (0..12).map(|i| format!("lost-dev-w{i}")).collect();
+    declared.sort();
+    assert_eq!(scripts, declared, "{}", out.stderr);
+    let per = uploads(&api);
+    eprintln!(
+        "figures: applied-lost 0.3: {} requests, {lost} answers lost after applying; runs \
+         {runs:?} (exit codes); 12 namespaces, 0 duplicates; {} uploads for 12 scripts: {per:?}",
+        log.len(),
+        total(&per)
+    );
+    api.stop().await;
+}
+
+/// #11, found by `scripts/soak.py`: a reopen of the store while its disk is full leaves an empty
+/// `db/snap.<lsn>.generating` (sled snapshots the dropped database and the write is cut off);
+/// sled then refuses every later open ("Read corrupted data"), also once there is room again
+/// and in any later process, so the daemon never recovers. Here that leftover is made by hand
+/// on a converged state; the next pass must still open the store and converge.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "open defect in src/store/: an empty snapshot cut off by a full disk makes the store unopenable (RELIABILITY.md, ## Soak)"]
+async fn a_snapshot_cut_off_by_a_full_disk_does_not_make_the_store_unopenable() {
+    let api = Api::start(Faults::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    fleet(dir.path(), "snap", 2, true, |_| "v1".into());
+    let first = tokio::task::block_in_place(|| once(dir.path(), &api, &[]));
+    assert_eq!(first.code, 0, "{first:?}");
+    // What a snapshot write cut off by ENOSPC leaves (seen in 3 of 3 soak runs).
+    std::fs::write(
+        dir.path().join("state/db/snap.000000000007FF41.generating"),
+        b"",
+    )
+    .unwrap();
+    fleet(dir.path(), "snap", 2, true, |_| "v2".into());
+    let second = tokio::task::block_in_place(|| once(dir.path(), &api, &[]));
+    assert_eq!(second.code, 0, "the store must open: {}", second.stderr);
+    assert_eq!(binding_v(&api, "snap-dev-w0").await.as_deref(), Some("v2"));
+    api.stop().await;
+}

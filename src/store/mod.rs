@@ -146,7 +146,30 @@ impl Trees {
 /// a reopen after a failure, a test reopening its store).
 const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
+/// Removes snapshots sled did not finish writing (`snap.*.generating`: it renames a snapshot
+/// once it is whole). sled 0.34 takes them for snapshots when it opens, so one cut off by a full
+/// disk would make the store unopenable for good ("Read corrupted data"), in this process and
+/// every later one.
+fn remove_unfinished_snapshots(db_dir: &Path) -> std::io::Result<()> {
+    let entries = match std::fs::read_dir(db_dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("snap.") && name.ends_with(".generating") {
+            tracing::warn!(file = %name, "state store: removing a snapshot sled did not finish");
+            std::fs::remove_file(entry.path())?;
+        }
+    }
+    Ok(())
+}
+
 fn open_db(dir: &Path) -> Result<sled::Db, sled::Error> {
+    remove_unfinished_snapshots(&dir.join("db"))?;
     let started = std::time::Instant::now();
     loop {
         let opened = sled::Config::new()

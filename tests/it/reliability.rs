@@ -847,7 +847,6 @@ async fn a_converge_whose_write_answers_are_lost_creates_nothing_twice() {
 /// and in any later process, so the daemon never recovers. Here that leftover is made by hand
 /// on a converged state; the next pass must still open the store and converge.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "open defect in src/store/: an empty snapshot cut off by a full disk makes the store unopenable (RELIABILITY.md, ## Soak)"]
 async fn a_snapshot_cut_off_by_a_full_disk_does_not_make_the_store_unopenable() {
     let api = Api::start(Faults::default()).await;
     let dir = tempfile::tempdir().unwrap();

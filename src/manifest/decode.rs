@@ -3,7 +3,7 @@
 //! Pure: no I/O except resolving a worker's `entry` against the file system (to keep the
 //! root-containment check next to the value it checks).
 
-use super::desired::{BindingSpec, DriftMode, DEFAULT_COMPATIBILITY_DATE};
+use super::desired::{BindingSpec, DriftMode, SecretsMode, DEFAULT_COMPATIBILITY_DATE};
 use super::names;
 use super::yaml::{Key, Node, Pos, Scalar, Value};
 use super::Diagnostic;
@@ -49,6 +49,7 @@ pub enum KindDecl {
         bindings: Vec<(String, BindingSpec, Pos)>,
         compatibility_date: String,
         compatibility_flags: Vec<String>,
+        secrets: SecretsMode,
     },
 }
 
@@ -314,7 +315,14 @@ fn resource(
     let ty = d.string(type_node, "`type`")?;
     let allowed: &[&str] = match ty.as_str() {
         "kv" => &["type", "drift", "existing"],
-        "worker" => &["type", "drift", "entry", "bindings", "compatibility"],
+        "worker" => &[
+            "type",
+            "drift",
+            "entry",
+            "bindings",
+            "compatibility",
+            "secrets",
+        ],
         other => {
             d.err(
                 type_node.pos,
@@ -464,6 +472,15 @@ fn worker(
             }
         }
     }
+    let mut secrets = SecretsMode::default();
+    if let Some(s_node) = get(entries, "secrets") {
+        if let Some(text) = d.string(s_node, "`secrets`") {
+            match text.parse() {
+                Ok(mode) => secrets = mode,
+                Err(m) => d.err(s_node.pos, m),
+            }
+        }
+    }
     let (entry, entry_path) = entry?;
     Some(KindDecl::Worker {
         entry,
@@ -471,6 +488,7 @@ fn worker(
         bindings,
         compatibility_date,
         compatibility_flags,
+        secrets,
     })
 }
 

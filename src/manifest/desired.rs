@@ -23,6 +23,32 @@ pub enum DriftMode {
     Report,
 }
 
+/// What lumierd does with a worker's remote secrets that no binding declares.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum SecretsMode {
+    /// Leave them (the default): set by `wrangler secret put`, the dashboard or another tool,
+    /// they are kept by every upload (`keep_bindings`), are not drift, and status lists them
+    /// as unmanaged.
+    #[default]
+    Keep,
+    /// The manifest is the whole truth: an undeclared remote secret is drift, and putting the
+    /// worker back removes it.
+    Exclusive,
+}
+
+impl std::str::FromStr for SecretsMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "keep" => Ok(SecretsMode::Keep),
+            "exclusive" => Ok(SecretsMode::Exclusive),
+            other => Err(format!(
+                "unknown `secrets` mode `{other}`; use `keep` (the default: secrets set outside lumierd stay) or `exclusive` (remove secrets not declared here)"
+            )),
+        }
+    }
+}
+
 impl std::str::FromStr for DriftMode {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
@@ -121,6 +147,8 @@ pub struct WorkerSpec {
     pub bindings: LiteMap<String, BindingSpec>,
     pub compatibility_date: String,
     pub compatibility_flags: Vec<String>,
+    /// `secrets:`: what happens to remote secrets no binding declares.
+    pub secrets: SecretsMode,
 }
 
 impl WorkerSpec {

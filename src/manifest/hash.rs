@@ -1,6 +1,6 @@
 //! The desired spec's fingerprint: a hash of what would be applied, for change detection.
 
-use super::{BindingSpec, ResourceSpec};
+use super::{BindingSpec, ResourceSpec, SecretsMode};
 use sha2::{Digest, Sha256};
 
 /// A hash of a resource's desired spec; `content_hash` is a worker's built modules' hash.
@@ -35,6 +35,11 @@ pub fn spec_hash(spec: &ResourceSpec, content_hash: Option<&str>) -> String {
             for f in &w.compatibility_flags {
                 h.update(b"\0");
                 h.update(f.as_bytes());
+            }
+            // Only what differs from the default is hashed: hashes of specs written before
+            // the key existed stay as they were.
+            if w.secrets == SecretsMode::Exclusive {
+                h.update(b"\0secrets:exclusive");
             }
         }
     }

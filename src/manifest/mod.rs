@@ -28,7 +28,7 @@ pub mod yaml;
 
 pub use desired::{
     provider_name, BindingSpec, Desired, DriftMode, Origin, Resource, ResourceKey, ResourceSpec,
-    Stage, StageKey, WorkerSpec, DEFAULT_COMPATIBILITY_DATE,
+    SecretsMode, Stage, StageKey, WorkerSpec, DEFAULT_COMPATIBILITY_DATE,
 };
 pub use discover::{MAX_FILES, MAX_FILE_BYTES};
 pub use hash::spec_hash;
@@ -397,6 +397,7 @@ fn assemble(docs: Vec<DocDecl>, diags: &mut Vec<Diagnostic>) -> Desired {
                     bindings,
                     compatibility_date,
                     compatibility_flags,
+                    secrets,
                 } => {
                     // References are checked once the stage is whole (below).
                     for (n, _, p) in &bindings {
@@ -408,6 +409,7 @@ fn assemble(docs: Vec<DocDecl>, diags: &mut Vec<Diagnostic>) -> Desired {
                         bindings: bindings.into_iter().map(|(n, b, _)| (n, b)).collect(),
                         compatibility_date,
                         compatibility_flags,
+                        secrets,
                     })
                 }
             };

@@ -107,6 +107,11 @@ pub fn manifest_schema() -> Value {
                             ]
                         }
                     },
+                    "secrets": {
+                        "enum": ["keep", "exclusive"],
+                        "default": "keep",
+                        "description": "Remote secrets no binding declares: `keep` leaves them (set by `wrangler secret put` or the dashboard; uploads keep them, status lists them as unmanaged); `exclusive` removes them."
+                    },
                     "compatibility": {
                         "type": "object",
                         "additionalProperties": false,

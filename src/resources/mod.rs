@@ -160,6 +160,12 @@ pub trait Reconciler {
 
     /// The status after the remote was found as desired (no write).
     fn up_to_date(desired: &Self::Desired, status: Self::Status) -> Self::Status;
+    /// What an observation that needs no write leaves in the status, before
+    /// [`Reconciler::up_to_date`]: e.g. the version seen, so that the next pass need not read
+    /// again, and what the remote holds that lumierd does not manage. Default: nothing.
+    fn record_seen(status: Self::Status, _seen: &Self::Observation) -> Self::Status {
+        status
+    }
     /// The status after adopting the object `id` found by its natural key.
     fn adopt(desired: &Self::Desired, id: &str) -> Self::Status;
 

@@ -3,9 +3,11 @@
 
 use super::decision::drifted;
 use super::{Bound, Ctx, Decision, Kind, Reconciler, Rules, Status};
-use crate::cloudflare::types::{Binding, Module, ScriptMetadata, ScriptSettings};
+use crate::cloudflare::types::{
+    Binding, Module, ScriptMetadata, ScriptSettings, KEEP_SECRET_BINDINGS,
+};
 use crate::cloudflare::{ApiError, ErrorKind, ScriptUpload};
-use crate::manifest::{BindingSpec, DriftMode, ResourceKey, WorkerSpec};
+use crate::manifest::{BindingSpec, DriftMode, ResourceKey, SecretsMode, WorkerSpec};
 use crate::source::Snapshot;
 use crate::worker::WorkerBundle;
 use serde::{Deserialize, Serialize};
@@ -32,6 +34,10 @@ pub struct ScriptObserved {
     pub etag: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub modified_on: Option<String>,
+    /// Names of the remote secrets no binding declares (set outside lumierd), sorted, as last
+    /// seen; kept by every upload under `secrets: keep`. Names only, never values.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unmanaged_secrets: Vec<String>,
 }
 
 /// A worker resolved for one pass.
@@ -42,6 +48,7 @@ pub struct WorkerDesired {
     pub facts: WorkerFacts,
     pub bindings: Vec<Binding>,
     pub bundle: Arc<WorkerBundle>,
+    pub secrets: SecretsMode,
 }
 
 /// The ownership tag of the script for `key`.
@@ -133,6 +140,7 @@ impl Reconciler for WorkerScript {
             },
             bindings,
             bundle: Arc::clone(bundle),
+            secrets: spec.secrets,
         })
     }
 
@@ -178,6 +186,11 @@ impl Reconciler for WorkerScript {
         if same_etag && observed.modified_on.as_deref() == Some(script.modified_on.as_str()) {
             return Ok(ScriptSeen::Unchanged);
         }
+        let now = ScriptObserved {
+            etag: Some(script.etag.clone()),
+            modified_on: Some(script.modified_on.clone()),
+            unmanaged_secrets: Vec::new(),
+        };
         let settings = cx.client.get_settings(name).await?;
         let content_hash = if same_etag {
             applied.content_hash.clone()
@@ -188,8 +201,18 @@ impl Reconciler for WorkerScript {
             modules.sort_by(|a, b| a.name.cmp(&b.name));
             crate::worker::content_hash(&main, &modules)
         };
+        let (facts, unmanaged_secrets) = split_unmanaged_secrets(
+            facts_of(&settings, content_hash),
+            applied,
+            &desired.facts,
+            desired.secrets,
+        );
         Ok(ScriptSeen::Changed {
-            facts: facts_of(&settings, content_hash),
+            facts,
+            now: ScriptObserved {
+                unmanaged_secrets,
+                ..now
+            },
         })
     }
 
@@ -214,20 +237,34 @@ impl Reconciler for WorkerScript {
         status
     }
 
+    /// A script changed remotely but found as desired (a secret put by another tool, an
+    /// identical re-upload): its new version and unmanaged secrets are recorded, so the next
+    /// pass sees it unchanged and reads nothing.
+    fn record_seen(mut status: WorkerStatus, seen: &ScriptSeen) -> WorkerStatus {
+        if let ScriptSeen::Changed { now, .. } = seen {
+            status.observed = now.clone();
+        }
+        status
+    }
+
     fn adopt(_: &WorkerDesired, _: &str) -> WorkerStatus {
         WorkerStatus::default()
     }
 
     async fn create(cx: &Ctx<'_>, desired: &WorkerDesired) -> Result<WorkerStatus, ApiError> {
-        upload(cx, desired).await
+        upload(cx, desired, Vec::new()).await
     }
 
     async fn update(
         cx: &Ctx<'_>,
         desired: &WorkerDesired,
-        _: &WorkerStatus,
+        status: &WorkerStatus,
     ) -> Result<WorkerStatus, ApiError> {
-        upload(cx, desired).await
+        let kept = match desired.secrets {
+            SecretsMode::Keep => status.observed.unmanaged_secrets.clone(),
+            SecretsMode::Exclusive => Vec::new(),
+        };
+        upload(cx, desired, kept).await
     }
 
     async fn delete(cx: &Ctx<'_>, _: &WorkerStatus) -> Result<(), ApiError> {
@@ -243,27 +280,42 @@ impl Reconciler for WorkerScript {
 
     fn output(key: &ResourceKey, status: &WorkerStatus) -> Option<serde_json::Value> {
         status.observed.etag.as_ref().map(|etag| {
-            serde_json::json!({
+            let mut out = serde_json::json!({
                 "type": "worker",
                 "name": key.name,
                 "scriptName": key.provider_name(),
                 "etag": etag,
-            })
+            });
+            if !status.observed.unmanaged_secrets.is_empty() {
+                out["unmanagedSecrets"] = serde_json::json!(status.observed.unmanaged_secrets);
+            }
+            out
         })
     }
 }
 
-/// Uploads the whole script (idempotent: PUT by name).
-async fn upload(cx: &Ctx<'_>, desired: &WorkerDesired) -> Result<WorkerStatus, ApiError> {
+/// Uploads the whole script (idempotent: PUT by name). Under `secrets: keep` the upload
+/// carries `keep_bindings` (as wrangler does), so the script's secrets, whose text lumierd
+/// cannot re-send, survive it; `unmanaged_secrets` are those, as recorded before.
+async fn upload(
+    cx: &Ctx<'_>,
+    desired: &WorkerDesired,
+    unmanaged_secrets: Vec<String>,
+) -> Result<WorkerStatus, ApiError> {
+    let metadata = ScriptMetadata {
+        main_module: Some(desired.bundle.main_module.clone()),
+        bindings: desired.bindings.clone(),
+        compatibility_date: Some(desired.facts.compatibility_date.clone()),
+        compatibility_flags: desired.facts.compatibility_flags.clone(),
+        tags: vec![desired.tag.clone(), installation_tag(cx.installation)],
+        ..ScriptMetadata::default()
+    };
+    let metadata = match desired.secrets {
+        SecretsMode::Keep => metadata.keep_secrets(),
+        SecretsMode::Exclusive => metadata,
+    };
     let upload = ScriptUpload {
-        metadata: ScriptMetadata {
-            main_module: Some(desired.bundle.main_module.clone()),
-            bindings: desired.bindings.clone(),
-            compatibility_date: Some(desired.facts.compatibility_date.clone()),
-            compatibility_flags: desired.facts.compatibility_flags.clone(),
-            tags: vec![desired.tag.clone(), installation_tag(cx.installation)],
-            ..ScriptMetadata::default()
-        },
+        metadata,
         modules: desired.bundle.modules.iter().map(Module::clone).collect(),
     };
     let script = cx.client.upload_script(&desired.script, &upload).await?;
@@ -271,9 +323,44 @@ async fn upload(cx: &Ctx<'_>, desired: &WorkerDesired) -> Result<WorkerStatus, A
         observed: ScriptObserved {
             etag: Some(script.etag),
             modified_on: Some(script.modified_on),
+            unmanaged_secrets,
         },
         applied: Some(desired.facts.clone()),
     })
+}
+
+/// Whether a binding fact is a secret's (`secret_text`, `secret_key`).
+fn is_secret_fact(fact: &str) -> bool {
+    KEEP_SECRET_BINDINGS.contains(&fact)
+}
+
+/// Splits out of the facts read from the remote the secrets that lumierd does not manage:
+/// under `secrets: keep`, a remote secret that neither the applied nor the desired bindings
+/// name was set outside lumierd; it is not drift and is returned (sorted) to be listed as
+/// unmanaged. Under `exclusive` nothing is split: an undeclared secret is drift.
+pub fn split_unmanaged_secrets(
+    mut remote: WorkerFacts,
+    applied: &WorkerFacts,
+    desired: &WorkerFacts,
+    mode: SecretsMode,
+) -> (WorkerFacts, Vec<String>) {
+    if mode == SecretsMode::Exclusive {
+        return (remote, Vec::new());
+    }
+    let unmanaged: Vec<String> = remote
+        .bindings
+        .iter()
+        .filter(|(name, fact)| {
+            is_secret_fact(fact)
+                && !applied.bindings.contains_key(*name)
+                && !desired.bindings.contains_key(*name)
+        })
+        .map(|(name, _)| name.clone())
+        .collect();
+    for name in &unmanaged {
+        remote.bindings.remove(name);
+    }
+    (remote, unmanaged)
 }
 
 /// A worker's spec in comparable form: what is applied (kept in its record), and what is
@@ -341,8 +428,13 @@ pub enum ScriptSeen {
     Absent,
     /// In the list with the same etag and modified_on as recorded: unchanged since applied.
     Unchanged,
-    /// In the list, changed since applied; `facts` were read from settings and content.
-    Changed { facts: WorkerFacts },
+    /// In the list, changed since applied; `facts` were read from settings and content
+    /// (without the unmanaged secrets, see [`split_unmanaged_secrets`]); `now` is the
+    /// version the list showed, with those secrets' names.
+    Changed {
+        facts: WorkerFacts,
+        now: ScriptObserved,
+    },
     /// In the list, and lumierd has no record of applying it: whose tags it carries.
     Unrecorded { owner: Owner },
 }
@@ -405,7 +497,7 @@ pub fn decide_script(
                 Decision::Update { changes }
             }
         }
-        (Some(applied), ScriptSeen::Changed { facts }) => {
+        (Some(applied), ScriptSeen::Changed { facts, .. }) => {
             let drift = worker_diff(applied, facts);
             if drift.is_empty() {
                 let changes = worker_diff(applied, desired);
@@ -425,6 +517,13 @@ pub fn decide_script(
 mod tests {
     use super::*;
     use DriftMode::{Correct, Report};
+
+    fn changed(facts: WorkerFacts) -> ScriptSeen {
+        ScriptSeen::Changed {
+            facts,
+            now: ScriptObserved::default(),
+        }
+    }
 
     fn facts(hash: &str, cache: &str) -> WorkerFacts {
         WorkerFacts {
@@ -461,44 +560,21 @@ mod tests {
             }
         );
         assert_eq!(
-            decide_script(
-                s,
-                Some(&a),
-                &a,
-                &ScriptSeen::Changed {
-                    facts: rebound.clone()
-                },
-                Correct,
-                false
-            ),
+            decide_script(s, Some(&a), &a, &changed(rebound.clone()), Correct, false),
             Decision::Correct {
                 drift: vec!["bindings.CACHE: kv:ns1 → kv:ns2".into()],
                 recreate: false
             }
         );
         assert_eq!(
-            decide_script(
-                s,
-                Some(&a),
-                &a,
-                &ScriptSeen::Changed { facts: rebound },
-                Report,
-                false
-            ),
+            decide_script(s, Some(&a), &a, &changed(rebound), Report, false),
             Decision::Report {
                 drift: vec!["bindings.CACHE: kv:ns1 → kv:ns2".into()]
             }
         );
         // Re-uploaded with identical content and settings: nothing drifted.
         assert_eq!(
-            decide_script(
-                s,
-                Some(&a),
-                &a,
-                &ScriptSeen::Changed { facts: a.clone() },
-                Correct,
-                false
-            ),
+            decide_script(s, Some(&a), &a, &changed(a.clone()), Correct, false),
             Decision::UpToDate
         );
         assert_eq!(
@@ -547,6 +623,64 @@ mod tests {
                 Decision::Update { .. }
             ));
         }
+    }
+
+    /// Secrets set outside lumierd: not drift under `keep` (listed as unmanaged), drift
+    /// under `exclusive`; a declared name is never split out.
+    #[test]
+    fn unmanaged_secrets_table() {
+        let a = facts("aaaaaaaaaaaaaaaa", "ns1");
+        let mut remote = a.clone();
+        remote
+            .bindings
+            .insert("API_KEY".into(), "secret_text".into());
+        remote
+            .bindings
+            .insert("SIGNING".into(), "secret_key".into());
+        let (kept, unmanaged) = split_unmanaged_secrets(remote.clone(), &a, &a, SecretsMode::Keep);
+        assert_eq!(kept, a);
+        assert_eq!(
+            unmanaged,
+            vec!["API_KEY".to_string(), "SIGNING".to_string()]
+        );
+        let s = "app-prod-api";
+        let seen = ScriptSeen::Changed {
+            facts: kept,
+            now: ScriptObserved {
+                unmanaged_secrets: unmanaged,
+                ..ScriptObserved::default()
+            },
+        };
+        assert_eq!(
+            decide_script(s, Some(&a), &a, &seen, Correct, false),
+            Decision::UpToDate
+        );
+        let (all, none) = split_unmanaged_secrets(remote.clone(), &a, &a, SecretsMode::Exclusive);
+        assert!(none.is_empty());
+        assert_eq!(
+            decide_script(s, Some(&a), &a, &changed(all), Correct, false),
+            Decision::Correct {
+                drift: vec![
+                    "bindings.API_KEY: (none) → secret_text".into(),
+                    "bindings.SIGNING: (none) → secret_key".into()
+                ],
+                recreate: false
+            }
+        );
+        // A declared binding replaced by a secret of the same name is drift under `keep` too.
+        let mut replaced = a.clone();
+        replaced
+            .bindings
+            .insert("STAGE".into(), "secret_text".into());
+        let (kept, unmanaged) = split_unmanaged_secrets(replaced, &a, &a, SecretsMode::Keep);
+        assert!(unmanaged.is_empty());
+        assert_eq!(
+            decide_script(s, Some(&a), &a, &changed(kept), Correct, false),
+            Decision::Correct {
+                drift: vec!["bindings.STAGE: text:prod → secret_text".into()],
+                recreate: false
+            }
+        );
     }
 
     #[test]

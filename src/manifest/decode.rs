@@ -3,7 +3,9 @@
 //! Pure: no I/O except resolving a worker's `entry` against the file system (to keep the
 //! root-containment check next to the value it checks).
 
-use super::desired::{BindingSpec, DriftMode, SecretsMode, DEFAULT_COMPATIBILITY_DATE};
+use super::desired::{
+    canonical_json, BindingSpec, DriftMode, SecretsMode, DEFAULT_COMPATIBILITY_DATE,
+};
 use super::names;
 use super::yaml::{Key, Node, Pos, Scalar, Value};
 use super::Diagnostic;
@@ -521,19 +523,52 @@ fn binding(
             Some(BindingSpec::Text(out))
         }
         Value::Map(_) => {
-            let entries = d.map(node, &format!("binding `{name}`"), &["kv"])?;
-            let Some(kv) = get(entries, "kv") else {
-                d.err(node.pos, format!("binding `{name}` needs `kv: <resource>` naming a kv resource of this stage"));
+            let entries = d.map(node, &format!("binding `{name}`"), BINDING_KINDS)?;
+            if entries.len() != 1 {
+                d.err(
+                    node.pos,
+                    format!(
+                        "binding `{name}` needs exactly one of {}",
+                        binding_kinds_hint()
+                    ),
+                );
                 return None;
-            };
-            let target = d.string(kv, &format!("`kv` of binding `{name}`"))?;
-            Some(BindingSpec::Kv(target))
+            }
+            let (kind, value) = &entries[0];
+            match kind.name.as_str() {
+                "kv" => Some(BindingSpec::Kv(
+                    d.string(value, &format!("`kv` of binding `{name}`"))?,
+                )),
+                "service" => Some(BindingSpec::Service(
+                    d.string(value, &format!("`service` of binding `{name}`"))?,
+                )),
+                _ => {
+                    let json = match yaml_to_json(value) {
+                        Ok(json) => canonical_json(&json),
+                        Err((pos, m)) => {
+                            d.err(pos, format!("`json` of binding `{name}`: {m}"));
+                            return None;
+                        }
+                    };
+                    if json.len() > MAX_TEXT_BYTES {
+                        d.err(
+                            value.pos,
+                            format!(
+                                "`json` of binding `{name}` is {} bytes as JSON; Cloudflare allows {MAX_TEXT_BYTES} per var: shrink it or store it in KV",
+                                json.len()
+                            ),
+                        );
+                        return None;
+                    }
+                    Some(BindingSpec::Json(json))
+                }
+            }
         }
         Value::Scalar(s) => {
             d.err(
                 node.pos,
                 format!(
-                    "binding `{name}` must be a string (a plain-text var) or `{{ kv: <resource> }}`, not {}; quote it to make it text",
+                    "binding `{name}` must be a string (a plain-text var) or `{{ kv: <resource> }}`, not {}; quote it to make it text, or write `{{ json: <value> }}` for a JSON var",
                     s.kind()
                 ),
             );
@@ -542,11 +577,43 @@ fn binding(
         Value::Seq(_) => {
             d.err(
                 node.pos,
-                format!("binding `{name}` must be a string (a plain-text var) or `{{ kv: <resource> }}`, not a list"),
+                format!(
+                    "binding `{name}` must be a string (a plain-text var) or `{{ kv: <resource> }}`, not a list; for a JSON list write `{{ json: [...] }}`"
+                ),
             );
             None
         }
     }
+}
+
+/// The keys of a binding given as a mapping (exactly one of them).
+const BINDING_KINDS: &[&str] = &["kv", "json", "service"];
+
+fn binding_kinds_hint() -> &'static str {
+    "`{ kv: <kv resource> }`, `{ json: <any value> }` or `{ service: <worker resource> }`"
+}
+
+/// A YAML value as JSON; `Err` (where, why) for what JSON cannot hold (a float that is not
+/// finite).
+fn yaml_to_json(node: &Node) -> Result<serde_json::Value, (Pos, String)> {
+    use serde_json::Value as J;
+    Ok(match &*node.value {
+        Value::Scalar(Scalar::Null) => J::Null,
+        Value::Scalar(Scalar::Bool(b)) => J::Bool(*b),
+        Value::Scalar(Scalar::Int(i)) => J::from(*i),
+        Value::Scalar(Scalar::Float(f)) => match serde_json::Number::from_f64(*f) {
+            Some(n) => J::Number(n),
+            None => return Err((node.pos, format!("{f} is not a JSON number"))),
+        },
+        Value::Scalar(Scalar::Str(t)) => J::String(t.clone()),
+        Value::Seq(items) => J::Array(items.iter().map(yaml_to_json).collect::<Result<_, _>>()?),
+        Value::Map(entries) => J::Object(
+            entries
+                .iter()
+                .map(|(k, v)| Ok((k.name.clone(), yaml_to_json(v)?)))
+                .collect::<Result<_, _>>()?,
+        ),
+    })
 }
 
 /// Substitutes `${app}` and `${stage}` in a plain-text var. Any other `${...}` is an error.

@@ -133,6 +133,50 @@ pub enum BindingSpec {
     Kv(String),
     /// A plain-text var, `${app}` and `${stage}` already substituted.
     Text(String),
+    /// A JSON var, as canonical JSON text ([`canonical_json`]: object keys sorted, no
+    /// whitespace), so two values equal as JSON compare equal whatever their key order.
+    Json(String),
+    /// A service binding to the `worker` resource of this name in the same stage.
+    Service(String),
+}
+
+/// `value` as canonical JSON text: object keys sorted (by byte order), no whitespace. The
+/// form JSON vars are compared in (declared and remote alike), independent of how
+/// `serde_json`'s map is ordered.
+pub fn canonical_json(value: &serde_json::Value) -> String {
+    let mut out = String::new();
+    write_canonical(value, &mut out);
+    out
+}
+
+fn write_canonical(value: &serde_json::Value, out: &mut String) {
+    match value {
+        serde_json::Value::Object(map) => {
+            let mut entries: Vec<_> = map.iter().collect();
+            entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+            out.push('{');
+            for (i, (k, v)) in entries.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&serde_json::Value::String(k.clone()).to_string());
+                out.push(':');
+                write_canonical(v, out);
+            }
+            out.push('}');
+        }
+        serde_json::Value::Array(items) => {
+            out.push('[');
+            for (i, v) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_canonical(v, out);
+            }
+            out.push(']');
+        }
+        scalar => out.push_str(&scalar.to_string()),
+    }
 }
 
 /// A worker script as declared.
@@ -152,14 +196,15 @@ pub struct WorkerSpec {
 }
 
 impl WorkerSpec {
-    /// Names of the kv resources this worker binds (its dependencies), sorted, without repeats.
-    pub fn kv_dependencies(&self) -> Vec<&str> {
+    /// Names of the resources this worker binds (its dependencies: kv namespaces and the
+    /// workers of its service bindings), sorted, without repeats.
+    pub fn dependencies(&self) -> Vec<&str> {
         let mut deps: Vec<&str> = self
             .bindings
             .values()
             .filter_map(|b| match b {
-                BindingSpec::Kv(name) => Some(name.as_str()),
-                BindingSpec::Text(_) => None,
+                BindingSpec::Kv(name) | BindingSpec::Service(name) => Some(name.as_str()),
+                BindingSpec::Text(_) | BindingSpec::Json(_) => None,
             })
             .collect();
         deps.sort_unstable();
@@ -282,5 +327,21 @@ fn plural(n: usize, one: &'static str, many: &'static str) -> &'static str {
         one
     } else {
         many
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::canonical_json;
+
+    #[test]
+    fn canonical_json_sorts_keys_at_every_depth() {
+        let a: serde_json::Value =
+            serde_json::from_str(r#"{"b": 1, "a": {"y": [1, {"d": null, "c": "x"}], "x": true}}"#)
+                .unwrap_or_default();
+        assert_eq!(
+            canonical_json(&a),
+            r#"{"a":{"x":true,"y":[1,{"c":"x","d":null}]},"b":1}"#
+        );
     }
 }

@@ -28,6 +28,14 @@ pub fn spec_hash(spec: &ResourceSpec, content_hash: Option<&str>) -> String {
                         h.update(b"\0text\0");
                         h.update(t.as_bytes());
                     }
+                    BindingSpec::Json(t) => {
+                        h.update(b"\0json\0");
+                        h.update(t.as_bytes());
+                    }
+                    BindingSpec::Service(t) => {
+                        h.update(b"\0service\0");
+                        h.update(t.as_bytes());
+                    }
                 }
             }
             h.update(b"\0");

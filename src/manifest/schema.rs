@@ -103,6 +103,20 @@ pub fn manifest_schema() -> Value {
                                     "required": ["kv"],
                                     "properties": { "kv": { "type": "string", "minLength": 1 } },
                                     "description": "A KV namespace binding to a kv resource of the same stage."
+                                },
+                                {
+                                    "type": "object",
+                                    "additionalProperties": false,
+                                    "required": ["json"],
+                                    "properties": { "json": {} },
+                                    "description": "A JSON var: any value; compared by value (key order does not matter)."
+                                },
+                                {
+                                    "type": "object",
+                                    "additionalProperties": false,
+                                    "required": ["service"],
+                                    "properties": { "service": { "type": "string", "minLength": 1 } },
+                                    "description": "A service binding to a worker resource of the same stage (converged first, deleted last; no cycles)."
                                 }
                             ]
                         }

@@ -7,7 +7,9 @@ use crate::cloudflare::types::{
     Binding, Module, ScriptMetadata, ScriptSettings, KEEP_SECRET_BINDINGS,
 };
 use crate::cloudflare::{ApiError, ErrorKind, ScriptUpload};
-use crate::manifest::{BindingSpec, DriftMode, ResourceKey, SecretsMode, WorkerSpec};
+use crate::manifest::{
+    canonical_json, provider_name, BindingSpec, DriftMode, ResourceKey, SecretsMode, WorkerSpec,
+};
 use crate::source::Snapshot;
 use crate::worker::WorkerBundle;
 use serde::{Deserialize, Serialize};
@@ -61,18 +63,30 @@ pub fn installation_tag(installation: &str) -> String {
     format!("lumierd-installation:{installation}")
 }
 
-/// A binding in comparable form: `kv:<id>`, `text:<value>`, or the type of another kind.
+/// A binding in comparable form: `kv:<id>`, `text:<value>`, `json:<canonical JSON>`,
+/// `service:<script>`, or the type of another kind.
 pub fn binding_fact(b: &Binding) -> Option<(String, String)> {
     let name = b.name()?.to_owned();
     let fact = match b {
         Binding::KvNamespace { namespace_id, .. } => format!("kv:{namespace_id}"),
         Binding::PlainText { text, .. } => format!("text:{text}"),
         Binding::SecretText { .. } => "secret_text".to_owned(),
-        Binding::Other(v) => v
-            .get("type")
-            .and_then(|t| t.as_str())
-            .unwrap_or("unknown")
-            .to_owned(),
+        Binding::Other(v) => {
+            let kind = v.get("type").and_then(|t| t.as_str()).unwrap_or("unknown");
+            match kind {
+                "json" => format!(
+                    "json:{}",
+                    canonical_json(v.get("json").unwrap_or(&serde_json::Value::Null))
+                ),
+                "service" => format!(
+                    "service:{}",
+                    v.get("service")
+                        .and_then(|s| s.as_str())
+                        .unwrap_or_default()
+                ),
+                other => other.to_owned(),
+            }
+        }
     };
     Some((name, fact))
 }
@@ -96,7 +110,7 @@ impl Reconciler for WorkerScript {
     const DELETE_RANK: u8 = 0;
 
     fn dependencies(spec: &WorkerSpec) -> Vec<&str> {
-        spec.kv_dependencies()
+        spec.dependencies()
     }
 
     fn desired(
@@ -127,6 +141,27 @@ impl Reconciler for WorkerScript {
                         text: text.clone(),
                     });
                 }
+                BindingSpec::Json(text) => {
+                    let json: serde_json::Value = serde_json::from_str(text)
+                        .map_err(|e| format!("binding `{name}`: its JSON does not parse: {e}"))?;
+                    facts.insert(name.clone(), format!("json:{text}"));
+                    bindings.push(Binding::Other(serde_json::json!({
+                        "type": "json",
+                        "name": name,
+                        "json": json,
+                    })));
+                }
+                BindingSpec::Service(target) => {
+                    // The bound worker's script name follows from the key; waiting for its
+                    // published value (`bound`) only orders it first.
+                    let script = provider_name(&key.app, &key.stage, target);
+                    facts.insert(name.clone(), format!("service:{script}"));
+                    bindings.push(Binding::Other(serde_json::json!({
+                        "type": "service",
+                        "name": name,
+                        "service": script,
+                    })));
+                }
             }
         }
         Ok(WorkerDesired {
@@ -155,8 +190,20 @@ impl Reconciler for WorkerScript {
         Status::Worker(status)
     }
 
-    fn published(_: &WorkerStatus) -> Option<String> {
-        None
+    /// An empty value once uploaded: a service binding to this worker waits for it (the
+    /// binding names the script by its key, so there is nothing else to pass).
+    fn published(status: &WorkerStatus) -> Option<String> {
+        status.applied.as_ref().map(|_| String::new())
+    }
+
+    /// The scripts this worker's service bindings name, as last uploaded.
+    fn binds_recorded(status: &WorkerStatus) -> Vec<String> {
+        status
+            .applied
+            .iter()
+            .flat_map(|a| a.bindings.values())
+            .filter_map(|fact| fact.strip_prefix("service:").map(str::to_owned))
+            .collect()
     }
 
     /// Reads settings and content only when the list shows the script changed since lumierd

@@ -74,6 +74,11 @@ pub(super) async fn prune(
     let act = ctl.policy.act;
     let mut gone: Vec<(ResourceKey, Record)> = gone.into_iter().collect();
     gone.sort_by_key(|(k, r)| (delete_rank(r), k.clone()));
+    let gone = crate::resources::dependents_first(
+        gone,
+        |(k, _)| k.provider_name(),
+        |(_, r)| crate::resources::binds_recorded(r.kind(), &r.status),
+    );
     let now = Timestamp::now();
     let mut to_delete = Vec::new();
     for (key, rec) in gone {

@@ -149,3 +149,130 @@ async fn secrets_exclusive_removes_an_undeclared_secret() {
     );
     api.stop().await;
 }
+
+/// `m/dev.yaml` with workers `web` (binding `auth` as a service and a JSON var) and `auth`.
+fn service_manifests(dir: &Path, flags: &str) {
+    let m = dir.join("m");
+    std::fs::create_dir_all(&m).unwrap();
+    std::fs::write(m.join("index.js"), WORKER).unwrap();
+    std::fs::write(
+        m.join("dev.yaml"),
+        format!(
+            "app: {{ name: shop }}\nstage: dev\nresources:\n  cache: {{ type: kv }}\n  auth:\n    type: worker\n    entry: index.js\n  web:\n    type: worker\n    entry: index.js\n    bindings:\n      AUTH: {{ service: auth }}\n      FLAGS: {{ json: {flags} }}\n"
+        ),
+    )
+    .unwrap();
+}
+
+/// The script named by each write of `method` (`PUT` upload, `DELETE`), in the order sent.
+fn scripts_written(api: &Api, method: &str) -> Vec<String> {
+    api.writes()
+        .into_iter()
+        .filter_map(|w| {
+            let (m, path) = w.split_once(' ')?;
+            let (_, name) = path.split_once("/workers/scripts/")?;
+            (m == method && !name.contains('/')).then(|| name.to_owned())
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_binding_orders_create_before_and_delete_after_its_dependent() {
+    let api = Api::start(Faults::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    service_manifests(dir.path(), "{ beta: true, limit: 10 }");
+    tokio::task::block_in_place(|| once(dir.path(), &api));
+    assert_eq!(
+        scripts_written(&api, "PUT"),
+        vec!["shop-dev-auth".to_string(), "shop-dev-web".to_string()],
+        "{:?}",
+        api.writes()
+    );
+    let settings = api.client().get_settings("shop-dev-web").await.unwrap();
+    let text = serde_json::to_value(&settings.bindings)
+        .unwrap()
+        .to_string();
+    assert!(text.contains(r#""service":"shop-dev-auth""#), "{text}");
+    assert!(text.contains(r#""type":"json""#), "{text}");
+
+    // Both removed: the dependent goes first, although `auth` sorts before `web`.
+    api.clear_log();
+    std::fs::write(
+        dir.path().join("m/dev.yaml"),
+        "app: { name: shop }\nstage: dev\nresources:\n  cache: { type: kv }\n",
+    )
+    .unwrap();
+    tokio::task::block_in_place(|| once(dir.path(), &api));
+    assert_eq!(
+        scripts_written(&api, "DELETE"),
+        vec!["shop-dev-web".to_string(), "shop-dev-auth".to_string()],
+        "{:?}",
+        api.writes()
+    );
+    api.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_json_var_compares_by_value_and_its_drift_is_corrected() {
+    let api = Api::start(Faults::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    service_manifests(dir.path(), "{ beta: true, limit: 10 }");
+    tokio::task::block_in_place(|| once(dir.path(), &api));
+    let acct = api.account();
+    let patch = |flags: Value| {
+        let form = reqwest::multipart::Form::new().text(
+            "settings",
+            serde_json::json!({"bindings": [
+                {"type": "service", "name": "AUTH", "service": "shop-dev-auth"},
+                {"type": "json", "name": "FLAGS", "json": flags},
+            ]})
+            .to_string(),
+        );
+        api.http
+            .patch(format!("{acct}/workers/scripts/shop-dev-web/settings"))
+            .multipart(form)
+    };
+    // The same value, keys in another order: no drift, nothing written.
+    api.send(patch(
+        serde_json::from_str(r#"{"limit": 10, "beta": true}"#).unwrap(),
+    ))
+    .await;
+    api.clear_log();
+    tokio::task::block_in_place(|| once(dir.path(), &api));
+    assert!(api.writes().is_empty(), "{:?}", api.writes());
+    let web = |dir: &Path| {
+        let out = run_in(
+            dir,
+            &["status", "--json", "--state", "state"],
+            Duration::from_secs(30),
+        );
+        let s: Value = serde_json::from_str(&out.stdout).unwrap();
+        s["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == "web")
+            .cloned()
+            .unwrap()
+    };
+    let w = tokio::task::block_in_place(|| web(dir.path()));
+    assert_eq!(w["drift"]["count"], 0, "{w:#}");
+
+    // Another value: drift, named by value, and put back.
+    api.send(patch(serde_json::json!({"beta": false, "limit": 10})))
+        .await;
+    tokio::task::block_in_place(|| once(dir.path(), &api));
+    let w = tokio::task::block_in_place(|| web(dir.path()));
+    assert_eq!(w["drift"]["count"], 1, "{w:#}");
+    assert_eq!(
+        w["drift"]["last"]["changes"][0],
+        r#"bindings.FLAGS: json:{"beta":true,"limit":10} → json:{"beta":false,"limit":10}"#,
+        "{w:#}"
+    );
+    let settings = api.client().get_settings("shop-dev-web").await.unwrap();
+    let text = serde_json::to_value(&settings.bindings)
+        .unwrap()
+        .to_string();
+    assert!(text.contains(r#""beta":true"#), "{text}");
+    api.stop().await;
+}

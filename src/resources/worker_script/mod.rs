@@ -1,0 +1,345 @@
+//! A Worker script (`Worker("name", { entry, bindings })`), named `{app}-{stage}-{name}` and
+//! tagged `lumierd:{app}:{stage}:{name}` so lumierd can tell its own scripts from others'.
+//!
+//! `facts.rs`: the comparable form of a script (what is applied, desired, seen) and its diff;
+//! `decide.rs`: the pure decision table with its tests; this file: the kind's contract.
+
+mod decide;
+mod facts;
+
+pub use decide::{decide_script, Owner, ScriptSeen};
+use facts::facts_of;
+pub use facts::{binding_fact, split_unmanaged_secrets, worker_diff, WorkerFacts};
+
+use super::{Bound, Ctx, Decision, Kind, Reconciler, Rules, Status};
+use crate::cloudflare::types::{Binding, Module, ScriptMetadata};
+use crate::cloudflare::{ApiError, ErrorKind, ScriptUpload};
+use crate::manifest::{provider_name, BindingSpec, ResourceKey, SecretsMode, WorkerSpec};
+use crate::source::Snapshot;
+use crate::worker::WorkerBundle;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// The kind.
+pub struct WorkerScript;
+
+/// What a worker's record keeps.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerStatus {
+    #[serde(default)]
+    pub observed: ScriptObserved,
+    /// What lumierd last uploaded (None: never uploaded, or state lost).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applied: Option<WorkerFacts>,
+}
+
+/// The script as the list showed it after lumierd's last upload.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScriptObserved {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etag: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub modified_on: Option<String>,
+    /// Names of the remote secrets no binding declares (set outside lumierd), sorted, as last
+    /// seen; kept by every upload under `secrets: keep`. Names only, never values.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unmanaged_secrets: Vec<String>,
+}
+
+/// A worker resolved for one pass.
+pub struct WorkerDesired {
+    /// The provider name.
+    pub script: String,
+    pub tag: String,
+    pub facts: WorkerFacts,
+    pub bindings: Vec<Binding>,
+    pub bundle: Arc<WorkerBundle>,
+    pub secrets: SecretsMode,
+}
+
+/// The ownership tag of the script for `key`.
+pub fn ownership_tag(key: &ResourceKey) -> String {
+    format!("lumierd:{}:{}:{}", key.app, key.stage, key.name)
+}
+
+/// The tag of the installation (state folder) that uploaded a script.
+pub fn installation_tag(installation: &str) -> String {
+    format!("lumierd-installation:{installation}")
+}
+
+impl Reconciler for WorkerScript {
+    type Spec = WorkerSpec;
+    type Desired = WorkerDesired;
+    type Status = WorkerStatus;
+    type Observation = ScriptSeen;
+
+    const KIND: Kind = Kind::WorkerScript;
+    const DELETE_RANK: u8 = 0;
+
+    fn dependencies(spec: &WorkerSpec) -> Vec<&str> {
+        spec.dependencies()
+    }
+
+    fn desired(
+        key: &ResourceKey,
+        spec: &WorkerSpec,
+        snap: &Snapshot,
+        bound: &Bound,
+    ) -> Result<WorkerDesired, String> {
+        let bundle = snap
+            .worker_bundle(spec)
+            .ok_or_else(|| "the worker's modules were not built".to_owned())?;
+        let mut bindings = Vec::with_capacity(spec.bindings.len());
+        let mut facts = BTreeMap::new();
+        for (name, b) in spec.bindings.iter() {
+            match b {
+                BindingSpec::Kv(target) => {
+                    let id = bound.get(target).cloned().unwrap_or_default();
+                    facts.insert(name.clone(), format!("kv:{id}"));
+                    bindings.push(Binding::KvNamespace {
+                        name: name.clone(),
+                        namespace_id: id,
+                    });
+                }
+                BindingSpec::Text(text) => {
+                    facts.insert(name.clone(), format!("text:{text}"));
+                    bindings.push(Binding::PlainText {
+                        name: name.clone(),
+                        text: text.clone(),
+                    });
+                }
+                BindingSpec::Json(text) => {
+                    let json: serde_json::Value = serde_json::from_str(text)
+                        .map_err(|e| format!("binding `{name}`: its JSON does not parse: {e}"))?;
+                    facts.insert(name.clone(), format!("json:{text}"));
+                    bindings.push(Binding::Other(serde_json::json!({
+                        "type": "json",
+                        "name": name,
+                        "json": json,
+                    })));
+                }
+                BindingSpec::Service(target) => {
+                    // The bound worker's script name follows from the key; waiting for its
+                    // published value (`bound`) only orders it first.
+                    let script = provider_name(&key.app, &key.stage, target);
+                    facts.insert(name.clone(), format!("service:{script}"));
+                    bindings.push(Binding::Other(serde_json::json!({
+                        "type": "service",
+                        "name": name,
+                        "service": script,
+                    })));
+                }
+            }
+        }
+        Ok(WorkerDesired {
+            script: key.provider_name(),
+            tag: ownership_tag(key),
+            facts: WorkerFacts {
+                content_hash: bundle.content_hash.clone(),
+                bindings: facts,
+                compatibility_date: spec.compatibility_date.clone(),
+                compatibility_flags: spec.compatibility_flags.clone(),
+            },
+            bindings,
+            bundle: Arc::clone(bundle),
+            secrets: spec.secrets,
+        })
+    }
+
+    fn status(status: &Status) -> Option<&WorkerStatus> {
+        match status {
+            Status::Worker(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    fn wrap(status: WorkerStatus) -> Status {
+        Status::Worker(status)
+    }
+
+    /// An empty value once uploaded: a service binding to this worker waits for it (the
+    /// binding names the script by its key, so there is nothing else to pass).
+    fn published(status: &WorkerStatus) -> Option<String> {
+        status.applied.as_ref().map(|_| String::new())
+    }
+
+    /// The scripts this worker's service bindings name, as last uploaded.
+    fn binds_recorded(status: &WorkerStatus) -> Vec<String> {
+        status
+            .applied
+            .iter()
+            .flat_map(|a| a.bindings.values())
+            .filter_map(|fact| fact.strip_prefix("service:").map(str::to_owned))
+            .collect()
+    }
+
+    /// Reads settings and content only when the list shows the script changed since lumierd
+    /// last saw it.
+    async fn observe(
+        cx: &Ctx<'_>,
+        desired: &WorkerDesired,
+        status: &WorkerStatus,
+    ) -> Result<ScriptSeen, ApiError> {
+        let name = &desired.script;
+        let Some(script) = cx.index.script(name) else {
+            return Ok(ScriptSeen::Absent);
+        };
+        let Some(applied) = &status.applied else {
+            let tags = script.tags.as_deref().unwrap_or_default();
+            let owner = if !tags.contains(&desired.tag) {
+                Owner::Nobody
+            } else if tags.contains(&installation_tag(cx.installation)) {
+                Owner::This
+            } else {
+                Owner::Other
+            };
+            return Ok(ScriptSeen::Unrecorded { owner });
+        };
+        let observed = &status.observed;
+        let same_etag = observed.etag.as_deref() == Some(script.etag.as_str());
+        if same_etag && observed.modified_on.as_deref() == Some(script.modified_on.as_str()) {
+            return Ok(ScriptSeen::Unchanged);
+        }
+        let now = ScriptObserved {
+            etag: Some(script.etag.clone()),
+            modified_on: Some(script.modified_on.clone()),
+            unmanaged_secrets: Vec::new(),
+        };
+        let settings = cx.client.get_settings(name).await?;
+        let content_hash = if same_etag {
+            applied.content_hash.clone()
+        } else {
+            let content = cx.client.get_content(name).await?;
+            let main = content.main_module.unwrap_or_default();
+            let mut modules = content.modules;
+            modules.sort_by(|a, b| a.name.cmp(&b.name));
+            crate::worker::content_hash(&main, &modules)
+        };
+        let (facts, unmanaged_secrets) = split_unmanaged_secrets(
+            facts_of(&settings, content_hash),
+            applied,
+            &desired.facts,
+            desired.secrets,
+        );
+        Ok(ScriptSeen::Changed {
+            facts,
+            now: ScriptObserved {
+                unmanaged_secrets,
+                ..now
+            },
+        })
+    }
+
+    fn decide(
+        _: &ResourceKey,
+        desired: &WorkerDesired,
+        status: &WorkerStatus,
+        seen: &ScriptSeen,
+        rules: Rules,
+    ) -> Decision {
+        decide_script(
+            &desired.script,
+            status.applied.as_ref(),
+            &desired.facts,
+            seen,
+            rules.mode,
+            rules.adopt,
+        )
+    }
+
+    fn up_to_date(_: &WorkerDesired, status: WorkerStatus) -> WorkerStatus {
+        status
+    }
+
+    /// A script changed remotely but found as desired (a secret put by another tool, an
+    /// identical re-upload): its new version and unmanaged secrets are recorded, so the next
+    /// pass sees it unchanged and reads nothing.
+    fn record_seen(mut status: WorkerStatus, seen: &ScriptSeen) -> WorkerStatus {
+        if let ScriptSeen::Changed { now, .. } = seen {
+            status.observed = now.clone();
+        }
+        status
+    }
+
+    fn adopt(_: &WorkerDesired, _: &str) -> WorkerStatus {
+        WorkerStatus::default()
+    }
+
+    async fn create(cx: &Ctx<'_>, desired: &WorkerDesired) -> Result<WorkerStatus, ApiError> {
+        upload(cx, desired, Vec::new()).await
+    }
+
+    async fn update(
+        cx: &Ctx<'_>,
+        desired: &WorkerDesired,
+        status: &WorkerStatus,
+    ) -> Result<WorkerStatus, ApiError> {
+        let kept = match desired.secrets {
+            SecretsMode::Keep => status.observed.unmanaged_secrets.clone(),
+            SecretsMode::Exclusive => Vec::new(),
+        };
+        upload(cx, desired, kept).await
+    }
+
+    async fn delete(cx: &Ctx<'_>, _: &WorkerStatus) -> Result<(), ApiError> {
+        let name = cx.key.provider_name();
+        if cx.index.script(&name).is_none() {
+            return Ok(());
+        }
+        match cx.client.delete_script(&name, false).await {
+            Err(e) if e.kind == ErrorKind::NotFound => Ok(()),
+            other => other,
+        }
+    }
+
+    fn output(key: &ResourceKey, status: &WorkerStatus) -> Option<serde_json::Value> {
+        status.observed.etag.as_ref().map(|etag| {
+            let mut out = serde_json::json!({
+                "type": "worker",
+                "name": key.name,
+                "scriptName": key.provider_name(),
+                "etag": etag,
+            });
+            if !status.observed.unmanaged_secrets.is_empty() {
+                out["unmanagedSecrets"] = serde_json::json!(status.observed.unmanaged_secrets);
+            }
+            out
+        })
+    }
+}
+
+/// Uploads the whole script (idempotent: PUT by name). Under `secrets: keep` the upload
+/// carries `keep_bindings` (as wrangler does), so the script's secrets, whose text lumierd
+/// cannot re-send, survive it; `unmanaged_secrets` are those, as recorded before.
+async fn upload(
+    cx: &Ctx<'_>,
+    desired: &WorkerDesired,
+    unmanaged_secrets: Vec<String>,
+) -> Result<WorkerStatus, ApiError> {
+    let metadata = ScriptMetadata {
+        main_module: Some(desired.bundle.main_module.clone()),
+        bindings: desired.bindings.clone(),
+        compatibility_date: Some(desired.facts.compatibility_date.clone()),
+        compatibility_flags: desired.facts.compatibility_flags.clone(),
+        tags: vec![desired.tag.clone(), installation_tag(cx.installation)],
+        ..ScriptMetadata::default()
+    };
+    let metadata = match desired.secrets {
+        SecretsMode::Keep => metadata.keep_secrets(),
+        SecretsMode::Exclusive => metadata,
+    };
+    let upload = ScriptUpload {
+        metadata,
+        modules: desired.bundle.modules.iter().map(Module::clone).collect(),
+    };
+    let script = cx.client.upload_script(&desired.script, &upload).await?;
+    Ok(WorkerStatus {
+        observed: ScriptObserved {
+            etag: Some(script.etag),
+            modified_on: Some(script.modified_on),
+            unmanaged_secrets,
+        },
+        applied: Some(desired.facts.clone()),
+    })
+}

@@ -102,6 +102,11 @@ pub struct Common {
     /// is deleted.
     #[arg(long)]
     pub allow_empty: bool,
+    /// The folder of `{ secret: { file: NAME } }` secrets (one file per secret, its content
+    /// the value; a final newline is dropped). Defaults to $CREDENTIALS_DIRECTORY (systemd
+    /// `LoadCredential=`); a Kubernetes Secret volume works the same.
+    #[arg(long, value_name = "DIR", env = "CREDENTIALS_DIRECTORY")]
+    pub secrets_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -459,9 +464,15 @@ fn run_config(
     resync: Duration,
     debounce: Duration,
 ) -> anyhow::Result<RunConfig> {
+    let state = state_dir(common.state.clone());
+    // Declared secrets are hashed under the state folder's key (made on first use).
+    crate::secrets::configure(crate::secrets::SecretsConfig {
+        dir: common.secrets_dir.clone(),
+        hasher: crate::secrets::load_or_create_key(&state)?,
+    });
     Ok(RunConfig {
         manifests: common.manifests.clone(),
-        state: state_dir(common.state.clone()),
+        state,
         once,
         resync,
         debounce,

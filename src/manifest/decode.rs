@@ -9,6 +9,7 @@ use super::desired::{
 use super::names;
 use super::yaml::{Key, Node, Pos, Scalar, Value};
 use super::Diagnostic;
+use crate::secrets::SecretSource;
 use std::path::{Component, Path, PathBuf};
 
 /// Most bindings one worker may have (Cloudflare's limit on the free plan).
@@ -542,6 +543,7 @@ fn binding(
                 "service" => Some(BindingSpec::Service(
                     d.string(value, &format!("`service` of binding `{name}`"))?,
                 )),
+                "secret" => Some(BindingSpec::Secret(secret_source(d, name, value)?)),
                 _ => {
                     let json = match yaml_to_json(value) {
                         Ok(json) => canonical_json(&json),
@@ -587,10 +589,44 @@ fn binding(
 }
 
 /// The keys of a binding given as a mapping (exactly one of them).
-const BINDING_KINDS: &[&str] = &["kv", "json", "service"];
+const BINDING_KINDS: &[&str] = &["kv", "json", "service", "secret"];
 
 fn binding_kinds_hint() -> &'static str {
-    "`{ kv: <kv resource> }`, `{ json: <any value> }` or `{ service: <worker resource> }`"
+    "`{ kv: <kv resource> }`, `{ json: <any value> }`, `{ service: <worker resource> }` or `{ secret: { env: VAR } }`"
+}
+
+/// `{ env: VAR }` or `{ file: NAME }`: where a declared secret's value comes from.
+fn secret_source(d: &mut D<'_, '_>, name: &str, node: &Node) -> Option<SecretSource> {
+    let what = format!("`secret` of binding `{name}`");
+    let entries = d.map(node, &what, &["env", "file"])?;
+    let [(kind, value)] = entries else {
+        d.err(
+            node.pos,
+            format!("{what} needs exactly one of `env: VARIABLE` (lumierd's environment) or `file: NAME` (a file in --secrets-dir)"),
+        );
+        return None;
+    };
+    let text = d.string(value, &format!("`{}` of {what}", kind.name))?;
+    if kind.name == "env" {
+        let ok = text
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && text.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !ok {
+            d.err(value.pos, format!("{what}: `{text}` is not an environment variable name (letters, digits and `_`, not starting with a digit)"));
+            return None;
+        }
+        Some(SecretSource::Env(text))
+    } else {
+        let ok =
+            !text.is_empty() && text != "." && text != ".." && !text.contains(['/', '\\', '\0']);
+        if !ok {
+            d.err(value.pos, format!("{what}: `{text}` must be a file name in --secrets-dir (one path component, like `db-password`)"));
+            return None;
+        }
+        Some(SecretSource::File(text))
+    }
 }
 
 /// A YAML value as JSON; `Err` (where, why) for what JSON cannot hold (a float that is not

@@ -138,6 +138,8 @@ pub enum BindingSpec {
     Json(String),
     /// A service binding to the `worker` resource of this name in the same stage.
     Service(String),
+    /// A secret (`secret_text`) whose value is read from `source` on each pass, never stored.
+    Secret(crate::secrets::SecretSource),
 }
 
 /// `value` as canonical JSON text: object keys sorted (by byte order), no whitespace. The
@@ -204,7 +206,7 @@ impl WorkerSpec {
             .values()
             .filter_map(|b| match b {
                 BindingSpec::Kv(name) | BindingSpec::Service(name) => Some(name.as_str()),
-                BindingSpec::Text(_) | BindingSpec::Json(_) => None,
+                BindingSpec::Text(_) | BindingSpec::Json(_) | BindingSpec::Secret(_) => None,
             })
             .collect();
         deps.sort_unstable();

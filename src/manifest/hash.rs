@@ -1,6 +1,7 @@
 //! The desired spec's fingerprint: a hash of what would be applied, for change detection.
 
 use super::{BindingSpec, ResourceSpec, SecretsMode};
+use crate::secrets::SecretSource;
 use sha2::{Digest, Sha256};
 
 /// A hash of a resource's desired spec; `content_hash` is a worker's built modules' hash.
@@ -34,6 +35,15 @@ pub fn spec_hash(spec: &ResourceSpec, content_hash: Option<&str>) -> String {
                     }
                     BindingSpec::Service(t) => {
                         h.update(b"\0service\0");
+                        h.update(t.as_bytes());
+                    }
+                    // The source, not the value (which is never stored).
+                    BindingSpec::Secret(SecretSource::Env(t)) => {
+                        h.update(b"\0secret-env\0");
+                        h.update(t.as_bytes());
+                    }
+                    BindingSpec::Secret(SecretSource::File(t)) => {
+                        h.update(b"\0secret-file\0");
                         h.update(t.as_bytes());
                     }
                 }

@@ -444,7 +444,9 @@ fn assemble(docs: Vec<DocDecl>, diags: &mut Vec<Diagnostic>) -> Desired {
                 let (target, wanted) = match spec {
                     BindingSpec::Kv(target) => (target, "kv"),
                     BindingSpec::Service(target) => (target, "worker"),
-                    BindingSpec::Text(_) | BindingSpec::Json(_) => continue,
+                    BindingSpec::Text(_) | BindingSpec::Json(_) | BindingSpec::Secret(_) => {
+                        continue
+                    }
                 };
                 let problem = match stage.resources.get(target) {
                     Some(t) if t.spec.type_name() == wanted => continue,

@@ -276,3 +276,165 @@ async fn a_json_var_compares_by_value_and_its_drift_is_corrected() {
     assert!(text.contains(r#""beta":true"#), "{text}");
     api.stop().await;
 }
+
+/// One `lumierd ARGS` in `dir` with `env` (and `RUST_LOG=trace`) to its end: (exit code,
+/// stdout + stderr).
+fn lumierd_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
+    let mut all = vec![("RUST_LOG", "trace")];
+    all.extend_from_slice(env);
+    let mut d = crate::support::Daemon::spawn_env(dir, args, &all);
+    let code = d.exit(Duration::from_secs(120));
+    (code, format!("{}\n{}", d.stdout(), d.stderr()))
+}
+
+/// Every file under `dir` whose bytes contain `needle`.
+fn files_containing(dir: &Path, needle: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut todo = vec![dir.to_owned()];
+    while let Some(d) = todo.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                todo.push(path);
+            } else if let Ok(bytes) = std::fs::read(&path) {
+                if bytes.windows(needle.len()).any(|w| w == needle.as_bytes()) {
+                    found.push(path.display().to_string());
+                }
+            }
+        }
+    }
+    found
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn declared_secrets_converge_rotate_with_one_put_come_back_and_are_never_stored() {
+    let api = Api::start(Faults::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let creds = dir.path().join("creds");
+    std::fs::create_dir_all(&creds).unwrap();
+    let canary = "canary-7f3a9c1e5b-secret-value";
+    let file_canary = "canary-file-41d2c8a0e6-value";
+    let rotated = "canary-rotated-0b9e77d3f1";
+    std::fs::write(creds.join("db-password"), format!("{file_canary}\n")).unwrap();
+    manifests(dir.path(), "");
+    // Bindings with the two declared secrets.
+    let yaml = std::fs::read_to_string(dir.path().join("m/dev.yaml")).unwrap()
+        + "      API_KEY: { secret: { env: LUMIERD_IT_API_KEY } }\n      DB_PASSWORD: { secret: { file: db-password } }\n";
+    std::fs::write(dir.path().join("m/dev.yaml"), yaml).unwrap();
+    let creds_s = creds.to_str().unwrap().to_owned();
+    let run = |value: Option<&str>| {
+        let args = vec![
+            "run",
+            "--once",
+            "--manifests",
+            "m",
+            "--state",
+            "state",
+            "--api-url",
+            &api.base,
+            "--secrets-dir",
+            &creds_s,
+        ];
+        let env: Vec<(&str, &str)> = value
+            .map(|v| ("LUMIERD_IT_API_KEY", v))
+            .into_iter()
+            .collect();
+        lumierd_env(dir.path(), &args, &env)
+    };
+    let mut output = String::new();
+    let (code, out) = tokio::task::block_in_place(|| run(Some(canary)));
+    assert_eq!(code, 0, "{out}");
+    output.push_str(&out);
+    let mut names = secret_names(&api).await;
+    names.sort();
+    assert_eq!(
+        names,
+        vec!["API_KEY".to_string(), "DB_PASSWORD".to_string()]
+    );
+
+    // Unchanged: nothing written.
+    api.clear_log();
+    let (code, out) = tokio::task::block_in_place(|| run(Some(canary)));
+    assert_eq!(code, 0, "{out}");
+    output.push_str(&out);
+    assert!(api.writes().is_empty(), "{:?}", api.writes());
+
+    // Rotated: plan says so by name; run sends one PUT …/secrets and no upload.
+    let plan = tokio::task::block_in_place(|| {
+        lumierd_env(
+            dir.path(),
+            &[
+                "plan",
+                "--manifests",
+                "m",
+                "--state",
+                "state",
+                "--api-url",
+                &api.base,
+                "--secrets-dir",
+                &creds_s,
+            ],
+            &[("LUMIERD_IT_API_KEY", rotated)],
+        )
+    });
+    assert!(plan.1.contains("secrets.API_KEY: changed"), "{}", plan.1);
+    output.push_str(&plan.1);
+    api.clear_log();
+    let (code, out) = tokio::task::block_in_place(|| run(Some(rotated)));
+    assert_eq!(code, 0, "{out}");
+    output.push_str(&out);
+    assert_eq!(
+        api.writes(),
+        vec![format!(
+            "PUT /client/v4/accounts/{}/workers/scripts/{SCRIPT}/secrets",
+            lumierd::local_api::DEFAULT_ACCOUNT_ID
+        )],
+    );
+
+    // Deleted out of band: drift, put back.
+    assert!(api.client().delete_secret(SCRIPT, "API_KEY").await.unwrap());
+    let (code, out) = tokio::task::block_in_place(|| run(Some(rotated)));
+    assert_eq!(code, 0, "{out}");
+    output.push_str(&out);
+    assert!(secret_names(&api).await.contains(&"API_KEY".to_string()));
+    let w = tokio::task::block_in_place(|| worker_status(dir.path()));
+    assert_eq!(
+        w["drift"]["last"]["changes"][0], "secrets.API_KEY: set → (removed)",
+        "{w:#}"
+    );
+
+    // The variable unset: an Error on the worker naming it; the kv converges, the remote
+    // secret is left alone, nothing is written.
+    api.clear_log();
+    let (code, out) = tokio::task::block_in_place(|| run(None));
+    assert_ne!(code, 0, "{out}");
+    output.push_str(&out);
+    assert!(api.writes().is_empty(), "{:?}", api.writes());
+    let w = tokio::task::block_in_place(|| worker_status(dir.path()));
+    assert_eq!(w["state"], "Error", "{w:#}");
+    let message = w.to_string();
+    assert!(message.contains("LUMIERD_IT_API_KEY"), "{w:#}");
+    assert!(secret_names(&api).await.contains(&"API_KEY".to_string()));
+
+    assert!(output.contains("TRACE"), "the runs logged at trace level");
+    // The values are nowhere: state folder, trace logs, plan, status, the request log.
+    let status = run_in(
+        dir.path(),
+        &["status", "--json", "--state", "state"],
+        Duration::from_secs(30),
+    );
+    for value in [canary, file_canary, rotated] {
+        assert_eq!(
+            files_containing(&dir.path().join("state"), value),
+            Vec::<String>::new(),
+            "{value}"
+        );
+        assert!(!output.contains(value), "{value} in the output");
+        assert!(!status.stdout.contains(value), "{value} in status");
+        assert!(
+            !format!("{:?}", api.log()).contains(value),
+            "{value} in the request log"
+        );
+    }
+    api.stop().await;
+}

@@ -102,6 +102,7 @@ mod tests {
     use super::super::split_unmanaged_secrets;
     use super::*;
     use crate::manifest::SecretsMode;
+    use std::collections::BTreeMap;
     use DriftMode::{Correct, Report};
 
     fn changed(facts: WorkerFacts) -> ScriptSeen {
@@ -122,6 +123,7 @@ mod tests {
             .collect(),
             compatibility_date: "2025-01-01".into(),
             compatibility_flags: vec![],
+            secrets: BTreeMap::new(),
         }
     }
 

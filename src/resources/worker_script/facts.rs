@@ -40,6 +40,7 @@ pub(super) fn facts_of(settings: &ScriptSettings, content_hash: String) -> Worke
         bindings: settings.bindings.iter().filter_map(binding_fact).collect(),
         compatibility_date: settings.compatibility_date.clone().unwrap_or_default(),
         compatibility_flags: settings.compatibility_flags.clone(),
+        secrets: BTreeMap::new(),
     }
 }
 
@@ -48,33 +49,50 @@ fn is_secret_fact(fact: &str) -> bool {
     KEEP_SECRET_BINDINGS.contains(&fact)
 }
 
-/// Splits out of the facts read from the remote the secrets that lumierd does not manage:
-/// under `secrets: keep`, a remote secret that neither the applied nor the desired bindings
-/// name was set outside lumierd; it is not drift and is returned (sorted) to be listed as
-/// unmanaged. Under `exclusive` nothing is split: an undeclared secret is drift.
+/// Sorts the secrets among the facts read from the remote (as `bindings`, type only, since a
+/// secret's text is never read back):
+/// - a secret lumierd applied (`applied.secrets`) moves to `secrets` with the applied hash (its
+///   value cannot be read; present is all that can be checked), so one deleted out of band is
+///   missing there: drift;
+/// - one declared but not applied yet is dropped (the manifest change applies it);
+/// - one that a plain binding of the same name is declared for stays in `bindings` (drift);
+/// - any other was set outside lumierd: under `secrets: keep` it is dropped and returned
+///   (sorted) to be listed as unmanaged; under `exclusive` it stays in `bindings`: drift.
 pub fn split_unmanaged_secrets(
     mut remote: WorkerFacts,
     applied: &WorkerFacts,
     desired: &WorkerFacts,
     mode: SecretsMode,
 ) -> (WorkerFacts, Vec<String>) {
-    if mode == SecretsMode::Exclusive {
-        return (remote, Vec::new());
-    }
-    let unmanaged: Vec<String> = remote
+    let secret_names: Vec<String> = remote
         .bindings
         .iter()
-        .filter(|(name, fact)| {
-            is_secret_fact(fact)
-                && !applied.bindings.contains_key(*name)
-                && !desired.bindings.contains_key(*name)
-        })
+        .filter(|(_, fact)| is_secret_fact(fact))
         .map(|(name, _)| name.clone())
         .collect();
-    for name in &unmanaged {
-        remote.bindings.remove(name);
+    let mut unmanaged = Vec::new();
+    for name in secret_names {
+        if let Some(hash) = applied.secrets.get(&name) {
+            remote.bindings.remove(&name);
+            remote.secrets.insert(name, hash.clone());
+        } else if desired.secrets.contains_key(&name) {
+            remote.bindings.remove(&name);
+        } else if applied.bindings.contains_key(&name) || desired.bindings.contains_key(&name) {
+            // A declared plain binding replaced by a secret: drift.
+        } else if mode == SecretsMode::Keep {
+            remote.bindings.remove(&name);
+            unmanaged.push(name);
+        }
     }
     (remote, unmanaged)
+}
+
+/// `facts` without its declared secrets: what an upload changes.
+pub fn without_secrets(facts: &WorkerFacts) -> WorkerFacts {
+    WorkerFacts {
+        secrets: BTreeMap::new(),
+        ..facts.clone()
+    }
 }
 
 /// A worker's spec in comparable form: what is applied (kept in its record), and what is
@@ -90,10 +108,15 @@ pub struct WorkerFacts {
     pub compatibility_date: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub compatibility_flags: Vec<String>,
+    /// Declared secret name → `hmac-sha256:<hex>` of its value under the state folder's key
+    /// (see `crate::secrets`): a rotation is seen, the value is never kept.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub secrets: BTreeMap<String, String>,
 }
 
 /// Field-level differences from `from` to `to`, one readable line each
-/// (`bindings.CACHE: kv:a → kv:b`). Plain-text values are shown; lumierd manages no secrets.
+/// (`bindings.CACHE: kv:a → kv:b`). Plain-text values are shown; a declared secret shows
+/// its name only (`secrets.API_KEY: changed`), never its value or hash.
 pub fn worker_diff(from: &WorkerFacts, to: &WorkerFacts) -> Vec<String> {
     let mut out = Vec::new();
     if from.content_hash != to.content_hash {
@@ -113,6 +136,18 @@ pub fn worker_diff(from: &WorkerFacts, to: &WorkerFacts) -> Vec<String> {
     for (name, value) in &to.bindings {
         if !from.bindings.contains_key(name) {
             out.push(format!("bindings.{name}: (none) → {value}"));
+        }
+    }
+    for (name, hash) in &from.secrets {
+        match to.secrets.get(name) {
+            None => out.push(format!("secrets.{name}: set → (removed)")),
+            Some(h) if h != hash => out.push(format!("secrets.{name}: changed")),
+            Some(_) => {}
+        }
+    }
+    for name in to.secrets.keys() {
+        if !from.secrets.contains_key(name) {
+            out.push(format!("secrets.{name}: (none) → set"));
         }
     }
     if from.compatibility_date != to.compatibility_date {

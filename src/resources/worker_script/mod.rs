@@ -7,9 +7,10 @@
 mod decide;
 mod facts;
 
+use crate::secrets::SecretValue;
 pub use decide::{decide_script, Owner, ScriptSeen};
-use facts::facts_of;
 pub use facts::{binding_fact, split_unmanaged_secrets, worker_diff, WorkerFacts};
+use facts::{facts_of, without_secrets};
 
 use super::{Bound, Ctx, Decision, Kind, Reconciler, Rules, Status};
 use crate::cloudflare::types::{Binding, Module, ScriptMetadata};
@@ -56,6 +57,8 @@ pub struct WorkerDesired {
     pub bindings: Vec<Binding>,
     pub bundle: Arc<WorkerBundle>,
     pub secrets: SecretsMode,
+    /// The declared secrets' values (read this pass; also inside `bindings`, with text).
+    pub declared: Vec<(String, SecretValue)>,
 }
 
 /// The ownership tag of the script for `key`.
@@ -92,6 +95,8 @@ impl Reconciler for WorkerScript {
             .ok_or_else(|| "the worker's modules were not built".to_owned())?;
         let mut bindings = Vec::with_capacity(spec.bindings.len());
         let mut facts = BTreeMap::new();
+        let mut secrets = BTreeMap::new();
+        let mut declared = Vec::new();
         for (name, b) in spec.bindings.iter() {
             match b {
                 BindingSpec::Kv(target) => {
@@ -119,6 +124,18 @@ impl Reconciler for WorkerScript {
                         "json": json,
                     })));
                 }
+                BindingSpec::Secret(source) => {
+                    // The error names the source, never a value; nothing is sent for this
+                    // worker this pass, so its remote secret stays as it is.
+                    let (value, hash) = crate::secrets::resolve(source)
+                        .map_err(|e| format!("secret binding `{name}`: {e}"))?;
+                    secrets.insert(name.clone(), hash);
+                    bindings.push(Binding::SecretText {
+                        name: name.clone(),
+                        text: Some(value.expose().to_owned()),
+                    });
+                    declared.push((name.clone(), value));
+                }
                 BindingSpec::Service(target) => {
                     // The bound worker's script name follows from the key; waiting for its
                     // published value (`bound`) only orders it first.
@@ -140,10 +157,12 @@ impl Reconciler for WorkerScript {
                 bindings: facts,
                 compatibility_date: spec.compatibility_date.clone(),
                 compatibility_flags: spec.compatibility_flags.clone(),
+                secrets,
             },
             bindings,
             bundle: Arc::clone(bundle),
             secrets: spec.secrets,
+            declared,
         })
     }
 
@@ -275,6 +294,13 @@ impl Reconciler for WorkerScript {
         desired: &WorkerDesired,
         status: &WorkerStatus,
     ) -> Result<WorkerStatus, ApiError> {
+        if let Some(applied) = &status.applied {
+            let only_secrets = applied.secrets != desired.facts.secrets
+                && without_secrets(applied) == without_secrets(&desired.facts);
+            if only_secrets {
+                return put_secrets(cx, desired, applied, status).await;
+            }
+        }
         let kept = match desired.secrets {
             SecretsMode::Keep => status.observed.unmanaged_secrets.clone(),
             SecretsMode::Exclusive => Vec::new(),
@@ -307,6 +333,32 @@ impl Reconciler for WorkerScript {
             out
         })
     }
+}
+
+/// Applies a change of declared secrets only: one `PUT …/secrets` per new or rotated secret,
+/// one `DELETE` per secret no longer declared; no re-upload. The script's new version is seen
+/// (and recorded) by the next pass.
+async fn put_secrets(
+    cx: &Ctx<'_>,
+    desired: &WorkerDesired,
+    applied: &WorkerFacts,
+    status: &WorkerStatus,
+) -> Result<WorkerStatus, ApiError> {
+    for (name, value) in &desired.declared {
+        if applied.secrets.get(name) != desired.facts.secrets.get(name) {
+            let text = crate::cloudflare::Secret::new(value.expose());
+            cx.client.put_secret(&desired.script, name, &text).await?;
+        }
+    }
+    for name in applied.secrets.keys() {
+        if !desired.facts.secrets.contains_key(name) {
+            cx.client.delete_secret(&desired.script, name).await?;
+        }
+    }
+    Ok(WorkerStatus {
+        observed: status.observed.clone(),
+        applied: Some(desired.facts.clone()),
+    })
 }
 
 /// Uploads the whole script (idempotent: PUT by name). Under `secrets: keep` the upload

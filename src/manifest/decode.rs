@@ -53,6 +53,7 @@ pub enum KindDecl {
         compatibility_date: String,
         compatibility_flags: Vec<String>,
         secrets: SecretsMode,
+        workers_dev: Option<bool>,
     },
 }
 
@@ -325,6 +326,7 @@ fn resource(
             "bindings",
             "compatibility",
             "secrets",
+            "workersDev",
         ],
         other => {
             d.err(
@@ -484,8 +486,22 @@ fn worker(
             }
         }
     }
+    let mut workers_dev = None;
+    if let Some(w_node) = get(entries, "workersDev") {
+        match &*w_node.value {
+            Value::Scalar(Scalar::Bool(b)) => workers_dev = Some(*b),
+            _ => d.err(
+                w_node.pos,
+                format!(
+                    "`workersDev` must be `true` (serve the script on workers.dev) or `false`, not {}",
+                    w_node.kind()
+                ),
+            ),
+        }
+    }
     let (entry, entry_path) = entry?;
     Some(KindDecl::Worker {
+        workers_dev,
         entry,
         entry_path,
         bindings,

@@ -59,6 +59,13 @@ pub fn spec_hash(spec: &ResourceSpec, content_hash: Option<&str>) -> String {
             if w.secrets == SecretsMode::Exclusive {
                 h.update(b"\0secrets:exclusive");
             }
+            if let Some(on) = w.workers_dev {
+                h.update(if on {
+                    &b"\0workers-dev:on"[..]
+                } else {
+                    &b"\0workers-dev:off"[..]
+                });
+            }
         }
     }
     hex::encode(h.finalize())

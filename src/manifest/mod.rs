@@ -398,6 +398,7 @@ fn assemble(docs: Vec<DocDecl>, diags: &mut Vec<Diagnostic>) -> Desired {
                     compatibility_date,
                     compatibility_flags,
                     secrets,
+                    workers_dev,
                 } => {
                     // References are checked once the stage is whole (below).
                     for (n, _, p) in &bindings {
@@ -410,6 +411,7 @@ fn assemble(docs: Vec<DocDecl>, diags: &mut Vec<Diagnostic>) -> Desired {
                         compatibility_date,
                         compatibility_flags,
                         secrets,
+                        workers_dev,
                     })
                 }
             };

@@ -141,6 +141,10 @@ pub fn manifest_schema() -> Value {
                             ]
                         }
                     },
+                    "workersDev": {
+                        "type": "boolean",
+                        "description": "The script's workers.dev route: `true` serves it at https://{script}.{account subdomain}.workers.dev, `false` turns it off; not written, the route is left as it is."
+                    },
                     "secrets": {
                         "enum": ["keep", "exclusive"],
                         "default": "keep",

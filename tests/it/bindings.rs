@@ -438,3 +438,68 @@ async fn declared_secrets_converge_rotate_with_one_put_come_back_and_are_never_s
     }
     api.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_dev_converges_its_route_shows_the_url_and_corrects_a_flip() {
+    let api = Api::start(Faults::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    manifests(dir.path(), "    workersDev: true\n");
+    tokio::task::block_in_place(|| once(dir.path(), &api));
+    let client = api.client();
+    assert!(client.get_script_subdomain(SCRIPT).await.unwrap().enabled);
+    let sub = client.get_account_subdomain().await.unwrap().unwrap();
+    let w = tokio::task::block_in_place(|| worker_status(dir.path()));
+    assert_eq!(
+        w["output"]["url"],
+        format!("https://{SCRIPT}.{sub}.workers.dev"),
+        "{w:#}"
+    );
+
+    // An unchanged resync reads no route (the audit is hourly by default).
+    api.clear_log();
+    tokio::task::block_in_place(|| once(dir.path(), &api));
+    let log = api.log();
+    assert!(
+        log.iter().all(|r| !r.path.ends_with("/subdomain")),
+        "{log:?}"
+    );
+
+    // Flipped out of band (not versioned: the list does not show it): the audit finds it.
+    client.set_script_subdomain(SCRIPT, false).await.unwrap();
+    let args = [
+        "run",
+        "--once",
+        "--manifests",
+        "m",
+        "--state",
+        "state",
+        "--api-url",
+        &api.base,
+    ];
+    let (code, out) = tokio::task::block_in_place(|| {
+        lumierd_env(dir.path(), &args, &[("LUMIERD_ROUTE_AUDIT_SECS", "0")])
+    });
+    assert_eq!(code, 0, "{out}");
+    let w = tokio::task::block_in_place(|| worker_status(dir.path()));
+    assert_eq!(
+        w["drift"]["last"]["changes"][0], "workersDev: true → false",
+        "{w:#}"
+    );
+    assert!(client.get_script_subdomain(SCRIPT).await.unwrap().enabled);
+
+    // Turned off in the manifest: one POST, no re-upload; the url goes.
+    manifests(dir.path(), "    workersDev: false\n");
+    api.clear_log();
+    tokio::task::block_in_place(|| once(dir.path(), &api));
+    assert_eq!(
+        api.writes(),
+        vec![format!(
+            "POST /client/v4/accounts/{}/workers/scripts/{SCRIPT}/subdomain",
+            lumierd::local_api::DEFAULT_ACCOUNT_ID
+        )]
+    );
+    assert!(!client.get_script_subdomain(SCRIPT).await.unwrap().enabled);
+    let w = tokio::task::block_in_place(|| worker_status(dir.path()));
+    assert!(w["output"].get("url").is_none(), "{w:#}");
+    api.stop().await;
+}

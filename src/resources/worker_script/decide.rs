@@ -17,7 +17,8 @@ pub enum ScriptSeen {
     /// version the list showed, with those secrets' names.
     Changed {
         facts: WorkerFacts,
-        now: ScriptObserved,
+        /// Boxed: it is the large variant, and most observations are the small ones.
+        now: Box<ScriptObserved>,
     },
     /// In the list, and lumierd has no record of applying it: whose tags it carries.
     Unrecorded { owner: Owner },
@@ -108,7 +109,7 @@ mod tests {
     fn changed(facts: WorkerFacts) -> ScriptSeen {
         ScriptSeen::Changed {
             facts,
-            now: ScriptObserved::default(),
+            now: Box::default(),
         }
     }
 
@@ -124,6 +125,7 @@ mod tests {
             compatibility_date: "2025-01-01".into(),
             compatibility_flags: vec![],
             secrets: BTreeMap::new(),
+            workers_dev: None,
         }
     }
 
@@ -234,10 +236,10 @@ mod tests {
         let s = "app-prod-api";
         let seen = ScriptSeen::Changed {
             facts: kept,
-            now: ScriptObserved {
+            now: Box::new(ScriptObserved {
                 unmanaged_secrets: unmanaged,
                 ..ScriptObserved::default()
-            },
+            }),
         };
         assert_eq!(
             decide_script(s, Some(&a), &a, &seen, Correct, false),

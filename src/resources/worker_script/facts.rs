@@ -41,6 +41,7 @@ pub(super) fn facts_of(settings: &ScriptSettings, content_hash: String) -> Worke
         compatibility_date: settings.compatibility_date.clone().unwrap_or_default(),
         compatibility_flags: settings.compatibility_flags.clone(),
         secrets: BTreeMap::new(),
+        workers_dev: None,
     }
 }
 
@@ -87,10 +88,11 @@ pub fn split_unmanaged_secrets(
     (remote, unmanaged)
 }
 
-/// `facts` without its declared secrets: what an upload changes.
-pub fn without_secrets(facts: &WorkerFacts) -> WorkerFacts {
+/// `facts` without its declared secrets and workers.dev route: what only an upload changes.
+pub fn upload_facts(facts: &WorkerFacts) -> WorkerFacts {
     WorkerFacts {
         secrets: BTreeMap::new(),
+        workers_dev: None,
         ..facts.clone()
     }
 }
@@ -112,6 +114,9 @@ pub struct WorkerFacts {
     /// (see `crate::secrets`): a rotation is seen, the value is never kept.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub secrets: BTreeMap<String, String>,
+    /// The workers.dev route, when the manifest manages it (`workersDev`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workers_dev: Option<bool>,
 }
 
 /// Field-level differences from `from` to `to`, one readable line each
@@ -149,6 +154,14 @@ pub fn worker_diff(from: &WorkerFacts, to: &WorkerFacts) -> Vec<String> {
         if !from.secrets.contains_key(name) {
             out.push(format!("secrets.{name}: (none) → set"));
         }
+    }
+    if from.workers_dev != to.workers_dev {
+        let show = |v: Option<bool>| v.map_or("(unmanaged)".to_owned(), |b| b.to_string());
+        out.push(format!(
+            "workersDev: {} → {}",
+            show(from.workers_dev),
+            show(to.workers_dev)
+        ));
     }
     if from.compatibility_date != to.compatibility_date {
         out.push(format!(

@@ -10,9 +10,10 @@ mod facts;
 use crate::secrets::SecretValue;
 pub use decide::{decide_script, Owner, ScriptSeen};
 pub use facts::{binding_fact, split_unmanaged_secrets, worker_diff, WorkerFacts};
-use facts::{facts_of, without_secrets};
+use facts::{facts_of, upload_facts};
 
 use super::{Bound, Ctx, Decision, Kind, Reconciler, Rules, Status};
+use crate::cloudflare::subdomain::workers_dev_url;
 use crate::cloudflare::types::{Binding, Module, ScriptMetadata};
 use crate::cloudflare::{ApiError, ErrorKind, ScriptUpload};
 use crate::manifest::{provider_name, BindingSpec, ResourceKey, SecretsMode, WorkerSpec};
@@ -46,6 +47,58 @@ pub struct ScriptObserved {
     /// seen; kept by every upload under `secrets: keep`. Names only, never values.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unmanaged_secrets: Vec<String>,
+    /// `https://{script}.{account subdomain}.workers.dev`, as of when lumierd last turned the
+    /// route on (the account subdomain is read then, not on every pass).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// When the workers.dev route was last read or set (Unix seconds): it is not versioned,
+    /// so an unchanged script's route is re-read once per [`route_audit_every`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route_checked: Option<u64>,
+}
+
+/// How often the workers.dev route of an unchanged script is re-read to find an
+/// out-of-band flip: an hour (so a fleet's resync every 5 minutes reads 1/12 of the routes
+/// per pass), or `LUMIERD_ROUTE_AUDIT_SECS`.
+pub fn route_audit_every() -> u64 {
+    std::env::var("LUMIERD_ROUTE_AUDIT_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3600)
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// An unchanged script: [`ScriptSeen::Unchanged`], unless its managed route is due for a
+/// re-read; then the route as read, with everything else as applied.
+async fn audit_route(
+    cx: &Ctx<'_>,
+    name: &str,
+    applied: &WorkerFacts,
+    observed: &ScriptObserved,
+) -> Result<ScriptSeen, ApiError> {
+    let now = unix_now();
+    let due = observed
+        .route_checked
+        .is_none_or(|at| now.saturating_sub(at) >= route_audit_every());
+    if applied.workers_dev.is_none() || !due {
+        return Ok(ScriptSeen::Unchanged);
+    }
+    let enabled = cx.client.get_script_subdomain(name).await?.enabled;
+    Ok(ScriptSeen::Changed {
+        facts: WorkerFacts {
+            workers_dev: Some(enabled),
+            ..applied.clone()
+        },
+        now: Box::new(ScriptObserved {
+            route_checked: Some(now),
+            ..observed.clone()
+        }),
+    })
 }
 
 /// A worker resolved for one pass.
@@ -158,6 +211,7 @@ impl Reconciler for WorkerScript {
                 compatibility_date: spec.compatibility_date.clone(),
                 compatibility_flags: spec.compatibility_flags.clone(),
                 secrets,
+                workers_dev: spec.workers_dev,
             },
             bindings,
             bundle: Arc::clone(bundle),
@@ -218,12 +272,14 @@ impl Reconciler for WorkerScript {
         let observed = &status.observed;
         let same_etag = observed.etag.as_deref() == Some(script.etag.as_str());
         if same_etag && observed.modified_on.as_deref() == Some(script.modified_on.as_str()) {
-            return Ok(ScriptSeen::Unchanged);
+            return audit_route(cx, name, applied, observed).await;
         }
         let now = ScriptObserved {
             etag: Some(script.etag.clone()),
             modified_on: Some(script.modified_on.clone()),
             unmanaged_secrets: Vec::new(),
+            url: status.observed.url.clone(),
+            route_checked: None,
         };
         let settings = cx.client.get_settings(name).await?;
         let content_hash = if same_etag {
@@ -235,18 +291,26 @@ impl Reconciler for WorkerScript {
             modules.sort_by(|a, b| a.name.cmp(&b.name));
             crate::worker::content_hash(&main, &modules)
         };
-        let (facts, unmanaged_secrets) = split_unmanaged_secrets(
+        let (mut facts, unmanaged_secrets) = split_unmanaged_secrets(
             facts_of(&settings, content_hash),
             applied,
             &desired.facts,
             desired.secrets,
         );
+        // The route is not versioned (flipping it leaves the list's etag as it was): it is read
+        // here, with the settings, only when the list shows the script changed.
+        let mut route_checked = status.observed.route_checked;
+        if applied.workers_dev.is_some() {
+            facts.workers_dev = Some(cx.client.get_script_subdomain(name).await?.enabled);
+            route_checked = Some(unix_now());
+        }
         Ok(ScriptSeen::Changed {
             facts,
-            now: ScriptObserved {
+            now: Box::new(ScriptObserved {
                 unmanaged_secrets,
+                route_checked,
                 ..now
-            },
+            }),
         })
     }
 
@@ -276,7 +340,7 @@ impl Reconciler for WorkerScript {
     /// pass sees it unchanged and reads nothing.
     fn record_seen(mut status: WorkerStatus, seen: &ScriptSeen) -> WorkerStatus {
         if let ScriptSeen::Changed { now, .. } = seen {
-            status.observed = now.clone();
+            status.observed = (**now).clone();
         }
         status
     }
@@ -286,7 +350,8 @@ impl Reconciler for WorkerScript {
     }
 
     async fn create(cx: &Ctx<'_>, desired: &WorkerDesired) -> Result<WorkerStatus, ApiError> {
-        upload(cx, desired, Vec::new()).await
+        let status = upload(cx, desired, Vec::new()).await?;
+        route(cx, desired, None, true, status).await
     }
 
     async fn update(
@@ -294,18 +359,24 @@ impl Reconciler for WorkerScript {
         desired: &WorkerDesired,
         status: &WorkerStatus,
     ) -> Result<WorkerStatus, ApiError> {
-        if let Some(applied) = &status.applied {
-            let only_secrets = applied.secrets != desired.facts.secrets
-                && without_secrets(applied) == without_secrets(&desired.facts);
-            if only_secrets {
-                return put_secrets(cx, desired, applied, status).await;
+        let applied = status.applied.as_ref();
+        // Nothing changed in the manifest: this puts drift back, whatever it was.
+        let correction = applied == Some(&desired.facts);
+        let before = applied.and_then(|a| a.workers_dev);
+        if let Some(applied) = applied.filter(|_| !correction) {
+            if upload_facts(applied) == upload_facts(&desired.facts) {
+                let status = put_secrets(cx, desired, applied, status).await?;
+                return route(cx, desired, before, false, status).await;
             }
         }
         let kept = match desired.secrets {
             SecretsMode::Keep => status.observed.unmanaged_secrets.clone(),
             SecretsMode::Exclusive => Vec::new(),
         };
-        upload(cx, desired, kept).await
+        let mut uploaded = upload(cx, desired, kept).await?;
+        uploaded.observed.url = status.observed.url.clone();
+        uploaded.observed.route_checked = status.observed.route_checked;
+        route(cx, desired, before, correction, uploaded).await
     }
 
     async fn delete(cx: &Ctx<'_>, _: &WorkerStatus) -> Result<(), ApiError> {
@@ -327,12 +398,43 @@ impl Reconciler for WorkerScript {
                 "scriptName": key.provider_name(),
                 "etag": etag,
             });
+            if let Some(url) = &status.observed.url {
+                out["url"] = serde_json::json!(url);
+            }
             if !status.observed.unmanaged_secrets.is_empty() {
                 out["unmanagedSecrets"] = serde_json::json!(status.observed.unmanaged_secrets);
             }
             out
         })
     }
+}
+
+/// Puts the workers.dev route as declared when the manifest manages it and it changed
+/// (`before` is what was applied) or `force` (a create, a drift correction): one `POST
+/// …/subdomain`, and when on one `GET /workers/subdomain` for the URL. Nothing otherwise.
+async fn route(
+    cx: &Ctx<'_>,
+    desired: &WorkerDesired,
+    before: Option<bool>,
+    force: bool,
+    mut status: WorkerStatus,
+) -> Result<WorkerStatus, ApiError> {
+    let Some(on) = desired.facts.workers_dev else {
+        return Ok(status);
+    };
+    if force || before != Some(on) {
+        cx.client.set_script_subdomain(&desired.script, on).await?;
+        status.observed.route_checked = Some(unix_now());
+        status.observed.url = if on {
+            cx.client
+                .get_account_subdomain()
+                .await?
+                .map(|sub| workers_dev_url(&desired.script, &sub))
+        } else {
+            None
+        };
+    }
+    Ok(status)
 }
 
 /// Applies a change of declared secrets only: one `PUT …/secrets` per new or rotated secret,
@@ -391,6 +493,8 @@ async fn upload(
             etag: Some(script.etag),
             modified_on: Some(script.modified_on),
             unmanaged_secrets,
+            url: None,
+            route_checked: None,
         },
         applied: Some(desired.facts.clone()),
     })

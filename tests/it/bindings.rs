@@ -436,6 +436,50 @@ async fn declared_secrets_converge_rotate_with_one_put_come_back_and_are_never_s
             "{value} in the request log"
         );
     }
+
+    // The daemon's /metrics and /status, once its first pass is done.
+    let args = [
+        "run",
+        "--manifests",
+        "m",
+        "--state",
+        "state",
+        "--api-url",
+        &api.base,
+        "--secrets-dir",
+        &creds_s,
+        "--resync",
+        "1h",
+        "--admin-listen",
+        "127.0.0.1:0",
+    ];
+    let mut d = crate::support::Daemon::spawn_env(
+        dir.path(),
+        &args,
+        &[("LUMIERD_IT_API_KEY", rotated), ("RUST_LOG", "trace")],
+    );
+    let admin = d.stdout_line("admin API: ", Duration::from_secs(30));
+    let http = reqwest::Client::new();
+    crate::support::eventually(Duration::from_secs(60), "ready", || async {
+        match http.get(format!("{admin}/readyz")).send().await {
+            Ok(r) if r.status() == 200 => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    let mut scraped = String::new();
+    for path in ["/metrics", "/status"] {
+        let r = http.get(format!("{admin}{path}")).send().await.unwrap();
+        scraped.push_str(&r.text().await.unwrap());
+    }
+    assert!(scraped.contains("lumierd_reconciles_total"), "{scraped}");
+    d.signal("TERM");
+    d.exit(Duration::from_secs(30));
+    let logs = format!("{}\n{}", d.stdout(), d.stderr());
+    for value in [canary, file_canary, rotated] {
+        assert!(!scraped.contains(value), "{value} in /metrics or /status");
+        assert!(!logs.contains(value), "{value} in the daemon's trace logs");
+    }
     api.stop().await;
 }
 

@@ -133,6 +133,11 @@ pub struct Common {
     /// Share of the budget left to the token's other clients (wrangler in CI, the dashboard).
     #[arg(long, default_value = "10%", value_parser = parse_reserve)]
     pub api_reserve: u8,
+    /// The folder of `{ secret: { file: NAME } }` secrets (one file per secret, its content
+    /// the value; a final newline is dropped). Defaults to $CREDENTIALS_DIRECTORY (systemd
+    /// `LoadCredential=`); a Kubernetes Secret volume works the same.
+    #[arg(long, value_name = "DIR", env = "CREDENTIALS_DIRECTORY")]
+    pub secrets_dir: Option<PathBuf>,
 }
 
 /// Parses `--api-budget`: `N/DURATION`, e.g. `1200/5m`.
@@ -605,9 +610,15 @@ fn run_config(
     resync: Duration,
     debounce: Duration,
 ) -> anyhow::Result<RunConfig> {
+    let state = state_dir(common.state.clone());
+    // Declared secrets are hashed under the state folder's key (made on first use).
+    crate::secrets::configure(crate::secrets::SecretsConfig {
+        dir: common.secrets_dir.clone(),
+        hasher: crate::secrets::load_or_create_key(&state)?,
+    });
     Ok(RunConfig {
         manifests: common.manifests.clone(),
-        state: state_dir(common.state.clone()),
+        state,
         store: common.store.clone(),
         instance_id: default_instance_id(),
         lease_ttl: crate::runtime::leader::DEFAULT_TTL,

@@ -38,6 +38,7 @@ pub mod notify;
 pub mod resources;
 pub mod runtime;
 pub mod sdnotify;
+pub mod secrets;
 pub mod source;
 pub mod status;
 pub mod store;

@@ -1,10 +1,11 @@
 //! Checks across documents that need the whole snapshot: provider names that two resources
-//! would share, and `app.protect` entries that look like a typo of a declared stage.
+//! would share, service bindings that form a cycle, and `app.protect` entries that look like
+//! a typo of a declared stage.
 //!
 //! Pure: takes the merged stages, returns diagnostics (each at the second place, naming the
 //! first as `file:line:col`).
 
-use super::desired::{ResourceSpec, Stage, StageKey};
+use super::desired::{BindingSpec, ResourceSpec, Stage, StageKey};
 use super::names;
 use super::yaml::Pos;
 use super::Diagnostic;
@@ -13,6 +14,65 @@ use std::sync::Arc;
 
 /// Per app: the `protect` entries (each with its position) and the file that states them.
 pub type ProtectEntries = BTreeMap<String, (Vec<(String, Pos)>, Arc<str>)>;
+
+/// Service bindings that form a cycle (`a` binds `b` binds `a`, or a worker binding itself):
+/// no order converges one before the other. One diagnostic per cycle, at the worker of the
+/// cycle that sorts first, naming the whole cycle.
+pub fn service_cycles(stages: &BTreeMap<StageKey, Stage>) -> Vec<Diagnostic> {
+    let mut diags = Vec::new();
+    for stage in stages.values() {
+        let services = |name: &str| -> Vec<&str> {
+            match stage.resources.get(name).map(|r| &r.spec) {
+                Some(ResourceSpec::Worker(w)) => w
+                    .bindings
+                    .values()
+                    .filter_map(|b| match b {
+                        BindingSpec::Service(t) => Some(t.as_str()),
+                        _ => None,
+                    })
+                    .collect(),
+                _ => Vec::new(),
+            }
+        };
+        let mut reported: BTreeSet<&str> = BTreeSet::new();
+        for start in stage.resources.keys() {
+            if reported.contains(start.as_str()) {
+                continue;
+            }
+            // Depth-first from `start`, looking for a path back to it.
+            let mut stack: Vec<(&str, Vec<&str>)> = vec![(start.as_str(), vec![start.as_str()])];
+            let mut seen: BTreeSet<&str> = BTreeSet::new();
+            while let Some((at, path)) = stack.pop() {
+                for next in services(at) {
+                    if next == start {
+                        let mut cycle = path.clone();
+                        cycle.push(next);
+                        reported.extend(path.iter().copied());
+                        if let Some(r) = stage.resources.get(start) {
+                            diags.push(Diagnostic {
+                                file: r.origin.file.to_string(),
+                                pos: r.origin.pos,
+                                message: format!(
+                                    "service bindings of stage {} form a cycle: {}; a worker cannot be converged before itself: remove one of these bindings",
+                                    stage.key,
+                                    cycle.join(" → ")
+                                ),
+                            });
+                        }
+                        stack.clear();
+                        break;
+                    }
+                    if seen.insert(next) {
+                        let mut p = path.clone();
+                        p.push(next);
+                        stack.push((next, p));
+                    }
+                }
+            }
+        }
+    }
+    diags
+}
 
 /// Two resources whose provider names are equal: `{app}-{stage}-{name}` is not injective
 /// (`a-b`/`c`/`d` and `a`/`b-c`/`d` both give `a-b-c-d`), and one Cloudflare namespace or

@@ -3,10 +3,13 @@
 //! Pure: no I/O except resolving a worker's `entry` against the file system (to keep the
 //! root-containment check next to the value it checks).
 
-use super::desired::{BindingSpec, DriftMode, DEFAULT_COMPATIBILITY_DATE};
+use super::desired::{
+    canonical_json, BindingSpec, DriftMode, SecretsMode, DEFAULT_COMPATIBILITY_DATE,
+};
 use super::names;
 use super::yaml::{Key, Node, Pos, Scalar, Value};
 use super::Diagnostic;
+use crate::secrets::SecretSource;
 use std::path::{Component, Path, PathBuf};
 
 /// Most bindings one worker may have (Cloudflare's limit on the free plan).
@@ -49,6 +52,8 @@ pub enum KindDecl {
         bindings: Vec<(String, BindingSpec, Pos)>,
         compatibility_date: String,
         compatibility_flags: Vec<String>,
+        secrets: SecretsMode,
+        workers_dev: Option<bool>,
     },
 }
 
@@ -314,7 +319,15 @@ fn resource(
     let ty = d.string(type_node, "`type`")?;
     let allowed: &[&str] = match ty.as_str() {
         "kv" => &["type", "drift", "existing"],
-        "worker" => &["type", "drift", "entry", "bindings", "compatibility"],
+        "worker" => &[
+            "type",
+            "drift",
+            "entry",
+            "bindings",
+            "compatibility",
+            "secrets",
+            "workersDev",
+        ],
         other => {
             d.err(
                 type_node.pos,
@@ -464,13 +477,37 @@ fn worker(
             }
         }
     }
+    let mut secrets = SecretsMode::default();
+    if let Some(s_node) = get(entries, "secrets") {
+        if let Some(text) = d.string(s_node, "`secrets`") {
+            match text.parse() {
+                Ok(mode) => secrets = mode,
+                Err(m) => d.err(s_node.pos, m),
+            }
+        }
+    }
+    let mut workers_dev = None;
+    if let Some(w_node) = get(entries, "workersDev") {
+        match &*w_node.value {
+            Value::Scalar(Scalar::Bool(b)) => workers_dev = Some(*b),
+            _ => d.err(
+                w_node.pos,
+                format!(
+                    "`workersDev` must be `true` (serve the script on workers.dev) or `false`, not {}",
+                    w_node.kind()
+                ),
+            ),
+        }
+    }
     let (entry, entry_path) = entry?;
     Some(KindDecl::Worker {
+        workers_dev,
         entry,
         entry_path,
         bindings,
         compatibility_date,
         compatibility_flags,
+        secrets,
     })
 }
 
@@ -503,19 +540,53 @@ fn binding(
             Some(BindingSpec::Text(out))
         }
         Value::Map(_) => {
-            let entries = d.map(node, &format!("binding `{name}`"), &["kv"])?;
-            let Some(kv) = get(entries, "kv") else {
-                d.err(node.pos, format!("binding `{name}` needs `kv: <resource>` naming a kv resource of this stage"));
+            let entries = d.map(node, &format!("binding `{name}`"), BINDING_KINDS)?;
+            if entries.len() != 1 {
+                d.err(
+                    node.pos,
+                    format!(
+                        "binding `{name}` needs exactly one of {}",
+                        binding_kinds_hint()
+                    ),
+                );
                 return None;
-            };
-            let target = d.string(kv, &format!("`kv` of binding `{name}`"))?;
-            Some(BindingSpec::Kv(target))
+            }
+            let (kind, value) = &entries[0];
+            match kind.name.as_str() {
+                "kv" => Some(BindingSpec::Kv(
+                    d.string(value, &format!("`kv` of binding `{name}`"))?,
+                )),
+                "service" => Some(BindingSpec::Service(
+                    d.string(value, &format!("`service` of binding `{name}`"))?,
+                )),
+                "secret" => Some(BindingSpec::Secret(secret_source(d, name, value)?)),
+                _ => {
+                    let json = match yaml_to_json(value) {
+                        Ok(json) => canonical_json(&json),
+                        Err((pos, m)) => {
+                            d.err(pos, format!("`json` of binding `{name}`: {m}"));
+                            return None;
+                        }
+                    };
+                    if json.len() > MAX_TEXT_BYTES {
+                        d.err(
+                            value.pos,
+                            format!(
+                                "`json` of binding `{name}` is {} bytes as JSON; Cloudflare allows {MAX_TEXT_BYTES} per var: shrink it or store it in KV",
+                                json.len()
+                            ),
+                        );
+                        return None;
+                    }
+                    Some(BindingSpec::Json(json))
+                }
+            }
         }
         Value::Scalar(s) => {
             d.err(
                 node.pos,
                 format!(
-                    "binding `{name}` must be a string (a plain-text var) or `{{ kv: <resource> }}`, not {}; quote it to make it text",
+                    "binding `{name}` must be a string (a plain-text var) or `{{ kv: <resource> }}`, not {}; quote it to make it text, or write `{{ json: <value> }}` for a JSON var",
                     s.kind()
                 ),
             );
@@ -524,11 +595,77 @@ fn binding(
         Value::Seq(_) => {
             d.err(
                 node.pos,
-                format!("binding `{name}` must be a string (a plain-text var) or `{{ kv: <resource> }}`, not a list"),
+                format!(
+                    "binding `{name}` must be a string (a plain-text var) or `{{ kv: <resource> }}`, not a list; for a JSON list write `{{ json: [...] }}`"
+                ),
             );
             None
         }
     }
+}
+
+/// The keys of a binding given as a mapping (exactly one of them).
+const BINDING_KINDS: &[&str] = &["kv", "json", "service", "secret"];
+
+fn binding_kinds_hint() -> &'static str {
+    "`{ kv: <kv resource> }`, `{ json: <any value> }`, `{ service: <worker resource> }` or `{ secret: { env: VAR } }`"
+}
+
+/// `{ env: VAR }` or `{ file: NAME }`: where a declared secret's value comes from.
+fn secret_source(d: &mut D<'_, '_>, name: &str, node: &Node) -> Option<SecretSource> {
+    let what = format!("`secret` of binding `{name}`");
+    let entries = d.map(node, &what, &["env", "file"])?;
+    let [(kind, value)] = entries else {
+        d.err(
+            node.pos,
+            format!("{what} needs exactly one of `env: VARIABLE` (lumierd's environment) or `file: NAME` (a file in --secrets-dir)"),
+        );
+        return None;
+    };
+    let text = d.string(value, &format!("`{}` of {what}", kind.name))?;
+    if kind.name == "env" {
+        let ok = text
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && text.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !ok {
+            d.err(value.pos, format!("{what}: `{text}` is not an environment variable name (letters, digits and `_`, not starting with a digit)"));
+            return None;
+        }
+        Some(SecretSource::Env(text))
+    } else {
+        let ok =
+            !text.is_empty() && text != "." && text != ".." && !text.contains(['/', '\\', '\0']);
+        if !ok {
+            d.err(value.pos, format!("{what}: `{text}` must be a file name in --secrets-dir (one path component, like `db-password`)"));
+            return None;
+        }
+        Some(SecretSource::File(text))
+    }
+}
+
+/// A YAML value as JSON; `Err` (where, why) for what JSON cannot hold (a float that is not
+/// finite).
+fn yaml_to_json(node: &Node) -> Result<serde_json::Value, (Pos, String)> {
+    use serde_json::Value as J;
+    Ok(match &*node.value {
+        Value::Scalar(Scalar::Null) => J::Null,
+        Value::Scalar(Scalar::Bool(b)) => J::Bool(*b),
+        Value::Scalar(Scalar::Int(i)) => J::from(*i),
+        Value::Scalar(Scalar::Float(f)) => match serde_json::Number::from_f64(*f) {
+            Some(n) => J::Number(n),
+            None => return Err((node.pos, format!("{f} is not a JSON number"))),
+        },
+        Value::Scalar(Scalar::Str(t)) => J::String(t.clone()),
+        Value::Seq(items) => J::Array(items.iter().map(yaml_to_json).collect::<Result<_, _>>()?),
+        Value::Map(entries) => J::Object(
+            entries
+                .iter()
+                .map(|(k, v)| Ok((k.name.clone(), yaml_to_json(v)?)))
+                .collect::<Result<_, _>>()?,
+        ),
+    })
 }
 
 /// Substitutes `${app}` and `${stage}` in a plain-text var. Any other `${...}` is an error.

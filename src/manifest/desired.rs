@@ -23,6 +23,32 @@ pub enum DriftMode {
     Report,
 }
 
+/// What lumierd does with a worker's remote secrets that no binding declares.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum SecretsMode {
+    /// Leave them (the default): set by `wrangler secret put`, the dashboard or another tool,
+    /// they are kept by every upload (`keep_bindings`), are not drift, and status lists them
+    /// as unmanaged.
+    #[default]
+    Keep,
+    /// The manifest is the whole truth: an undeclared remote secret is drift, and putting the
+    /// worker back removes it.
+    Exclusive,
+}
+
+impl std::str::FromStr for SecretsMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "keep" => Ok(SecretsMode::Keep),
+            "exclusive" => Ok(SecretsMode::Exclusive),
+            other => Err(format!(
+                "unknown `secrets` mode `{other}`; use `keep` (the default: secrets set outside lumierd stay) or `exclusive` (remove secrets not declared here)"
+            )),
+        }
+    }
+}
+
 impl std::str::FromStr for DriftMode {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
@@ -107,6 +133,52 @@ pub enum BindingSpec {
     Kv(String),
     /// A plain-text var, `${app}` and `${stage}` already substituted.
     Text(String),
+    /// A JSON var, as canonical JSON text ([`canonical_json`]: object keys sorted, no
+    /// whitespace), so two values equal as JSON compare equal whatever their key order.
+    Json(String),
+    /// A service binding to the `worker` resource of this name in the same stage.
+    Service(String),
+    /// A secret (`secret_text`) whose value is read from `source` on each pass, never stored.
+    Secret(crate::secrets::SecretSource),
+}
+
+/// `value` as canonical JSON text: object keys sorted (by byte order), no whitespace. The
+/// form JSON vars are compared in (declared and remote alike), independent of how
+/// `serde_json`'s map is ordered.
+pub fn canonical_json(value: &serde_json::Value) -> String {
+    let mut out = String::new();
+    write_canonical(value, &mut out);
+    out
+}
+
+fn write_canonical(value: &serde_json::Value, out: &mut String) {
+    match value {
+        serde_json::Value::Object(map) => {
+            let mut entries: Vec<_> = map.iter().collect();
+            entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+            out.push('{');
+            for (i, (k, v)) in entries.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&serde_json::Value::String(k.clone()).to_string());
+                out.push(':');
+                write_canonical(v, out);
+            }
+            out.push('}');
+        }
+        serde_json::Value::Array(items) => {
+            out.push('[');
+            for (i, v) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_canonical(v, out);
+            }
+            out.push(']');
+        }
+        scalar => out.push_str(&scalar.to_string()),
+    }
 }
 
 /// A worker script as declared.
@@ -121,17 +193,23 @@ pub struct WorkerSpec {
     pub bindings: LiteMap<String, BindingSpec>,
     pub compatibility_date: String,
     pub compatibility_flags: Vec<String>,
+    /// `secrets:`: what happens to remote secrets no binding declares.
+    pub secrets: SecretsMode,
+    /// `workersDev:`: the script's workers.dev route on (`true`) or off (`false`); `None`
+    /// (not written) leaves the route as it is.
+    pub workers_dev: Option<bool>,
 }
 
 impl WorkerSpec {
-    /// Names of the kv resources this worker binds (its dependencies), sorted, without repeats.
-    pub fn kv_dependencies(&self) -> Vec<&str> {
+    /// Names of the resources this worker binds (its dependencies: kv namespaces and the
+    /// workers of its service bindings), sorted, without repeats.
+    pub fn dependencies(&self) -> Vec<&str> {
         let mut deps: Vec<&str> = self
             .bindings
             .values()
             .filter_map(|b| match b {
-                BindingSpec::Kv(name) => Some(name.as_str()),
-                BindingSpec::Text(_) => None,
+                BindingSpec::Kv(name) | BindingSpec::Service(name) => Some(name.as_str()),
+                BindingSpec::Text(_) | BindingSpec::Json(_) | BindingSpec::Secret(_) => None,
             })
             .collect();
         deps.sort_unstable();
@@ -254,5 +332,21 @@ fn plural(n: usize, one: &'static str, many: &'static str) -> &'static str {
         one
     } else {
         many
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::canonical_json;
+
+    #[test]
+    fn canonical_json_sorts_keys_at_every_depth() {
+        let a: serde_json::Value =
+            serde_json::from_str(r#"{"b": 1, "a": {"y": [1, {"d": null, "c": "x"}], "x": true}}"#)
+                .unwrap_or_default();
+        assert_eq!(
+            canonical_json(&a),
+            r#"{"a":{"x":true,"y":[1,{"c":"x","d":null}]},"b":1}"#
+        );
     }
 }

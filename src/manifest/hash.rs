@@ -1,6 +1,7 @@
 //! The desired spec's fingerprint: a hash of what would be applied, for change detection.
 
-use super::{BindingSpec, ResourceSpec};
+use super::{BindingSpec, ResourceSpec, SecretsMode};
+use crate::secrets::SecretSource;
 use sha2::{Digest, Sha256};
 
 /// A hash of a resource's desired spec; `content_hash` is a worker's built modules' hash.
@@ -28,6 +29,23 @@ pub fn spec_hash(spec: &ResourceSpec, content_hash: Option<&str>) -> String {
                         h.update(b"\0text\0");
                         h.update(t.as_bytes());
                     }
+                    BindingSpec::Json(t) => {
+                        h.update(b"\0json\0");
+                        h.update(t.as_bytes());
+                    }
+                    BindingSpec::Service(t) => {
+                        h.update(b"\0service\0");
+                        h.update(t.as_bytes());
+                    }
+                    // The source, not the value (which is never stored).
+                    BindingSpec::Secret(SecretSource::Env(t)) => {
+                        h.update(b"\0secret-env\0");
+                        h.update(t.as_bytes());
+                    }
+                    BindingSpec::Secret(SecretSource::File(t)) => {
+                        h.update(b"\0secret-file\0");
+                        h.update(t.as_bytes());
+                    }
                 }
             }
             h.update(b"\0");
@@ -35,6 +53,18 @@ pub fn spec_hash(spec: &ResourceSpec, content_hash: Option<&str>) -> String {
             for f in &w.compatibility_flags {
                 h.update(b"\0");
                 h.update(f.as_bytes());
+            }
+            // Only what differs from the default is hashed: hashes of specs written before
+            // the key existed stay as they were.
+            if w.secrets == SecretsMode::Exclusive {
+                h.update(b"\0secrets:exclusive");
+            }
+            if let Some(on) = w.workers_dev {
+                h.update(if on {
+                    &b"\0workers-dev:on"[..]
+                } else {
+                    &b"\0workers-dev:off"[..]
+                });
             }
         }
     }

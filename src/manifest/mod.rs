@@ -28,8 +28,8 @@ pub mod text;
 pub mod yaml;
 
 pub use desired::{
-    provider_name, BindingSpec, Desired, DriftMode, Origin, Resource, ResourceKey, ResourceSpec,
-    Stage, StageKey, WorkerSpec, DEFAULT_COMPATIBILITY_DATE,
+    canonical_json, provider_name, BindingSpec, Desired, DriftMode, Origin, Resource, ResourceKey,
+    ResourceSpec, SecretsMode, Stage, StageKey, WorkerSpec, DEFAULT_COMPATIBILITY_DATE,
 };
 pub use discover::{MAX_FILES, MAX_FILE_BYTES};
 pub use hash::spec_hash;
@@ -441,6 +441,8 @@ fn assemble(docs: Vec<DocDecl>, diags: &mut Vec<Diagnostic>) -> Desired {
                     bindings,
                     compatibility_date,
                     compatibility_flags,
+                    secrets,
+                    workers_dev,
                 } => {
                     // References are checked once the stage is whole (below).
                     for (n, _, p) in &bindings {
@@ -452,6 +454,8 @@ fn assemble(docs: Vec<DocDecl>, diags: &mut Vec<Diagnostic>) -> Desired {
                         bindings: bindings.into_iter().map(|(n, b, _)| (n, b)).collect(),
                         compatibility_date,
                         compatibility_flags,
+                        secrets,
+                        workers_dev,
                     })
                 }
             };
@@ -483,12 +487,19 @@ fn assemble(docs: Vec<DocDecl>, diags: &mut Vec<Diagnostic>) -> Desired {
                 continue;
             };
             for (binding, spec) in &w.bindings {
-                let BindingSpec::Kv(target) = spec else {
-                    continue;
+                let (target, wanted) = match spec {
+                    BindingSpec::Kv(target) => (target, "kv"),
+                    BindingSpec::Service(target) => (target, "worker"),
+                    BindingSpec::Text(_) | BindingSpec::Json(_) | BindingSpec::Secret(_) => {
+                        continue
+                    }
                 };
                 let problem = match stage.resources.get(target) {
-                    Some(t) if t.spec.type_name() == "kv" => continue,
-                    Some(t) => format!("`{target}` is a {}, not a kv resource", t.spec.type_name()),
+                    Some(t) if t.spec.type_name() == wanted => continue,
+                    Some(t) => format!(
+                        "`{target}` is a {}, not a {wanted} resource",
+                        t.spec.type_name()
+                    ),
                     None => format!("stage {} declares no resource `{target}`", stage.key),
                 };
                 let pos = binding_pos
@@ -499,13 +510,14 @@ fn assemble(docs: Vec<DocDecl>, diags: &mut Vec<Diagnostic>) -> Desired {
                     file: r.origin.file.to_string(),
                     pos,
                     message: format!(
-                        "worker `{}` binding `{binding}`: {problem}; declare `{target}: {{ type: kv }}` in this stage or fix the name",
+                        "worker `{}` binding `{binding}`: {problem}; declare `{target}: {{ type: {wanted} }}` in this stage or fix the name",
                         r.key.name
                     ),
                 });
             }
         }
     }
+    diags.extend(crosscheck::service_cycles(&stages));
     diags.extend(crosscheck::provider_name_collisions(&stages));
     diags.extend(crosscheck::protect_typos(&stages, &protect_entries));
     Desired {

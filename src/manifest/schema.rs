@@ -17,6 +17,25 @@ pub fn manifest_schema() -> Value {
         "enum": ["correct", "report"],
         "description": "How out-of-band edits are handled: `correct` puts the remote back, `report` only records them."
     });
+    // Apart: one `json!` of the whole schema would pass the macro's recursion limit.
+    let secret_binding = json!({
+        "type": "object",
+        "additionalProperties": false,
+        "required": ["secret"],
+        "properties": {
+            "secret": {
+                "type": "object",
+                "additionalProperties": false,
+                "minProperties": 1,
+                "maxProperties": 1,
+                "properties": {
+                    "env": { "type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]*$" },
+                    "file": { "type": "string", "minLength": 1, "pattern": "^[^/\\\\]+$" }
+                }
+            }
+        },
+        "description": "A secret (secret_text) read on each pass from lumierd's environment (`env`) or a file in --secrets-dir (`file`); only a keyed hash is stored."
+    });
     json!({
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": "https://lumierd.dev/schema/stage-manifest.json",
@@ -103,9 +122,33 @@ pub fn manifest_schema() -> Value {
                                     "required": ["kv"],
                                     "properties": { "kv": { "type": "string", "minLength": 1 } },
                                     "description": "A KV namespace binding to a kv resource of the same stage."
-                                }
+                                },
+                                {
+                                    "type": "object",
+                                    "additionalProperties": false,
+                                    "required": ["json"],
+                                    "properties": { "json": {} },
+                                    "description": "A JSON var: any value; compared by value (key order does not matter)."
+                                },
+                                {
+                                    "type": "object",
+                                    "additionalProperties": false,
+                                    "required": ["service"],
+                                    "properties": { "service": { "type": "string", "minLength": 1 } },
+                                    "description": "A service binding to a worker resource of the same stage (converged first, deleted last; no cycles)."
+                                },
+                                secret_binding
                             ]
                         }
+                    },
+                    "workersDev": {
+                        "type": "boolean",
+                        "description": "The script's workers.dev route: `true` serves it at https://{script}.{account subdomain}.workers.dev, `false` turns it off; not written, the route is left as it is."
+                    },
+                    "secrets": {
+                        "enum": ["keep", "exclusive"],
+                        "default": "keep",
+                        "description": "Remote secrets no binding declares: `keep` leaves them (set by `wrangler secret put` or the dashboard; uploads keep them, status lists them as unmanaged); `exclusive` removes them."
                     },
                     "compatibility": {
                         "type": "object",

@@ -140,6 +140,11 @@ pub trait Reconciler {
     fn wrap(status: Self::Status) -> Status;
     /// What dependents bind to (a namespace id), once this resource is ready.
     fn published(status: &Self::Status) -> Option<String>;
+    /// Provider names of the objects of its own kind this recorded object binds (a worker's
+    /// service bindings, as last applied): prune deletes it before them. Default: none.
+    fn binds_recorded(_status: &Self::Status) -> Vec<String> {
+        Vec::new()
+    }
 
     /// Reads what the provider has. Never writes.
     #[allow(async_fn_in_trait)]
@@ -160,6 +165,12 @@ pub trait Reconciler {
 
     /// The status after the remote was found as desired (no write).
     fn up_to_date(desired: &Self::Desired, status: Self::Status) -> Self::Status;
+    /// What an observation that needs no write leaves in the status, before
+    /// [`Reconciler::up_to_date`]: e.g. the version seen, so that the next pass need not read
+    /// again, and what the remote holds that lumierd does not manage. Default: nothing.
+    fn record_seen(status: Self::Status, _seen: &Self::Observation) -> Self::Status {
+        status
+    }
     /// The status after adopting the object `id` found by its natural key.
     fn adopt(desired: &Self::Desired, id: &str) -> Self::Status;
 
@@ -245,7 +256,78 @@ pub fn never_deleted(spec: &crate::manifest::ResourceSpec) -> bool {
     with_kind!(spec, |K, _spec| <K as Reconciler>::NEVER_DELETED)
 }
 
+/// Provider names the recorded object of `kind` binds (see [`Reconciler::binds_recorded`]).
+pub fn binds_recorded(kind: Kind, status: &Status) -> Vec<String> {
+    with_record_kind!(kind, |K| K::status(status)
+        .map(K::binds_recorded)
+        .unwrap_or_default())
+}
+
+/// Orders records to delete so that an object comes before every object of its kind it binds
+/// (a worker before the workers its service bindings name), keeping the given order
+/// otherwise. `binds(i)` are the provider names item `i` binds; `name(i)` its provider name.
+/// A cycle (refused by validation, so only from an odd record) keeps the given order.
+pub fn dependents_first<T>(
+    items: Vec<T>,
+    name: impl Fn(&T) -> String,
+    binds: impl Fn(&T) -> Vec<String>,
+) -> Vec<T> {
+    let names: Vec<String> = items.iter().map(&name).collect();
+    let edges: Vec<Vec<usize>> = items
+        .iter()
+        .map(|t| {
+            binds(t)
+                .iter()
+                .filter_map(|b| names.iter().position(|n| n == b))
+                .collect()
+        })
+        .collect();
+    // bound_by[j]: how many not-yet-placed items bind j.
+    let mut bound_by = vec![0usize; items.len()];
+    for e in &edges {
+        for &j in e {
+            bound_by[j] += 1;
+        }
+    }
+    let mut order = Vec::with_capacity(items.len());
+    let mut placed = vec![false; items.len()];
+    while order.len() < items.len() {
+        let next = (0..items.len())
+            .find(|&i| !placed[i] && bound_by[i] == 0)
+            .or_else(|| (0..items.len()).find(|&i| !placed[i]));
+        let Some(i) = next else { break };
+        placed[i] = true;
+        for &j in &edges[i] {
+            bound_by[j] = bound_by[j].saturating_sub(1);
+        }
+        order.push(i);
+    }
+    let mut slots: Vec<Option<T>> = items.into_iter().map(Some).collect();
+    order.into_iter().filter_map(|i| slots[i].take()).collect()
+}
+
 /// The `output` object of a recorded resource.
 pub fn output(kind: Kind, key: &ResourceKey, status: &Status) -> Option<serde_json::Value> {
     with_record_kind!(kind, |K| K::status(status).and_then(|s| K::output(key, s)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::dependents_first;
+
+    #[test]
+    fn dependents_are_deleted_before_what_they_bind() {
+        // (name, binds)
+        let items = vec![
+            ("a-auth", vec![]),
+            ("b-api", vec!["a-auth".to_string()]),
+            ("c-gate", vec!["b-api".to_string()]),
+            ("d-cache", vec![]),
+        ];
+        let got: Vec<&str> = dependents_first(items, |t| t.0.to_owned(), |t| t.1.clone())
+            .into_iter()
+            .map(|t| t.0)
+            .collect();
+        assert_eq!(got, vec!["c-gate", "b-api", "a-auth", "d-cache"]);
+    }
 }

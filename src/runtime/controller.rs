@@ -390,7 +390,7 @@ impl Controller {
         let decision = K::decide(key, &desired, &status, &seen, rules);
         // Writes only when acting; the transitions that write nothing apply under plan too.
         let status = match &decision {
-            Decision::UpToDate => K::up_to_date(&desired, status),
+            Decision::UpToDate => K::up_to_date(&desired, K::record_seen(status, &seen)),
             Decision::Adopt { id } => {
                 rec.create_pending = false;
                 K::adopt(&desired, id)

@@ -111,6 +111,12 @@ fn classify(
 ) -> Result<Vec<(ResourceKey, Record)>, ControllerError> {
     let mut gone: Vec<(ResourceKey, Record)> = gone.into_iter().collect();
     gone.sort_by_key(|(k, r)| (delete_rank(r), k.clone()));
+    // A worker before the workers its service bindings name.
+    let gone = crate::resources::dependents_first(
+        gone,
+        |(k, _)| k.provider_name(),
+        |(_, r)| crate::resources::binds_recorded(r.kind(), &r.status),
+    );
     let mut to_delete = Vec::new();
     for (key, rec) in gone {
         if never_deleted(&rec) {

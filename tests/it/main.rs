@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod bench;
+mod bindings;
 mod client;
 mod controller;
 mod dashboard;

@@ -865,3 +865,58 @@ async fn a_snapshot_cut_off_by_a_full_disk_does_not_make_the_store_unopenable() 
     assert_eq!(binding_v(&api, "snap-dev-w0").await.as_deref(), Some("v2"));
     api.stop().await;
 }
+
+/// #11.8: `plan`'s scratch store is a fresh private folder (mkdtemp), never the predictable
+/// `$TMPDIR/lumierd-plan-<pid>` that another local user could have made first. Here every
+/// name a predictable `plan` could pick next is taken (by a file): plan still works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_never_uses_a_predictable_scratch_folder() {
+    let api = Api::start(Faults::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    fleet(dir.path(), "scratch", 1, true, |_| "v1".into());
+    let tmp = dir.path().join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    let last: u32 = std::fs::read_to_string("/proc/sys/kernel/ns_last_pid")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    for pid in last..last + 2000 {
+        std::fs::write(tmp.join(format!("lumierd-plan-{pid}")), "taken").unwrap();
+    }
+    let tmp_str = tmp.to_str().unwrap().to_owned();
+    let mut d = Daemon::spawn_env(
+        dir.path(),
+        &[
+            "plan",
+            "--manifests",
+            "m",
+            "--state",
+            "state",
+            "--api-url",
+            &api.base,
+        ],
+        &[("TMPDIR", tmp_str.as_str())],
+    );
+    let code = tokio::task::block_in_place(|| d.exit(Duration::from_secs(60)));
+    assert_eq!(
+        code,
+        1,
+        "changes pending, and no error: {}",
+        format!("{}\n{}", d.stdout(), d.stderr())
+    );
+    assert!(
+        d.stdout().contains("create scratch/dev/kv0"),
+        "{}",
+        format!("{}\n{}", d.stdout(), d.stderr())
+    );
+    // Nothing of plan's is left behind.
+    let left: Vec<String> = std::fs::read_dir(&tmp)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    api.stop().await;
+}

@@ -899,17 +899,9 @@ async fn plan_never_uses_a_predictable_scratch_folder() {
         &[("TMPDIR", tmp_str.as_str())],
     );
     let code = tokio::task::block_in_place(|| d.exit(Duration::from_secs(60)));
-    assert_eq!(
-        code,
-        1,
-        "changes pending, and no error: {}",
-        format!("{}\n{}", d.stdout(), d.stderr())
-    );
-    assert!(
-        d.stdout().contains("create scratch/dev/kv0"),
-        "{}",
-        format!("{}\n{}", d.stdout(), d.stderr())
-    );
+    let (out, err) = (d.stdout(), d.stderr());
+    assert_eq!(code, 1, "changes pending, and no error: {out}\n{err}");
+    assert!(out.contains("create scratch/dev/kv0"), "{out}\n{err}");
     // Nothing of plan's is left behind.
     let left: Vec<String> = std::fs::read_dir(&tmp)
         .unwrap()

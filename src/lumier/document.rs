@@ -7,9 +7,9 @@ use std::rc::Rc;
 use super::engine::{Evaluation, Recorded};
 use crate::manifest::yaml::{Key, Node, Pos, Scalar, Value};
 
-/// Whether the manifest format has JSON vars (`{ json: … }`). Until it does, a binding to a
-/// non-string JSON value is refused here with a message that says so.
-pub const JSON_VARS: bool = false;
+/// Whether the manifest format has JSON vars (`{ json: … }`): it does, so a binding to a
+/// non-string JSON value becomes one.
+pub const JSON_VARS: bool = true;
 
 fn node(pos: Pos, value: Value) -> Node {
     Node {

@@ -562,9 +562,9 @@ async fn kill_9_mid_converge_repeats_only_interrupted_uploads() {
     assert_eq!(out.code, 0, "{out:?}");
 
     // A kill interrupted a script's upload when it came while the upload was in flight, or
-    // within SETTLE of its answer (the outcome being recorded: a flush on a blocking thread,
-    // which on a loaded 2-core machine can take a few hundred milliseconds).
-    const SETTLE: f64 = 0.5;
+    // within SETTLE of its answer (the outcome being recorded: two flushes per write on a
+    // blocking thread, which under the suite's own load on 2 cores can take most of a second).
+    const SETTLE: f64 = 1.0;
     let log = api.timed_log();
     let mut report = Vec::new();
     let mut over = Vec::new();

@@ -679,14 +679,24 @@ async fn admin_connections_are_bounded_and_idle_ones_closed() {
     let started = Instant::now();
     let (code, _) = get(&format!("{admin}/healthz")).await;
     assert_eq!(code, 200);
-    let flooded = fds(pid);
-    let flooded_rss = rss_kib(pid);
     let healthz_ms = started.elapsed().as_millis();
     let bound = base + lumierd::admin::Limits::default().max_connections + 8;
-    assert!(
-        flooded <= bound,
-        "{flooded} descriptors with 1,100 half-open admin connections (base {base}, bound {bound})"
-    );
+    // The listener closes the evicted ones as it accepts new ones: on a loaded machine the
+    // count can be over the cap for a moment, and must settle under it.
+    let flooded = eventually(
+        Duration::from_secs(10),
+        &format!(
+            "at most {bound} descriptors with 1,100 half-open admin connections (base {base})"
+        ),
+        || async move {
+            match fds(pid) {
+                n if n <= bound => Ok(n),
+                n => Err(n),
+            }
+        },
+    )
+    .await;
+    let flooded_rss = rss_kib(pid);
     let before = worker_updates(&admin).await;
     edit_stage(dir.path(), "fds", "edited");
     wait_worker_update(&admin, before, 30, "the edit applied under the flood").await;

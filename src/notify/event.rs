@@ -30,6 +30,8 @@ pub enum EventKind {
     PruneHeld,
     LoadFailed,
     LoadRecovered,
+    /// Another replica leads (HA with an etcd store).
+    LeaderChanged,
 }
 
 impl EventKind {
@@ -42,6 +44,7 @@ impl EventKind {
             EventKind::PruneHeld => "prune_held",
             EventKind::LoadFailed => "load_failed",
             EventKind::LoadRecovered => "load_recovered",
+            EventKind::LeaderChanged => "leader_changed",
         }
     }
 
@@ -55,6 +58,7 @@ impl EventKind {
             EventKind::PruneHeld => "deletion held for approval",
             EventKind::LoadFailed => "manifests failed to load (the last good ones stay in force)",
             EventKind::LoadRecovered => "manifests load again",
+            EventKind::LeaderChanged => "the leader changed",
         }
     }
 }
@@ -127,6 +131,22 @@ impl Event {
             at,
             vec![reason.to_owned()],
         )
+    }
+
+    /// The replicas' leader is now `leader` (since `since`, as the lease records it). Every
+    /// replica that sees the change emits the same id, so a shared outbox delivers it once.
+    pub fn leader_changed(leader: &str, since: Option<&str>, at: Timestamp) -> Event {
+        let since = since.unwrap_or("");
+        let mut event = Event::new(
+            EventKind::LeaderChanged,
+            format!("leader_changed:{leader}:{since}"),
+            None,
+            None,
+            at,
+            vec![format!("leader: {leader}")],
+        );
+        event.text = slack_escape(&format!("lumierd: replicas: now led by {leader}"));
+        event
     }
 
     /// A manifest load's outcome, when it differs from the previous one (`was`: the previous

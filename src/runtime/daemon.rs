@@ -447,6 +447,14 @@ async fn run_forever(
                 break;
             }
             leading = leadership_changed(&mut leadership) => {
+                let view = leadership.as_ref().map(|rx| rx.borrow().clone());
+                if let (Some(sink), Some(leader)) = (
+                    controller.events.as_ref(),
+                    view.as_ref().and_then(|v| v.leader.as_deref()),
+                ) {
+                    let since = view.as_ref().and_then(|v| v.since.as_deref());
+                    sink.emit(crate::notify::Event::leader_changed(leader, since, Timestamp::now()));
+                }
                 if leading {
                     // A new leader starts its first pass at once, on the loaded snapshot.
                     scheduler.resync_now();

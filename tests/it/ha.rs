@@ -387,32 +387,34 @@ async fn run_status_and_migrate_state_through_etcd() {
 /// `lumierd run` as replica `id` on `m/` against `api`, its records in `store`, with its own
 /// state folder and the lease TTL `ttl`.
 fn replica(dir: &Path, api: &Api, store: &str, id: &str, ttl: &str) -> Daemon {
+    replica_with(dir, api, store, id, ttl, &[])
+}
+
+fn replica_with(dir: &Path, api: &Api, store: &str, id: &str, ttl: &str, extra: &[&str]) -> Daemon {
     let state = format!("state-{id}");
-    Daemon::spawn_env(
-        dir,
-        &[
-            "run",
-            "--manifests",
-            "m",
-            "--state",
-            &state,
-            "--store",
-            store,
-            "--api-url",
-            &api.base,
-            "--instance-id",
-            id,
-            "--lease-ttl",
-            ttl,
-            "--resync",
-            "1h",
-            "--debounce",
-            "100ms",
-            "--admin-listen",
-            "127.0.0.1:0",
-        ],
-        &[("RUST_LOG", "info")],
-    )
+    let mut args = vec![
+        "run",
+        "--manifests",
+        "m",
+        "--state",
+        &state,
+        "--store",
+        store,
+        "--api-url",
+        &api.base,
+        "--instance-id",
+        id,
+        "--lease-ttl",
+        ttl,
+        "--resync",
+        "1h",
+        "--debounce",
+        "100ms",
+        "--admin-listen",
+        "127.0.0.1:0",
+    ];
+    args.extend_from_slice(extra);
+    Daemon::spawn_env(dir, &args, &[("RUST_LOG", "info")])
 }
 
 /// The instance id in a request's User-Agent (`lumierd/V (instance ID)`), if any.
@@ -720,5 +722,43 @@ async fn etcd_restarted_under_a_running_pair() {
         .map(|r| instance_of(&r.user_agent).unwrap_or("?").to_owned())
         .collect();
     assert_eq!(creates.len(), 4, "one create per namespace: {creates:?}");
+    api.stop().await;
+}
+
+/// A hand-over is notified: every replica posts the same `leader_changed` event id, and the
+/// shared outbox delivers it (#17's leadership events).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hand_over_is_notified() {
+    let etcd = Etcd::start();
+    let api = Api::start(Faults::default()).await;
+    let hook = crate::notify::Receiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    fleet(d, 1);
+    let url = etcd.url("ha/notify");
+    let notify = ["--notify", hook.url.as_str()];
+    let mut a = replica_with(d, &api, &url, "a", "10s", &notify);
+    a.wait_for_line("this replica leads", Duration::from_secs(30));
+    let b = replica_with(d, &api, &url, "b", "10s", &notify);
+    b.wait_for_line("leader: following", Duration::from_secs(30));
+    let mark = b.mark();
+    a.signal("TERM");
+    assert_eq!(a.exit(Duration::from_secs(15)), 0);
+    b.wait_for_line_since(mark, "this replica leads", Duration::from_secs(10));
+    // One event per leader: a's when it took the lease, then b's after the hand-over.
+    eventually(
+        Duration::from_secs(30),
+        "b's leader_changed event",
+        || async {
+            let texts = hook.texts("leader_changed");
+            if texts.iter().any(|t| t.contains("now led by b")) {
+                Ok(())
+            } else {
+                Err(texts)
+            }
+        },
+    )
+    .await;
+    hook.stop().await;
     api.stop().await;
 }

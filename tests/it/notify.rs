@@ -28,8 +28,8 @@ struct Seen {
     fail_next: usize,
 }
 
-struct Receiver {
-    url: String,
+pub(crate) struct Receiver {
+    pub(crate) url: String,
     seen: Arc<Mutex<Seen>>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
@@ -52,7 +52,7 @@ async fn hook(State(seen): State<Arc<Mutex<Seen>>>, body: String) -> StatusCode 
 }
 
 impl Receiver {
-    async fn start() -> Receiver {
+    pub(crate) async fn start() -> Receiver {
         let seen = Arc::new(Mutex::new(Seen::default()));
         let app = Router::new()
             .route(&format!("/hooks/{HOOK_SECRET}"), post(hook))
@@ -79,8 +79,19 @@ impl Receiver {
         f(&mut self.seen.lock().unwrap())
     }
 
+    /// The `text` of every accepted body of `kind`, in arrival order.
+    pub(crate) fn texts(&self, kind: &str) -> Vec<String> {
+        self.with(|s| {
+            s.accepted
+                .iter()
+                .filter(|b| b["kind"] == kind)
+                .filter_map(|b| b["text"].as_str().map(str::to_owned))
+                .collect()
+        })
+    }
+
     /// Waits until a body of `kind` was accepted; returns it.
-    async fn accepted(&self, kind: &str, secs: u64) -> Value {
+    pub(crate) async fn accepted(&self, kind: &str, secs: u64) -> Value {
         eventually(Duration::from_secs(secs), kind, || async {
             self.with(|s| {
                 s.accepted
@@ -98,7 +109,7 @@ impl Receiver {
         .await
     }
 
-    async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         if let Some(s) = self.stop.take() {
             let _ = s.send(());
         }

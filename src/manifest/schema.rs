@@ -36,7 +36,7 @@ pub fn manifest_schema() -> Value {
         },
         "description": "A secret (secret_text) read on each pass from lumierd's environment (`env`) or a file in --secrets-dir (`file`); only a keyed hash is stored."
     });
-    json!({
+    let mut schema = json!({
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": "https://lumierd.dev/schema/stage-manifest.json",
         "title": "lumierd stage manifest",
@@ -169,5 +169,46 @@ pub fn manifest_schema() -> Value {
                 }
             }
         }
-    })
+    });
+    with_lumier_pointer(&mut schema);
+    schema
+}
+
+/// A document may instead point at a Lumier config (`lumier` + `stages`): the schema accepts
+/// either form (`oneOf`), the stage manifest's rules unchanged.
+fn with_lumier_pointer(schema: &mut Value) {
+    let Some(root) = schema.as_object_mut() else {
+        return;
+    };
+    let manifest: serde_json::Map<String, Value> =
+        ["type", "additionalProperties", "required", "properties"]
+            .iter()
+            .filter_map(|k| root.remove(*k).map(|v| ((*k).to_owned(), v)))
+            .collect();
+    let pointer = json!({
+        "type": "object",
+        "additionalProperties": false,
+        "required": ["lumier", "stages"],
+        "properties": {
+            "lumier": {
+                "type": "string",
+                "minLength": 1,
+                "description": "A Lumier config (`lumier.config.ts`), relative to this file and inside the manifests root: evaluated per stage into the same declarations."
+            },
+            "stages": {
+                "type": "array",
+                "minItems": 1,
+                "items": { "type": "string", "minLength": 1, "pattern": "^[^\\s/]+$" },
+                "description": "The stages to converge: each evaluates the config's run({ stage })."
+            }
+        }
+    });
+    if let Some(defs) = root.get_mut("$defs").and_then(Value::as_object_mut) {
+        defs.insert("stageManifest".into(), Value::Object(manifest));
+        defs.insert("lumierPointer".into(), pointer);
+    }
+    root.insert(
+        "oneOf".into(),
+        json!([{ "$ref": "#/$defs/stageManifest" }, { "$ref": "#/$defs/lumierPointer" }]),
+    );
 }

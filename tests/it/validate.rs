@@ -407,3 +407,20 @@ fn an_ignore_file_linked_from_outside_the_root_is_refused() {
         out.stderr
     );
 }
+
+#[test]
+fn schema_accepts_a_lumier_pointer_document_and_only_a_whole_one() {
+    let out = run(&["schema"]);
+    let schema: serde_json::Value = serde_json::from_str(&out.stdout).expect("schema is JSON");
+    let validator = jsonschema::draft202012::new(&schema).expect("a valid draft 2020-12 schema");
+    let ok =
+        serde_json::json!({ "lumier": "lumier.config.ts", "stages": ["staging", "production"] });
+    assert!(validator.is_valid(&ok));
+    for bad in [
+        serde_json::json!({ "lumier": "lumier.config.ts" }),
+        serde_json::json!({ "lumier": "lumier.config.ts", "stages": [] }),
+        serde_json::json!({ "lumier": "x.ts", "stages": ["a"], "app": { "name": "a" } }),
+    ] {
+        assert!(!validator.is_valid(&bad), "{bad}");
+    }
+}

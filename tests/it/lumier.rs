@@ -456,35 +456,3 @@ async fn wait(dir: &Path, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
     })
     .await
 }
-
-/// A Worker handle binds as a service, `Secret.env`/`Secret.file` as secrets (their values
-/// read by lumierd, never by the config): `render` shows the manifest forms, and they validate.
-#[test]
-fn worker_handles_and_secrets_bind_as_services_and_secrets() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = with_run(
-        "    const auth = Worker(\"auth\", { entry: \"src/index.ts\" });\n    Worker(\"api\", { entry: \"src/index.ts\", bindings: { AUTH: auth, KEY: Secret.env(\"SHOP_API_KEY\"), DB: Secret.file(\"db-password\"), FLAGS: { beta: true } } });",
-    )
-    .replace(
-        "import { $config, Worker, KV } from \"lumier\";",
-        "import { $config, Worker, KV, Secret } from \"lumier\";",
-    );
-    project(dir.path(), &config);
-    let out = lumierd(dir.path(), &["render", "m", "--stage", "staging"]);
-    assert_eq!(out.code, 0, "{out:?}");
-    for want in [
-        "AUTH: { service: \"auth\" }",
-        "secret: { env: \"SHOP_API_KEY\" }",
-        "secret: { file: \"db-password\" }",
-        "json: { beta: true }",
-    ] {
-        assert!(out.stdout.contains(want), "{want}: {}", out.stdout);
-    }
-    // What it renders is a manifest lumierd accepts.
-    let rendered = dir.path().join("rendered");
-    std::fs::create_dir_all(rendered.join("src")).unwrap();
-    std::fs::write(rendered.join("staging.yaml"), &out.stdout).unwrap();
-    std::fs::write(rendered.join("src/index.ts"), WORKER).unwrap();
-    let valid = lumierd(dir.path(), &["validate", "rendered"]);
-    assert_eq!(valid.code, 0, "{valid:?}\n{}", out.stdout);
-}

@@ -30,10 +30,7 @@ impl Reconciler for KvExisting {
     }
 
     fn status(status: &Status) -> Option<&KvStatus> {
-        match status {
-            Status::Kv(s) => Some(s),
-            _ => None,
-        }
+        KvStatus::of(status)
     }
 
     fn wrap(status: KvStatus) -> Status {
@@ -41,7 +38,7 @@ impl Reconciler for KvExisting {
     }
 
     fn published(status: &KvStatus) -> Option<String> {
-        status.observed.namespace_id.clone()
+        status.namespace_id()
     }
 
     async fn observe(cx: &Ctx<'_>, id: &String, _: &KvStatus) -> Result<bool, ApiError> {

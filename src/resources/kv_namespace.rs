@@ -28,6 +28,19 @@ pub struct KvObserved {
 }
 
 impl KvStatus {
+    /// The namespace status inside a record's [`Status`] (managed and `existing` alike).
+    pub fn of(status: &Status) -> Option<&KvStatus> {
+        match status {
+            Status::Kv(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The namespace id, what a worker binding it is given.
+    pub fn namespace_id(&self) -> Option<String> {
+        self.observed.namespace_id.clone()
+    }
+
     pub fn with_id(id: String, title: Option<String>) -> KvStatus {
         KvStatus {
             observed: KvObserved {
@@ -66,10 +79,7 @@ impl Reconciler for KvNamespace {
     }
 
     fn status(status: &Status) -> Option<&KvStatus> {
-        match status {
-            Status::Kv(s) => Some(s),
-            _ => None,
-        }
+        KvStatus::of(status)
     }
 
     fn wrap(status: KvStatus) -> Status {
@@ -77,7 +87,7 @@ impl Reconciler for KvNamespace {
     }
 
     fn published(status: &KvStatus) -> Option<String> {
-        status.observed.namespace_id.clone()
+        status.namespace_id()
     }
 
     async fn observe(

@@ -190,7 +190,7 @@ pub struct RunArgs {
     pub concurrency: usize,
     /// A running pass that finishes no resource for this long is stuck (a frozen disk, a hung
     /// call): /healthz answers 503 and systemd's watchdog is no longer pinged.
-    #[arg(long, default_value = "10m", value_parser = parse_duration)]
+    #[arg(long, default_value = "10m", value_parser = parse_stuck_after)]
     pub stuck_after: Duration,
     /// Admin HTTP listener (/healthz, /readyz, /metrics, /status); off by default.
     /// A non-loopback address needs --admin-allow-remote.
@@ -327,11 +327,18 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 
 /// A resync period: a duration of at least one second (a shorter one would spin).
 fn parse_resync(s: &str) -> Result<Duration, String> {
+    at_least_a_second(s, "a resync period")
+}
+
+/// Parses `--stuck-after`: under a second, every pass would read as stuck.
+fn parse_stuck_after(s: &str) -> Result<Duration, String> {
+    at_least_a_second(s, "--stuck-after (a pass would read as stuck at once)")
+}
+
+fn at_least_a_second(s: &str, what: &str) -> Result<Duration, String> {
     let d = parse_duration(s)?;
     if d < Duration::from_secs(1) {
-        return Err(format!(
-            "`{s}` is too short for a resync period; use 1s or more"
-        ));
+        return Err(format!("`{s}` is too short for {what}; use 1s or more"));
     }
     Ok(d)
 }

@@ -17,6 +17,7 @@ pub mod order;
 pub mod plan;
 pub mod provider;
 mod prune;
+mod run_loop;
 pub mod scheduler;
 mod signals;
 pub mod status_socket;

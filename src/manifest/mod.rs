@@ -21,8 +21,6 @@ mod crosscheck;
 mod decode;
 mod desired;
 mod discover;
-#[cfg(test)]
-mod fuzz;
 mod hash;
 pub mod ignore;
 pub mod lumier;

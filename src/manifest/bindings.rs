@@ -3,6 +3,7 @@
 
 use super::decode::D;
 use super::desired::{canonical_json, BindingSpec};
+use super::names;
 use super::yaml::{Node, Pos, Scalar, Value};
 use crate::secrets::SecretSource;
 
@@ -11,9 +12,49 @@ pub const MAX_BINDINGS: usize = 64;
 /// Largest plain-text var after substitution, in bytes (Cloudflare: 5 KB per var).
 pub const MAX_TEXT_BYTES: usize = 5 * 1024;
 
+/// A worker's `bindings:` mapping (`what` names the worker): each name checked, each value
+/// decoded; (name, binding, position of the value) for those without errors.
+pub(super) fn bindings(
+    d: &mut D<'_, '_>,
+    app: Option<&str>,
+    stage: Option<&str>,
+    what: &str,
+    b_node: &Node,
+) -> Vec<(String, BindingSpec, Pos)> {
+    let mut bindings = Vec::new();
+    if let Some(b_entries) = b_node.as_map() {
+        if b_entries.len() > MAX_BINDINGS {
+            d.err(
+                b_node.pos,
+                format!(
+                    "{what} has {} bindings; Cloudflare allows at most {MAX_BINDINGS} per worker",
+                    b_entries.len()
+                ),
+            );
+        }
+        for (k, v) in b_entries {
+            if let Err(m) = names::check_binding_name(&k.name) {
+                d.err(k.pos, m);
+            }
+            if let Some(b) = binding(d, app, stage, &k.name, v) {
+                bindings.push((k.name.clone(), b, v.pos));
+            }
+        }
+    } else if !matches!(&*b_node.value, Value::Scalar(Scalar::Null)) {
+        d.err(
+            b_node.pos,
+            format!(
+                "`bindings` must be a mapping of NAME → binding, not {}",
+                b_node.kind()
+            ),
+        );
+    }
+    bindings
+}
+
 /// One binding's value → its spec (`name` is the binding's, for messages). `None` when it has
 /// errors (reported through `d`).
-pub(super) fn binding(
+fn binding(
     d: &mut D<'_, '_>,
     app: Option<&str>,
     stage: Option<&str>,
@@ -41,49 +82,7 @@ pub(super) fn binding(
             }
             Some(BindingSpec::Text(out))
         }
-        Value::Map(_) => {
-            let entries = d.map(node, &format!("binding `{name}`"), BINDING_KINDS)?;
-            if entries.len() != 1 {
-                d.err(
-                    node.pos,
-                    format!(
-                        "binding `{name}` needs exactly one of {}",
-                        binding_kinds_hint()
-                    ),
-                );
-                return None;
-            }
-            let (kind, value) = &entries[0];
-            match kind.name.as_str() {
-                "kv" => Some(BindingSpec::Kv(
-                    d.string(value, &format!("`kv` of binding `{name}`"))?,
-                )),
-                "service" => Some(BindingSpec::Service(
-                    d.string(value, &format!("`service` of binding `{name}`"))?,
-                )),
-                "secret" => Some(BindingSpec::Secret(secret_source(d, name, value)?)),
-                _ => {
-                    let json = match yaml_to_json(value) {
-                        Ok(json) => canonical_json(&json),
-                        Err((pos, m)) => {
-                            d.err(pos, format!("`json` of binding `{name}`: {m}"));
-                            return None;
-                        }
-                    };
-                    if json.len() > MAX_TEXT_BYTES {
-                        d.err(
-                            value.pos,
-                            format!(
-                                "`json` of binding `{name}` is {} bytes as JSON; Cloudflare allows {MAX_TEXT_BYTES} per var: shrink it or store it in KV",
-                                json.len()
-                            ),
-                        );
-                        return None;
-                    }
-                    Some(BindingSpec::Json(json))
-                }
-            }
-        }
+        Value::Map(_) => mapped(d, name, node),
         Value::Scalar(s) => {
             d.err(
                 node.pos,
@@ -104,6 +103,54 @@ pub(super) fn binding(
             None
         }
     }
+}
+
+/// A binding written as a mapping: exactly one of [`BINDING_KINDS`].
+fn mapped(d: &mut D<'_, '_>, name: &str, node: &Node) -> Option<BindingSpec> {
+    let entries = d.map(node, &format!("binding `{name}`"), BINDING_KINDS)?;
+    if entries.len() != 1 {
+        d.err(
+            node.pos,
+            format!(
+                "binding `{name}` needs exactly one of {}",
+                binding_kinds_hint()
+            ),
+        );
+        return None;
+    }
+    let (kind, value) = &entries[0];
+    match kind.name.as_str() {
+        "kv" => Some(BindingSpec::Kv(
+            d.string(value, &format!("`kv` of binding `{name}`"))?,
+        )),
+        "service" => Some(BindingSpec::Service(
+            d.string(value, &format!("`service` of binding `{name}`"))?,
+        )),
+        "secret" => Some(BindingSpec::Secret(secret_source(d, name, value)?)),
+        _ => json(d, name, value),
+    }
+}
+
+/// `{ json: <any YAML value> }`: the value as canonical JSON, within Cloudflare's size limit.
+fn json(d: &mut D<'_, '_>, name: &str, value: &Node) -> Option<BindingSpec> {
+    let json = match yaml_to_json(value) {
+        Ok(json) => canonical_json(&json),
+        Err((pos, m)) => {
+            d.err(pos, format!("`json` of binding `{name}`: {m}"));
+            return None;
+        }
+    };
+    if json.len() > MAX_TEXT_BYTES {
+        d.err(
+            value.pos,
+            format!(
+                "`json` of binding `{name}` is {} bytes as JSON; Cloudflare allows {MAX_TEXT_BYTES} per var: shrink it or store it in KV",
+                json.len()
+            ),
+        );
+        return None;
+    }
+    Some(BindingSpec::Json(json))
 }
 
 /// The keys of a binding given as a mapping (exactly one of them).

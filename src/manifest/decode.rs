@@ -4,13 +4,16 @@
 //! root-containment check next to the value it checks). A worker's bindings are decoded in
 //! [`super::bindings`], paths inside the root resolved in [`super::paths`].
 
-use super::bindings::{binding, MAX_BINDINGS};
+use super::bindings::bindings;
 use super::desired::{BindingSpec, DriftMode, SecretsMode, DEFAULT_COMPATIBILITY_DATE};
 use super::names;
 use super::paths::resolve_entry;
 use super::yaml::{Key, Node, Pos, Scalar, Value};
 use super::Diagnostic;
 use std::path::{Path, PathBuf};
+
+/// `app.protect` as written: each stage with its position, and the position of the list.
+pub type Protect = (Vec<(String, Pos)>, Pos);
 
 /// A document's declaration of one stage, before documents are merged.
 #[derive(Debug, Clone)]
@@ -20,7 +23,7 @@ pub struct DocDecl {
     pub app: String,
     /// `app.protect` when the document states it: each entry with its position, and the
     /// position of the list.
-    pub protect: Option<(Vec<(String, Pos)>, Pos)>,
+    pub protect: Option<Protect>,
     pub stage: String,
     pub drift: Option<(DriftMode, Pos)>,
     pub resources: Vec<ResourceDecl>,
@@ -201,49 +204,8 @@ pub fn document(ctx: &Ctx<'_>, root: &Node, diags: &mut Vec<Diagnostic>) -> Opti
         &["app", "stage", "resources", "drift"],
     )?;
 
-    let (mut app, mut protect) = (None, None);
-    match get(entries, "app") {
-        None => d.err(root.pos, "missing `app`; add `app: { name: my-app }`"),
-        Some(node) => {
-            if let Some(app_entries) = d.map(node, "`app`", &["name", "protect"]) {
-                match get(app_entries, "name") {
-                    None => d.err(
-                        node.pos,
-                        "missing `app.name`; add `name: my-app` under `app`",
-                    ),
-                    Some(n) => {
-                        app = d.string(n, "`app.name`");
-                        if let Some(name) = &app {
-                            if let Err(m) = names::check_part(name, "app.name") {
-                                d.err(n.pos, m);
-                            }
-                        }
-                    }
-                }
-                if let Some(p) = get(app_entries, "protect") {
-                    protect = d.string_list(p, "`app.protect`").map(|list| (list, p.pos));
-                }
-            }
-        }
-    }
-    let stage = match get(entries, "stage") {
-        None => {
-            d.err(
-                root.pos,
-                "missing `stage`; add `stage: staging` (or the stage's name)",
-            );
-            None
-        }
-        Some(n) => {
-            let stage = d.string(n, "`stage`");
-            if let Some(s) = &stage {
-                if let Err(m) = names::check_part(s, "stage") {
-                    d.err(n.pos, m);
-                }
-            }
-            stage
-        }
-    };
+    let (app, protect) = app_of(&mut d, root, entries);
+    let stage = stage_of(&mut d, root, entries);
     let drift = get(entries, "drift").and_then(|n| d.drift(n).map(|m| (m, n.pos)));
 
     let mut resources = Vec::new();
@@ -278,6 +240,62 @@ pub fn document(ctx: &Ctx<'_>, root: &Node, diags: &mut Vec<Diagnostic>) -> Opti
         drift,
         resources,
     })
+}
+
+/// `app.name` (checked as a name part) and `app.protect`, when present and well-formed.
+fn app_of(
+    d: &mut D<'_, '_>,
+    root: &Node,
+    entries: &[(Key, Node)],
+) -> (Option<String>, Option<Protect>) {
+    let (mut app, mut protect) = (None, None);
+    match get(entries, "app") {
+        None => d.err(root.pos, "missing `app`; add `app: { name: my-app }`"),
+        Some(node) => {
+            if let Some(app_entries) = d.map(node, "`app`", &["name", "protect"]) {
+                match get(app_entries, "name") {
+                    None => d.err(
+                        node.pos,
+                        "missing `app.name`; add `name: my-app` under `app`",
+                    ),
+                    Some(n) => {
+                        app = d.string(n, "`app.name`");
+                        if let Some(name) = &app {
+                            if let Err(m) = names::check_part(name, "app.name") {
+                                d.err(n.pos, m);
+                            }
+                        }
+                    }
+                }
+                if let Some(p) = get(app_entries, "protect") {
+                    protect = d.string_list(p, "`app.protect`").map(|list| (list, p.pos));
+                }
+            }
+        }
+    }
+    (app, protect)
+}
+
+/// `stage`, checked as a name part.
+fn stage_of(d: &mut D<'_, '_>, root: &Node, entries: &[(Key, Node)]) -> Option<String> {
+    match get(entries, "stage") {
+        None => {
+            d.err(
+                root.pos,
+                "missing `stage`; add `stage: staging` (or the stage's name)",
+            );
+            None
+        }
+        Some(n) => {
+            let stage = d.string(n, "`stage`");
+            if let Some(s) = &stage {
+                if let Err(m) = names::check_part(s, "stage") {
+                    d.err(n.pos, m);
+                }
+            }
+            stage
+        }
+    }
 }
 
 fn resource(
@@ -332,48 +350,11 @@ fn resource(
             return None;
         }
     };
-    for (k, _) in entries {
-        if !allowed.contains(&k.name.as_str()) {
-            let hint = if k.name == "existing" {
-                "`existing` is only for `type: kv` (KV.existing)".to_owned()
-            } else {
-                match names::closest(&k.name, allowed) {
-                    Some(near) => format!("did you mean `{near}`?"),
-                    None => format!("a {ty} resource takes: {}", allowed.join(", ")),
-                }
-            };
-            d.err(k.pos, format!("unknown key `{}` in {what}; {hint}", k.name));
-        }
-    }
+    unknown_keys(d, &ty, &what, entries, allowed);
     let drift = get(entries, "drift").and_then(|n| d.drift(n));
     let full = |app: &str, stage: &str| super::desired::provider_name(app, stage, name);
     let kind = if ty == "kv" {
-        match get(entries, "existing") {
-            Some(ex) => {
-                let ex_entries = d.map(ex, "`existing`", &["id"])?;
-                let Some(id_node) = get(ex_entries, "id") else {
-                    d.err(
-                        ex.pos,
-                        "`existing` needs the namespace `id` (32 hex characters)",
-                    );
-                    return None;
-                };
-                let id = d.string(id_node, "`existing.id`")?;
-                if let Err(m) = names::check_namespace_id(&id) {
-                    d.err(id_node.pos, m);
-                    return None;
-                }
-                KindDecl::KvExisting { id }
-            }
-            None => {
-                if let (Some(app), Some(stage)) = (app, stage) {
-                    if let Err(m) = names::check_kv_title(app, stage, name, &full(app, stage)) {
-                        d.err(key.pos, m);
-                    }
-                }
-                KindDecl::Kv
-            }
-        }
+        kv(d, app, stage, key, entries)?
     } else {
         if let (Some(app), Some(stage)) = (app, stage) {
             if let Err(m) = names::check_script_name(app, stage, name, &full(app, stage)) {
@@ -388,6 +369,67 @@ fn resource(
         kind,
         drift,
     })
+}
+
+/// A `kv` resource: `existing` (an id, checked) or managed (its title checked).
+fn kv(
+    d: &mut D<'_, '_>,
+    app: Option<&str>,
+    stage: Option<&str>,
+    key: &Key,
+    entries: &[(Key, Node)],
+) -> Option<KindDecl> {
+    let name = &key.name;
+    let full = |app: &str, stage: &str| super::desired::provider_name(app, stage, name);
+    Some(match get(entries, "existing") {
+        Some(ex) => {
+            let ex_entries = d.map(ex, "`existing`", &["id"])?;
+            let Some(id_node) = get(ex_entries, "id") else {
+                d.err(
+                    ex.pos,
+                    "`existing` needs the namespace `id` (32 hex characters)",
+                );
+                return None;
+            };
+            let id = d.string(id_node, "`existing.id`")?;
+            if let Err(m) = names::check_namespace_id(&id) {
+                d.err(id_node.pos, m);
+                return None;
+            }
+            KindDecl::KvExisting { id }
+        }
+        None => {
+            if let (Some(app), Some(stage)) = (app, stage) {
+                if let Err(m) = names::check_kv_title(app, stage, name, &full(app, stage)) {
+                    d.err(key.pos, m);
+                }
+            }
+            KindDecl::Kv
+        }
+    })
+}
+
+/// Reports each key of a `ty` resource not in `allowed`, with a suggestion.
+fn unknown_keys(
+    d: &mut D<'_, '_>,
+    ty: &str,
+    what: &str,
+    entries: &[(Key, Node)],
+    allowed: &[&str],
+) {
+    for (k, _) in entries {
+        if !allowed.contains(&k.name.as_str()) {
+            let hint = if k.name == "existing" {
+                "`existing` is only for `type: kv` (KV.existing)".to_owned()
+            } else {
+                match names::closest(&k.name, allowed) {
+                    Some(near) => format!("did you mean `{near}`?"),
+                    None => format!("a {ty} resource takes: {}", allowed.join(", ")),
+                }
+            };
+            d.err(k.pos, format!("unknown key `{}` in {what}; {hint}", k.name));
+        }
+    }
 }
 
 fn worker(
@@ -418,61 +460,55 @@ fn worker(
             }),
     };
 
-    let mut bindings = Vec::new();
-    if let Some(b_node) = get(entries, "bindings") {
-        if let Some(b_entries) = b_node.as_map() {
-            if b_entries.len() > MAX_BINDINGS {
-                d.err(
-                    b_node.pos,
-                    format!(
-                        "{what} has {} bindings; Cloudflare allows at most {MAX_BINDINGS} per worker",
-                        b_entries.len()
-                    ),
-                );
-            }
-            for (k, v) in b_entries {
-                if let Err(m) = names::check_binding_name(&k.name) {
-                    d.err(k.pos, m);
-                }
-                if let Some(b) = binding(d, app, stage, &k.name, v) {
-                    bindings.push((k.name.clone(), b, v.pos));
-                }
-            }
-        } else if !matches!(&*b_node.value, Value::Scalar(Scalar::Null)) {
-            d.err(
-                b_node.pos,
-                format!(
-                    "`bindings` must be a mapping of NAME → binding, not {}",
-                    b_node.kind()
-                ),
-            );
-        }
-    }
+    let bindings = get(entries, "bindings")
+        .map(|b_node| bindings(d, app, stage, what, b_node))
+        .unwrap_or_default();
+    let (compatibility_date, compatibility_flags) = get(entries, "compatibility")
+        .map(|c_node| compatibility(d, c_node))
+        .unwrap_or_else(|| (DEFAULT_COMPATIBILITY_DATE.to_owned(), Vec::new()));
+    let (secrets, workers_dev) = secrets_and_route(d, entries);
+    let (entry, entry_path) = entry?;
+    Some(KindDecl::Worker {
+        workers_dev,
+        entry,
+        entry_path,
+        bindings,
+        compatibility_date,
+        compatibility_flags,
+        secrets,
+    })
+}
 
+/// `compatibility: { date, flags }`, each checked; the date defaults to
+/// [`DEFAULT_COMPATIBILITY_DATE`].
+fn compatibility(d: &mut D<'_, '_>, c_node: &Node) -> (String, Vec<String>) {
     let mut compatibility_date = DEFAULT_COMPATIBILITY_DATE.to_owned();
     let mut compatibility_flags = Vec::new();
-    if let Some(c_node) = get(entries, "compatibility") {
-        if let Some(c_entries) = d.map(c_node, "`compatibility`", &["date", "flags"]) {
-            if let Some(date_node) = get(c_entries, "date") {
-                if let Some(date) = d.string(date_node, "`compatibility.date`") {
-                    match names::check_date(&date) {
-                        Ok(()) => compatibility_date = date,
-                        Err(m) => d.err(date_node.pos, m),
-                    }
+    if let Some(c_entries) = d.map(c_node, "`compatibility`", &["date", "flags"]) {
+        if let Some(date_node) = get(c_entries, "date") {
+            if let Some(date) = d.string(date_node, "`compatibility.date`") {
+                match names::check_date(&date) {
+                    Ok(()) => compatibility_date = date,
+                    Err(m) => d.err(date_node.pos, m),
                 }
             }
-            if let Some(f_node) = get(c_entries, "flags") {
-                if let Some(flags) = d.string_list(f_node, "`compatibility.flags`") {
-                    for (flag, pos) in flags {
-                        match names::check_flag(&flag) {
-                            Ok(()) => compatibility_flags.push(flag),
-                            Err(m) => d.err(pos, m),
-                        }
+        }
+        if let Some(f_node) = get(c_entries, "flags") {
+            if let Some(flags) = d.string_list(f_node, "`compatibility.flags`") {
+                for (flag, pos) in flags {
+                    match names::check_flag(&flag) {
+                        Ok(()) => compatibility_flags.push(flag),
+                        Err(m) => d.err(pos, m),
                     }
                 }
             }
         }
     }
+    (compatibility_date, compatibility_flags)
+}
+
+/// `secrets:` (default `keep`) and `workersDev:` (a boolean; `None` when absent).
+fn secrets_and_route(d: &mut D<'_, '_>, entries: &[(Key, Node)]) -> (SecretsMode, Option<bool>) {
     let mut secrets = SecretsMode::default();
     if let Some(s_node) = get(entries, "secrets") {
         if let Some(text) = d.string(s_node, "`secrets`") {
@@ -495,14 +531,5 @@ fn worker(
             ),
         }
     }
-    let (entry, entry_path) = entry?;
-    Some(KindDecl::Worker {
-        workers_dev,
-        entry,
-        entry_path,
-        bindings,
-        compatibility_date,
-        compatibility_flags,
-        secrets,
-    })
+    (secrets, workers_dev)
 }

@@ -12,6 +12,7 @@
 //!   is fine only as a module some worker imports (the caller checks that with
 //!   [`unclassified_errors`] once the workers are built) or when `.lumierdignore` lists it.
 
+mod bindings;
 mod crosscheck;
 mod decode;
 mod desired;
@@ -22,8 +23,10 @@ mod hash;
 pub mod ignore;
 pub mod lumier;
 mod names;
+mod paths;
 pub mod regular;
 pub mod schema;
+mod strict_json;
 pub mod text;
 pub mod yaml;
 
@@ -40,6 +43,7 @@ use litemap::LiteMap;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use strict_json::strict_json;
 
 /// One problem in the manifests, at a place in a file.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -529,73 +533,9 @@ fn assemble(docs: Vec<DocDecl>, diags: &mut Vec<Diagnostic>) -> Desired {
     }
 }
 
-/// Checks that a `.json` file is strict JSON (RFC 8259: no trailing commas, comments or
-/// single quotes, which the YAML reader would accept), at serde_json's line and column.
-fn strict_json(file: &str, text: &str) -> Result<(), Diagnostic> {
-    let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(text) else {
-        return Ok(());
-    };
-    let full = e.to_string();
-    // serde_json appends " at line L column C", which the diagnostic already says.
-    let message = match full.rfind(" at line ") {
-        Some(i) => full[..i].to_owned(),
-        None => full,
-    };
-    // serde_json counts columns in bytes; diagnostics count characters.
-    let line = e.line().max(1);
-    let line_text = text.lines().nth(line - 1).unwrap_or("");
-    let mut byte_col = (e.column().max(1) - 1).min(line_text.len());
-    while !line_text.is_char_boundary(byte_col) {
-        byte_col -= 1;
-    }
-    let before = &line_text[..byte_col];
-    let pos = Pos {
-        line,
-        col: before.chars().count() + 1,
-    };
-    // The usual culprit from YAML habits: a comma before `}` or `]`.
-    let after_comma = before.trim_end().ends_with(',')
-        || (before.trim().is_empty()
-            && text
-                .lines()
-                .take(pos.line - 1)
-                .filter(|l| !l.trim().is_empty())
-                .last()
-                .is_some_and(|l| l.trim_end().ends_with(',')));
-    let hint = if after_comma {
-        " (a trailing comma? JSON allows none: remove it)"
-    } else {
-        ""
-    };
-    Err(Diagnostic {
-        file: file.to_owned(),
-        pos,
-        message: format!("not valid JSON: {message}{hint}"),
-    })
-}
-
 fn mode_name(mode: DriftMode) -> &'static str {
     match mode {
         DriftMode::Correct => "correct",
         DriftMode::Report => "report",
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn strict_json_errors_are_at_character_columns_with_a_comma_hint() {
-        let d = strict_json("m.json", "{\"é\": 1,}").unwrap_err();
-        assert_eq!(d.pos, Pos { line: 1, col: 9 });
-        assert!(d.message.contains("trailing comma"), "{}", d.message);
-        let d = strict_json("m.json", "{\n  \"a\": [1, 2,\n  ]\n}").unwrap_err();
-        assert_eq!(d.pos.line, 3, "{d}");
-        assert!(d.message.contains("trailing comma"), "{}", d.message);
-        let d = strict_json("m.json", "").unwrap_err();
-        assert_eq!(d.pos, Pos { line: 1, col: 1 });
-        assert!(!d.message.contains("trailing comma"), "{}", d.message);
-        assert!(strict_json("m.json", "{\"a\": [1, 2]}").is_ok());
     }
 }

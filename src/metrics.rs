@@ -37,10 +37,12 @@
 //! The cost stays bounded: every label set here is a fixed list, so memory does not grow with
 //! the number of resources.
 
+mod exposition;
+
 use crate::cloudflare::RequestStats;
 use crate::store::State;
+use exposition::{bool_f, family, sample, unix, Histogram};
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
@@ -79,45 +81,6 @@ const STATES: [State; 6] = [
     State::Retained,
     State::Deleting,
 ];
-
-/// Reconcile and API call durations: 5 ms to 2 min.
-const DURATION_BUCKETS: [f64; 14] = [
-    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
-];
-
-/// A histogram with [`DURATION_BUCKETS`] (non-cumulative counts, summed when rendered).
-#[derive(Debug, Clone, Default)]
-struct Histogram {
-    buckets: [u64; DURATION_BUCKETS.len()],
-    count: u64,
-    sum: f64,
-}
-
-impl Histogram {
-    fn observe(&mut self, seconds: f64) {
-        if let Some(i) = DURATION_BUCKETS.iter().position(|b| seconds <= *b) {
-            self.buckets[i] += 1;
-        }
-        self.count += 1;
-        self.sum += seconds;
-    }
-
-    fn render(&self, out: &mut String, name: &str, labels: &[(&str, &str)]) {
-        let mut cumulative = 0;
-        for (i, le) in DURATION_BUCKETS.iter().enumerate() {
-            cumulative += self.buckets[i];
-            let le = format_float(*le);
-            let mut l = labels.to_vec();
-            l.push(("le", &le));
-            sample(out, &format!("{name}_bucket"), &l, cumulative as f64);
-        }
-        let mut l = labels.to_vec();
-        l.push(("le", "+Inf"));
-        sample(out, &format!("{name}_bucket"), &l, self.count as f64);
-        sample(out, &format!("{name}_sum"), labels, self.sum);
-        sample(out, &format!("{name}_count"), labels, self.count as f64);
-    }
-}
 
 /// The counters; `render` clones them under the lock and renders the copy outside it.
 #[derive(Debug, Clone, Default)]
@@ -597,140 +560,5 @@ fn bounded(value: &str, allowed: &[&'static str]) -> &'static str {
         .unwrap_or("other")
 }
 
-fn bool_f(b: bool) -> f64 {
-    if b {
-        1.0
-    } else {
-        0.0
-    }
-}
-
-fn unix(t: SystemTime) -> f64 {
-    t.duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
-}
-
-fn family(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {}", escape_help(help));
-    let _ = writeln!(out, "# TYPE {name} {kind}");
-}
-
-fn sample(out: &mut String, name: &str, labels: &[(&str, &str)], value: f64) {
-    out.push_str(name);
-    if !labels.is_empty() {
-        out.push('{');
-        for (i, (k, v)) in labels.iter().enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            let _ = write!(out, "{k}=\"{}\"", escape_label(v));
-        }
-        out.push('}');
-    }
-    let _ = writeln!(out, " {}", format_float(value));
-}
-
-/// A sample value: integers without a fraction, `+Inf`/`-Inf`/`NaN` as Prometheus spells them.
-fn format_float(v: f64) -> String {
-    if v.is_nan() {
-        "NaN".into()
-    } else if v.is_infinite() {
-        if v > 0.0 { "+Inf" } else { "-Inf" }.into()
-    } else {
-        format!("{v}")
-    }
-}
-
-fn escape_label(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
-
-fn escape_help(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('\n', "\\n")
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::collections::HashSet;
-
-    #[test]
-    fn drift_fields_are_bounded() {
-        assert_eq!(drift_field("title: a → b"), "title");
-        assert_eq!(drift_field("bindings.CACHE: kv:a → kv:b"), "bindings");
-        assert_eq!(drift_field("content: aaaa → bbbb"), "content");
-        assert_eq!(
-            drift_field("compatibility_flags: [] → [x]"),
-            "compatibility_flags"
-        );
-        assert_eq!(drift_field("script s: deleted out of band"), "deleted");
-        assert_eq!(
-            drift_field("namespace 12ab: deleted out of band"),
-            "deleted"
-        );
-        assert_eq!(drift_field("something new: x"), "other");
-    }
-
-    #[test]
-    fn every_family_has_help_and_type_and_samples_parse() {
-        let m = Metrics::new();
-        m.reconciled("kv", "create", Duration::from_millis(30));
-        m.reconciled("worker", "made-up", Duration::from_secs(500));
-        m.drift(
-            "worker",
-            &["bindings.A: x → y".into(), "content: a → b".into()],
-        );
-        m.pass(true, Duration::from_millis(200));
-        m.manifest_load(true);
-        m.manifest_load(false);
-        m.reload();
-        m.set_ready(true);
-        let mut stats = RequestStats::default();
-        stats.by_status.insert(("list_namespaces".into(), 200), 3);
-        stats.by_status.insert(("put \"odd\"\\op".into(), 0), 1);
-        let text = m.render(Some(&stats), Some(Duration::from_secs(2)));
-
-        let mut helped = HashSet::new();
-        let mut typed = HashSet::new();
-        for line in text.lines() {
-            if let Some(rest) = line.strip_prefix("# HELP ") {
-                helped.insert(rest.split(' ').next().unwrap().to_owned());
-            } else if let Some(rest) = line.strip_prefix("# TYPE ") {
-                typed.insert(rest.split(' ').next().unwrap().to_owned());
-            } else {
-                let name = line.split(['{', ' ']).next().unwrap();
-                let family = ["_bucket", "_sum", "_count"]
-                    .iter()
-                    .find_map(|s| name.strip_suffix(s).filter(|f| typed.contains(*f)))
-                    .unwrap_or(name);
-                assert!(typed.contains(family), "{line}: no TYPE before it");
-                let value = line.rsplit(' ').next().unwrap();
-                assert!(
-                    value.parse::<f64>().is_ok() || value == "+Inf",
-                    "{line}: bad value"
-                );
-            }
-        }
-        assert_eq!(helped, typed);
-        assert!(text.contains("lumierd_reconciles_total{kind=\"kv\",result=\"create\"} 1\n"));
-        assert!(text.contains("lumierd_reconciles_total{kind=\"worker\",result=\"other\"} 1\n"));
-        assert!(
-            text.contains("lumierd_reconcile_duration_seconds_bucket{kind=\"kv\",le=\"0.05\"} 1\n")
-        );
-        assert!(text.contains(
-            "lumierd_reconcile_duration_seconds_bucket{kind=\"worker\",le=\"+Inf\"} 1\n"
-        ));
-        assert!(text.contains("lumierd_drift_events_total{kind=\"worker\",field=\"bindings\"} 1\n"));
-        assert!(text.contains("lumierd_manifest_load_failures_total 1\n"));
-        assert!(text.contains("lumierd_reloads_total 1\n"));
-        assert!(text.contains("lumierd_ready 1\n"));
-        assert!(text.contains(
-            "lumierd_cloudflare_requests_total{operation=\"list_namespaces\",code=\"200\"} 3\n"
-        ));
-        assert!(text.contains("operation=\"put \\\"odd\\\"\\\\op\",code=\"0\"} 1\n"));
-        assert!(text.contains("lumierd_cloudflare_ratelimit_blocked_seconds 2\n"));
-    }
-}
+mod tests;

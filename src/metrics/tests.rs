@@ -1,4 +1,5 @@
 use super::*;
+use crate::cloudflare::RequestStats;
 use std::collections::HashSet;
 
 #[test]

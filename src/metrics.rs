@@ -26,6 +26,15 @@
 //! | `lumierd_notify_deliveries_total` | counter | `result` (ok, failed) |
 //! | `lumierd_notify_dropped_total` | counter | |
 //! | `lumierd_notify_queue_depth` | gauge | |
+//! | `lumierd_leader` | gauge | `instance_id` (this replica) |
+//! | `lumierd_leader_info` | gauge | `leader` (one sample, while a leader is known) |
+//! | `lumierd_leader_since_timestamp_seconds` | gauge | |
+//! | `lumierd_leader_changes_total` | counter | |
+//! | `lumierd_status_stale` | gauge | |
+//!
+//! The last five are a running daemon's ([`render_replica`], from its
+//! [`crate::replica::Replica`]): with an etcd store they say who leads as this replica sees it;
+//! with sled this replica leads, since it started.
 //!
 //! Kept by hand rather than `prometheus-client` (issue #10.6), because that crate (0.26.0, the
 //! current one, tried on 2026-11-30) only writes OpenMetrics 1.0, which changes what scrapers,
@@ -39,9 +48,11 @@
 
 mod exposition;
 mod render;
+mod replica;
 
 use crate::store::State;
 use exposition::Histogram;
+pub use replica::render_replica;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;

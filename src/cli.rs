@@ -911,13 +911,7 @@ fn cmd_status(args: StatusArgs) -> i32 {
             if args.json {
                 println!("{v}");
             } else {
-                if let Some(l) = v.get("leader").filter(|l| !l.is_null()) {
-                    println!(
-                        "leader: {} since {}",
-                        l["instance"].as_str().unwrap_or("?"),
-                        l["since"].as_str().unwrap_or("?")
-                    );
-                }
+                print!("{}", crate::replica::header(&v));
                 print!("{}", status::render_table(&v));
             }
             EXIT_OK

@@ -35,6 +35,7 @@ pub mod manifest;
 pub mod memory;
 pub mod metrics;
 pub mod notify;
+pub mod replica;
 pub mod resources;
 pub mod runtime;
 pub mod sdnotify;

@@ -200,7 +200,12 @@ pub async fn run(cfg: RunConfig) -> Result<bool, DaemonError> {
         _ => None,
     };
     // ---- end local edge
-    let ops = Ops::start(&store);
+    // With an etcd store (and not `--once`) the replicas elect a leader.
+    let elected = matches!(cfg.store, Some(crate::store::Location::Etcd(_))) && signals.is_some();
+    let mut ops = Ops::start(
+        &store,
+        crate::replica::Replica::new(&cfg.instance_id, elected),
+    );
     ops.metrics.set_stuck_after(cfg.stuck_after);
     ops.count_resources(&store);
     let admin = match cfg.admin_listen {
@@ -246,6 +251,9 @@ pub async fn run(cfg: RunConfig) -> Result<bool, DaemonError> {
         ),
         _ => None,
     };
+    if let Some(l) = &leader {
+        ops.follow(l.watch(), &store);
+    }
     let result = match signals {
         None => run_once(initial, &controller, &store, &ops).await,
         Some(signals) => {
@@ -404,7 +412,7 @@ async fn run_forever(
         mut int,
         mut hup,
     } = signals;
-    let socket = status_socket::serve(&cfg.state, store.clone())
+    let socket = status_socket::serve(&cfg.state, store.clone(), Arc::clone(&ops.replica))
         .map_err(|e| DaemonError::Io(e.to_string()))?;
     // Only manifest-relevant changes wake the loop: manifests, the workers' module files
     // (known from each snapshot), never the state folder.

@@ -1,4 +1,6 @@
-//! The strict-JSON check of `.json` manifests: the YAML reader would accept what JSON does not.
+//! `.json` manifests are strict JSON (RFC 8259), checked before the YAML reader (which would
+//! accept trailing commas, comments and single quotes) sees them; an error is reported at
+//! serde_json's line and the character (not byte) column, with a hint for a trailing comma.
 
 use super::{Diagnostic, Pos};
 

@@ -23,6 +23,7 @@ pub mod etcd;
 pub mod installation;
 pub mod migrate;
 mod outbox;
+pub mod read_only;
 mod record;
 
 mod etcd_ops;

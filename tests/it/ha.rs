@@ -1005,3 +1005,108 @@ async fn a_follower_serves_its_last_view_marked_stale_while_etcd_is_down() {
     drop(b);
     api.stop().await;
 }
+
+/// The revision of the whole etcd (any write, anywhere, raises it).
+fn etcd_revision(gw: &Gateway) -> i64 {
+    // Key "\0" with range_end "\0": every key.
+    let out = gw
+        .post(
+            "/v3/kv/range",
+            serde_json::json!({ "key": "AAA=", "range_end": "AA==", "count_only": true }),
+        )
+        .unwrap();
+    out["header"]["revision"].as_str().unwrap().parse().unwrap()
+}
+
+/// `plan --store etcd://…` plans against the shared state (what the replicas recorded): it
+/// lists only what an edit adds, takes no lease and writes nothing to etcd nor the provider,
+/// while a replica leads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_reads_the_shared_state_and_never_writes_it() {
+    let etcd = Etcd::start();
+    let api = Api::start(Faults::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    fleet(d, 2);
+    let url = etcd.url("ha/plan");
+    let a = replica(d, &api, &url, "a", "10s");
+    a.wait_for_line("this replica leads", Duration::from_secs(30));
+    converged(&api, 2, Duration::from_secs(60)).await;
+    let Location::Etcd(parsed) = Location::parse(&url).unwrap() else {
+        unreachable!()
+    };
+    let gw = Gateway::connect(parsed).unwrap();
+    let leader_before = gw.get(&gw.key(b"leader")).unwrap();
+    tokio::task::block_in_place(|| {
+        eventually_blocking(Duration::from_secs(30), "4 records Ready", || {
+            let rows = status(d, &["--store", &url]);
+            match rows.iter().filter(|(_, s)| s == "Ready").count() {
+                4 => Ok(()),
+                _ => Err(rows),
+            }
+        })
+    });
+    // Stop the leader, so that nothing else writes to etcd while plan runs.
+    drop(a);
+    fleet(d, 3);
+    api.clear_log();
+    let before = etcd_revision(&gw);
+    let plan = tokio::task::block_in_place(|| {
+        lumierd(
+            d,
+            &[
+                "plan",
+                "--manifests",
+                "m",
+                "--state",
+                "p",
+                "--store",
+                &url,
+                "--api-url",
+                &api.base,
+            ],
+        )
+    });
+    assert_eq!(plan.code, 1, "changes pending: {plan:?}");
+    let mut planned: Vec<&str> = plan
+        .stdout
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with(' '))
+        .collect();
+    planned.sort();
+    assert_eq!(
+        planned,
+        ["create ha/dev/kv2", "create ha/dev/w2"],
+        "{plan:?}"
+    );
+    assert_eq!(etcd_revision(&gw), before, "plan wrote to etcd");
+    assert_eq!(
+        api.writes(),
+        Vec::<String>::new(),
+        "plan wrote to the provider"
+    );
+    assert!(leader_before.is_some());
+    // A fresh prefix stays untouched too (no schema marker written).
+    let empty = etcd.url("ha/never-used");
+    let out = tokio::task::block_in_place(|| {
+        lumierd(
+            d,
+            &[
+                "plan",
+                "--manifests",
+                "m",
+                "--state",
+                "p",
+                "--store",
+                &empty,
+                "--api-url",
+                &api.base,
+            ],
+        )
+    });
+    // Nothing recorded there: the namespaces that exist are another installation's (refused).
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(out.stdout.contains("refuse ha/dev/kv0"), "{out:?}");
+    assert_eq!(etcd_revision(&gw), before, "plan wrote to a fresh prefix");
+    api.stop().await;
+}

@@ -475,6 +475,93 @@ async fn wait(dir: &Path, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
     .await
 }
 
+/// A config whose `api` worker binds the `auth` worker, `Secret.env("SHOP_API_KEY")`,
+/// `Secret.file("db-password")` and a JSON value.
+fn with_helpers() -> String {
+    with_run(
+        "    const auth = Worker(\"auth\", { entry: \"src/index.ts\" });\n    Worker(\"api\", { entry: \"src/index.ts\", bindings: { AUTH: auth, KEY: Secret.env(\"SHOP_API_KEY\"), DB: Secret.file(\"db-password\"), FLAGS: { beta: true } } });",
+    )
+    .replace(
+        "import { $config, Worker, KV } from \"lumier\";",
+        "import { $config, Worker, KV, Secret } from \"lumier\";",
+    )
+}
+
+/// A Worker handle binds as a service, `Secret.env`/`Secret.file` as secrets (their values
+/// read by lumierd, never by the config): `render` shows the manifest forms, and they validate.
+#[test]
+fn worker_handles_and_secrets_bind_as_services_and_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    project(dir.path(), &with_helpers());
+    let out = lumierd(dir.path(), &["render", "m", "--stage", "staging"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    for want in [
+        "AUTH: { service: \"auth\" }",
+        "secret: { env: \"SHOP_API_KEY\" }",
+        "secret: { file: \"db-password\" }",
+        "json: { beta: true }",
+    ] {
+        assert!(out.stdout.contains(want), "{want}: {}", out.stdout);
+    }
+    // What it renders is a manifest lumierd accepts.
+    let rendered = dir.path().join("rendered");
+    std::fs::create_dir_all(rendered.join("src")).unwrap();
+    std::fs::write(rendered.join("staging.yaml"), &out.stdout).unwrap();
+    std::fs::write(rendered.join("src/index.ts"), WORKER).unwrap();
+    let valid = lumierd(dir.path(), &["validate", "rendered"]);
+    assert_eq!(valid.code, 0, "{valid:?}\n{}", out.stdout);
+}
+
+/// The helpers' bindings converge: the service binds the stage's `auth` script, the secrets
+/// are uploaded from lumierd's environment and --secrets-dir, and their values appear in no
+/// output (the config never sees them: its evaluating process has an empty environment).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_and_secret_bindings_of_a_config_converge_without_showing_the_values() {
+    let api = Api::start(Faults::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    project(d, &with_helpers());
+    std::fs::create_dir_all(d.join("secrets")).unwrap();
+    std::fs::write(d.join("secrets/db-password"), "canary-db-value").unwrap();
+    let args = [
+        "run",
+        "--once",
+        "--manifests",
+        "m",
+        "--state",
+        "state",
+        "--api-url",
+        &api.base,
+        "--secrets-dir",
+        "secrets",
+    ];
+    let env = [("SHOP_API_KEY", "canary-key-value"), ("RUST_LOG", "trace")];
+    let mut run = Daemon::spawn_env(d, &args, &env);
+    let code = tokio::task::block_in_place(|| run.exit(Duration::from_secs(120)));
+    let output = format!("{}\n{}", run.stdout(), run.stderr());
+    assert_eq!(code, 0, "{output}");
+    assert!(!output.contains("canary"), "{output}");
+    let settings = api
+        .client()
+        .get_settings("my-app-staging-api")
+        .await
+        .unwrap();
+    let bindings = serde_json::to_value(&settings.bindings).unwrap();
+    let of = |name: &str| {
+        bindings
+            .as_array()
+            .and_then(|list| list.iter().find(|b| b["name"] == name))
+            .cloned()
+            .unwrap_or_else(|| panic!("no binding {name}: {bindings}"))
+    };
+    assert_eq!(of("AUTH")["service"], "my-app-staging-auth", "{bindings}");
+    assert_eq!(of("KEY")["type"], "secret_text", "{bindings}");
+    assert_eq!(of("DB")["type"], "secret_text", "{bindings}");
+    assert_eq!(of("FLAGS")["type"], "json", "{bindings}");
+    assert!(!bindings.to_string().contains("canary"), "{bindings}");
+    api.stop().await;
+}
+
 /// A config whose runaway allocation crashes the JavaScript engine (a SIGSEGV in QuickJS; it
 /// took the daemon down when configs were evaluated in process) is a load error for the
 /// config in both stages; the daemon keeps running, deletes nothing, and recovers on a fix.

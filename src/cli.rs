@@ -82,6 +82,10 @@ pub enum Command {
         #[arg(default_value = "http://127.0.0.1:9464/healthz")]
         url: String,
     },
+    /// Internal: evaluate one stage of a Lumier config (a request on stdin, the answer on
+    /// stdout), run by lumierd itself so a config that crashes the engine cannot end it.
+    #[command(name = "__eval-lumier", hide = true)]
+    EvalLumier,
 }
 
 /// Which Cloudflare API to talk to.
@@ -364,6 +368,7 @@ pub fn main() -> i32 {
         Command::Emulator(args) => cmd_emulator(args),
         Command::Healthcheck { url } => cmd_healthcheck(&url),
         Command::MigrateState { from, to } => cmd_migrate_state(&from, &to),
+        Command::EvalLumier => crate::lumier::sandbox::serve(),
     }
 }
 

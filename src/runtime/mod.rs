@@ -1,5 +1,5 @@
 //! The reconcile runtime: the generic loop that owns policy (`controller`, with `order`,
-//! `board`, `prune` and `backoff`), what a pass reports (`change`), when a pass runs
+//! `board`, `settle`, `prune` and `backoff`), what a pass reports (`change`), when a pass runs
 //! (`scheduler`), and the commands: `run` (`daemon`: the boot list and the loop, with
 //! `provider`, `ops` and `signals`) and `plan`.
 //!
@@ -18,5 +18,6 @@ pub mod plan;
 pub mod provider;
 mod prune;
 pub mod scheduler;
+mod settle;
 mod signals;
 pub mod status_socket;

@@ -82,6 +82,10 @@ pub enum Command {
         #[arg(default_value = "http://127.0.0.1:9464/healthz")]
         url: String,
     },
+    /// Internal: evaluate one stage of a Lumier config (a request on stdin, the answer on
+    /// stdout), run by lumierd itself so a config that crashes the engine cannot end it.
+    #[command(name = "__eval-lumier", hide = true)]
+    EvalLumier,
 }
 
 /// Which Cloudflare API to talk to.
@@ -313,11 +317,7 @@ impl From<DriftArg> for DriftMode {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    Human,
-    Json,
-}
+pub use crate::logging::LogFormat;
 
 /// Parses `250ms`, `30s`, `5m`, `1h` (and combinations humantime accepts).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -364,6 +364,7 @@ pub fn main() -> i32 {
         Command::Emulator(args) => cmd_emulator(args),
         Command::Healthcheck { url } => cmd_healthcheck(&url),
         Command::MigrateState { from, to } => cmd_migrate_state(&from, &to),
+        Command::EvalLumier => crate::lumier::sandbox::serve(),
     }
 }
 
@@ -495,29 +496,6 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 /// Logs go to stderr: human-readable (colours only on a terminal), or one JSON object per
 /// line with the event's fields at the top level (`--log-format json`). The level comes from
 /// `level` (`--log-level`), else `RUST_LOG`, else `info`.
-fn init_logs(format: LogFormat, level: Option<&str>) {
-    use std::io::IsTerminal;
-    use tracing_subscriber::EnvFilter;
-    let filter = level
-        .and_then(|l| EnvFilter::try_new(l).ok())
-        .or_else(|| EnvFilter::try_from_default_env().ok())
-        .unwrap_or_else(|| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = match format {
-        LogFormat::Human => builder
-            .with_ansi(std::io::stderr().is_terminal())
-            .try_init(),
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .with_span_list(false)
-            .try_init(),
-    };
-}
-
 fn provider_config(common: &Common) -> anyhow::Result<ProviderConfig> {
     let rate = RateLimit {
         budget: Some(common.api_budget),
@@ -719,7 +697,7 @@ fn cmd_run(args: RunArgs) -> i32 {
             return EXIT_USAGE;
         }
     };
-    init_logs(args.log_format, args.log_level.as_deref());
+    crate::logging::init(args.log_format, args.log_level.as_deref());
     crate::fdlimit::raise_nofile_logged();
     crate::fdlimit::private_umask();
     let policy = Policy {
@@ -802,7 +780,7 @@ fn cmd_plan(args: PlanArgs) -> i32 {
         eprintln!("{e}");
         return EXIT_USAGE;
     }
-    init_logs(LogFormat::Human, Some("warn"));
+    crate::logging::init(LogFormat::Human, Some("warn"));
     let policy = Policy {
         drift: DriftMode::Correct,
         max_prune: usize::MAX,
@@ -911,13 +889,7 @@ fn cmd_status(args: StatusArgs) -> i32 {
             if args.json {
                 println!("{v}");
             } else {
-                if let Some(l) = v.get("leader").filter(|l| !l.is_null()) {
-                    println!(
-                        "leader: {} since {}",
-                        l["instance"].as_str().unwrap_or("?"),
-                        l["since"].as_str().unwrap_or("?")
-                    );
-                }
+                print!("{}", crate::replica::header(&v));
                 print!("{}", status::render_table(&v));
             }
             EXIT_OK
@@ -949,7 +921,7 @@ fn cmd_emulator(args: EmulatorArgs) -> i32 {
         eprintln!("{e}");
         return EXIT_USAGE;
     }
-    init_logs(LogFormat::Human, None);
+    crate::logging::init(LogFormat::Human, None);
     let outcome = (|| -> anyhow::Result<()> {
         let rate_limit = args
             .rate_limit

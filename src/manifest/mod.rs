@@ -17,6 +17,7 @@
 //! check across documents, then `crosscheck`). The result types and errors are here.
 
 mod assemble;
+mod bindings;
 mod crosscheck;
 mod decode;
 mod desired;
@@ -25,6 +26,7 @@ mod hash;
 pub mod ignore;
 pub mod lumier;
 mod names;
+mod paths;
 pub mod regular;
 pub mod schema;
 mod sources;

@@ -112,7 +112,7 @@ pub fn manifest_schema() -> Value {
                     },
                     "bindings": {
                         "type": ["object", "null"],
-                        "maxProperties": super::decode::MAX_BINDINGS,
+                        "maxProperties": super::bindings::MAX_BINDINGS,
                         "propertyNames": { "pattern": "^[A-Za-z_$][A-Za-z0-9_$]*$" },
                         "additionalProperties": {
                             "oneOf": [

@@ -179,7 +179,12 @@ pub async fn run(cfg: RunConfig) -> Result<bool, DaemonError> {
     let seed = initial.as_ref().map(existing_ids).unwrap_or_default();
     let provider = start_provider(&cfg, &seed).await?;
     let edge = start_edge(&cfg, &provider).await?;
-    let ops = Ops::start(&store);
+    // With an etcd store (and not `--once`) the replicas elect a leader.
+    let elected = matches!(cfg.store, Some(crate::store::Location::Etcd(_))) && signals.is_some();
+    let mut ops = Ops::start(
+        &store,
+        crate::replica::Replica::new(&cfg.instance_id, elected),
+    );
     ops.metrics.set_stuck_after(cfg.stuck_after);
     ops.count_resources(&store);
     let admin = match cfg.admin_listen {
@@ -206,6 +211,9 @@ pub async fn run(cfg: RunConfig) -> Result<bool, DaemonError> {
         events,
     };
     let leader = start_leader(&cfg, signals.is_some(), &store, &provider)?;
+    if let Some(l) = &leader {
+        ops.follow(l.watch(), &store);
+    }
     let result = match signals {
         None => run_once(initial, &controller, &store, &ops).await,
         Some(signals) => {

@@ -76,7 +76,7 @@ pub(super) async fn run_forever(
         mut int,
         mut hup,
     } = signals;
-    let socket = status_socket::serve(&cfg.state, store.clone())
+    let socket = status_socket::serve(&cfg.state, store.clone(), Arc::clone(&ops.replica))
         .map_err(|e| DaemonError::Io(e.to_string()))?;
     // Only manifest-relevant changes wake the loop: manifests, the workers' module files
     // (known from each snapshot), never the state folder.

@@ -58,6 +58,29 @@ impl EtcdStore {
         Ok(store)
     }
 
+    /// Connects without writing anything (`plan --store`): a fresh prefix is read as empty,
+    /// a newer schema is refused as by [`EtcdStore::open`].
+    pub fn open_read_only(url: &EtcdUrl) -> Result<EtcdStore, StoreError> {
+        let store = EtcdStore {
+            gw: Gateway::connect(url.clone())?,
+            next_seq: Mutex::new(None),
+            fence: Mutex::new(None),
+        };
+        let found = store.meta_get("schema_version")?.map(|v| {
+            std::str::from_utf8(&v)
+                .ok()
+                .and_then(|s| s.parse::<u32>().ok())
+                .unwrap_or(0)
+        });
+        match found {
+            Some(found) if found > SCHEMA_VERSION => Err(StoreError::TooNew {
+                path: url.to_string(),
+                found,
+            }),
+            _ => Ok(store),
+        }
+    }
+
     /// Guards every later record write with `fence` (None: unguarded, e.g. the CLI).
     pub fn set_fence(&self, fence: Option<Fence>) {
         *self.fence.lock().unwrap_or_else(PoisonError::into_inner) = fence;

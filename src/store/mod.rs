@@ -27,6 +27,7 @@ pub mod etcd;
 pub mod installation;
 pub mod migrate;
 mod outbox;
+pub mod read_only;
 mod record;
 
 mod error;

@@ -14,6 +14,7 @@ pub mod daemon;
 pub mod leader;
 mod ops;
 pub mod order;
+mod pass_summary;
 pub mod plan;
 pub mod provider;
 mod prune;

@@ -179,14 +179,7 @@ pub async fn run(cfg: RunConfig) -> Result<bool, DaemonError> {
     let seed = initial.as_ref().map(existing_ids).unwrap_or_default();
     let provider = start_provider(&cfg, &seed).await?;
     let edge = start_edge(&cfg, &provider).await?;
-    // With an etcd store (and not `--once`) the replicas elect a leader.
-    let elected = matches!(cfg.store, Some(crate::store::Location::Etcd(_))) && signals.is_some();
-    let mut ops = Ops::start(
-        &store,
-        crate::replica::Replica::new(&cfg.instance_id, elected),
-    );
-    ops.metrics.set_stuck_after(cfg.stuck_after);
-    ops.count_resources(&store);
+    let mut ops = start_ops(&cfg, signals.is_some(), &store);
     let admin = match cfg.admin_listen {
         Some(addr) => {
             let state = ops.admin_state(&store, &provider.client, cfg.admin_token.clone());
@@ -273,6 +266,19 @@ async fn start_edge(
     let edge = crate::edge::Edge::start(api.clone(), serve.listen, serve.workerd.clone()).await?;
     println!("serving: http://{}", edge.addr());
     Ok(Some(edge))
+}
+
+/// The operations side (metrics, sd_notify, watchdog), with this replica's view: with an
+/// etcd store (and a `daemon`, not `--once`) the replicas elect a leader.
+fn start_ops(cfg: &RunConfig, daemon: bool, store: &Store) -> Ops {
+    let elected = matches!(cfg.store, Some(crate::store::Location::Etcd(_))) && daemon;
+    let ops = Ops::start(
+        store,
+        crate::replica::Replica::new(&cfg.instance_id, elected),
+    );
+    ops.metrics.set_stuck_after(cfg.stuck_after);
+    ops.count_resources(store);
+    ops
 }
 
 /// This installation's id: the state folder's, or for replicas sharing an etcd store the

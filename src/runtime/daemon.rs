@@ -219,23 +219,6 @@ pub async fn run(cfg: RunConfig) -> Result<bool, DaemonError> {
         let targets = cfg.notify.iter().map(|u| Target::new(u)).collect();
         Sink::new(store.clone(), targets, Arc::clone(&ops.metrics))
     });
-    let delivery = match &events {
-        Some(sink) => Some(Delivery::start(sink).map_err(|e| DaemonError::Io(e.to_string()))?),
-        None => None,
-    };
-    let local_id = installation_id(&cfg.state, true)
-        .map_err(|e| DaemonError::Io(format!("installation id: {e}")))?
-        .unwrap_or_default();
-    // Replicas sharing an etcd store are one installation: the first one's id wins.
-    let installation = store.shared_installation_id(&local_id)?.unwrap_or(local_id);
-    let controller = Controller {
-        client: provider.client.clone(),
-        store: store.clone(),
-        installation,
-        policy: cfg.policy.clone(),
-        metrics: Arc::clone(&ops.metrics),
-        events,
-    };
     // With an etcd store the replicas elect a leader; only it reconciles (`run --once` is
     // a one-off and does not campaign). With sled this replica always leads.
     let leader = match (&cfg.store, &signals) {
@@ -254,6 +237,30 @@ pub async fn run(cfg: RunConfig) -> Result<bool, DaemonError> {
     if let Some(l) = &leader {
         ops.follow(l.watch(), &store);
     }
+    let delivery = match &events {
+        Some(sink) => {
+            // Replicas share the outbox: only the leader delivers.
+            let gate = leader.as_ref().map(|l| l.watch());
+            Some(
+                Delivery::start(sink, &cfg.instance_id, gate)
+                    .map_err(|e| DaemonError::Io(e.to_string()))?,
+            )
+        }
+        None => None,
+    };
+    let local_id = installation_id(&cfg.state, true)
+        .map_err(|e| DaemonError::Io(format!("installation id: {e}")))?
+        .unwrap_or_default();
+    // Replicas sharing an etcd store are one installation: the first one's id wins.
+    let installation = store.shared_installation_id(&local_id)?.unwrap_or(local_id);
+    let controller = Controller {
+        client: provider.client.clone(),
+        store: store.clone(),
+        installation,
+        policy: cfg.policy.clone(),
+        metrics: Arc::clone(&ops.metrics),
+        events,
+    };
     let result = match signals {
         None => run_once(initial, &controller, &store, &ops).await,
         Some(signals) => {

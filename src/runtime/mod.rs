@@ -8,6 +8,7 @@
 
 pub mod backoff;
 mod board;
+mod boot;
 pub mod change;
 pub mod controller;
 pub mod daemon;

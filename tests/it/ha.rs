@@ -983,6 +983,8 @@ async fn a_follower_serves_its_last_view_marked_stale_while_etcd_is_down() {
     );
     let (code, readyz) = get(&format!("{admin_b}/readyz")).await;
     assert_eq!(code, 200, "a follower serving status is ready: {readyz}");
+    let (code, healthz) = get(&format!("{admin_b}/healthz")).await;
+    assert_eq!(code, 200, "nor is it restarted for it: {healthz}");
     assert!(readyz.contains("stale: true since"), "{readyz}");
     let (_, metrics) = get(&format!("{admin_b}/metrics")).await;
     assert_eq!(sample_of(&metrics, "lumierd_status_stale"), Some(1.0));

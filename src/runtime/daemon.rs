@@ -6,10 +6,9 @@
 //! exits 0 within [`STOP_GRACE`]); SIGHUP reloads: rescan the manifests, make failing resources
 //! due now, and run a full pass.
 
-use super::boot;
 use super::change::{Change, PassReport};
 use super::controller::{Controller, ControllerError, Policy};
-use super::ops::Ops;
+use super::ops::{AdminServer, Ops};
 use super::provider::{existing_ids, Provider, ProviderConfig};
 use super::scheduler::{Scheduler, Trigger};
 use super::signals::{stop_signal, Signals};
@@ -18,7 +17,7 @@ pub use super::status_socket::{ask, ask_daemon, SOCKET};
 use crate::local_api::LocalApiError;
 use crate::manifest::LoadError;
 use crate::metrics::Metrics;
-use crate::notify::{Event, Sink};
+use crate::notify::{Delivery, Event, Sink, Target};
 use crate::source::{self, Snapshot};
 use crate::store::installation::installation_id;
 use crate::store::{Store, StoreError};
@@ -181,17 +180,74 @@ pub async fn run(cfg: RunConfig) -> Result<bool, DaemonError> {
     let seed = initial.as_ref().map(existing_ids).unwrap_or_default();
     let provider = Provider::start(&cfg.provider, &cfg.state, &seed).await?;
     provider.client.set_instance(&cfg.instance_id);
-    let edge = boot::start_edge(&cfg, &provider).await?;
-    let replica = crate::replica::Replica::new(&cfg.instance_id, boot::elected(&cfg));
-    let mut ops = Ops::start(&store, replica);
+    if matches!(cfg.provider, ProviderConfig::Embedded { .. }) {
+        println!(
+            "local API: {} (account {}, token in {})",
+            provider.base_url,
+            crate::local_api::DEFAULT_ACCOUNT_ID,
+            crate::local_api::token_path(&cfg.state.join("local-api")).display()
+        );
+    }
+    // ---- local edge (#16): started after the provider, updated after each pass, stopped
+    // at shutdown (before the provider, whose KV store it serves).
+    let edge = match (&cfg.serve, &provider.local_api) {
+        (Some(serve), Some(api)) => {
+            let edge =
+                crate::edge::Edge::start(api.clone(), serve.listen, serve.workerd.clone()).await?;
+            println!("serving: http://{}", edge.addr());
+            Some(edge)
+        }
+        _ => None,
+    };
+    // ---- end local edge
+    // With an etcd store (and not `--once`) the replicas elect a leader.
+    let elected = matches!(cfg.store, Some(crate::store::Location::Etcd(_))) && signals.is_some();
+    let mut ops = Ops::start(
+        &store,
+        crate::replica::Replica::new(&cfg.instance_id, elected),
+    );
     ops.metrics.set_stuck_after(cfg.stuck_after);
     ops.count_resources(&store);
-    let admin = boot::start_admin(&cfg, &ops, &store, &provider.client).await?;
-    let boot::Replication {
-        leader,
-        events,
-        delivery,
-    } = boot::start_replication(&cfg, &store, &provider.client, &mut ops)?;
+    let admin = match cfg.admin_listen {
+        Some(addr) => {
+            let state = ops.admin_state(&store, &provider.client, cfg.admin_token.clone());
+            Some(AdminServer::start(addr, state).await?)
+        }
+        None => None,
+    };
+    let events = (!cfg.notify.is_empty()).then(|| {
+        let targets = cfg.notify.iter().map(|u| Target::new(u)).collect();
+        Sink::new(store.clone(), targets, Arc::clone(&ops.metrics))
+    });
+    // With an etcd store the replicas elect a leader; only it reconciles (`run --once` is
+    // a one-off and does not campaign). With sled this replica always leads.
+    let leader = match (&cfg.store, &signals) {
+        (Some(crate::store::Location::Etcd(url)), Some(_)) => Some(
+            crate::runtime::leader::Leader::start(
+                url,
+                &cfg.instance_id,
+                cfg.lease_ttl,
+                store.clone(),
+                provider.client.clone(),
+            )
+            .map_err(|e| DaemonError::Io(e.to_string()))?,
+        ),
+        _ => None,
+    };
+    if let Some(l) = &leader {
+        ops.follow(l.watch(), &store);
+    }
+    let delivery = match &events {
+        Some(sink) => {
+            // Replicas share the outbox: only the leader delivers.
+            let gate = leader.as_ref().map(|l| l.watch());
+            Some(
+                Delivery::start(sink, &cfg.instance_id, gate)
+                    .map_err(|e| DaemonError::Io(e.to_string()))?,
+            )
+        }
+        None => None,
+    };
     let local_id = installation_id(&cfg.state, true)
         .map_err(|e| DaemonError::Io(format!("installation id: {e}")))?
         .unwrap_or_default();
@@ -226,19 +282,33 @@ pub async fn run(cfg: RunConfig) -> Result<bool, DaemonError> {
             r
         }
     };
-    let drain = if cfg.once {
-        NOTIFY_DRAIN_ONCE
-    } else {
-        STOP_SERVER
+    if let Some(edge) = edge {
+        edge.stop().await; // local edge (#16)
+    }
+    if let (Some(delivery), Some(sink)) = (delivery, controller.events.as_ref()) {
+        let within = if cfg.once {
+            NOTIFY_DRAIN_ONCE
+        } else {
+            STOP_SERVER
+        };
+        delivery.finish(sink, within).await;
+    }
+    // Bounded: a frozen disk must not keep the process from stopping.
+    let flushed = match tokio::time::timeout(STOP_SERVER, store.flush_durable()).await {
+        Ok(flushed) => flushed,
+        Err(_) => {
+            tracing::error!(
+                "the state store did not flush within {STOP_SERVER:?}; stopping anyway"
+            );
+            Ok(())
+        }
     };
-    let running = boot::Running {
-        edge,
-        delivery,
-        admin,
-        provider,
-        ops,
-    };
-    boot::stop(running, controller.events.as_ref(), &store, drain).await?;
+    if let Some(admin) = admin {
+        admin.stop().await;
+    }
+    provider.stop().await;
+    ops.stop();
+    flushed?;
     result
 }
 
@@ -329,162 +399,6 @@ async fn run_once(
     Ok(converged)
 }
 
-/// SIGHUP: counts it, makes every failing resource due, resyncs everything; whether a reload
-/// was announced to systemd (only once ready).
-fn on_hup(ops: &Ops, store: &Store, scheduler: &mut Scheduler) -> bool {
-    ops.metrics.reload();
-    let announced = ops.metrics.is_ready();
-    if announced {
-        ops.notify("RELOADING=1\nSTATUS=reloading");
-    }
-    match retry_now(store) {
-        Ok(due) => tracing::info!(retrying = due, "SIGHUP: reloading manifests and resyncing"),
-        Err(e) => {
-            tracing::warn!(error = %e, "SIGHUP: the state store cannot make retries due; resyncing")
-        }
-    }
-    scheduler.resync_now();
-    announced
-}
-
-/// The election's view changed: the change is notified; a new leader starts its first pass
-/// at once, on the loaded snapshot; a follower with its snapshot `loaded` is ready.
-fn on_leadership(
-    view: Option<crate::runtime::leader::LeaderView>,
-    leading: bool,
-    events: Option<&Sink>,
-    scheduler: &mut Scheduler,
-    ops: &Ops,
-    loaded: bool,
-) {
-    if let (Some(sink), Some(view)) = (events, view.as_ref()) {
-        if let Some(leader) = view.leader.as_deref() {
-            let since = view.since.as_deref();
-            sink.emit(Event::leader_changed(leader, since, Timestamp::now()));
-        }
-    }
-    if leading {
-        scheduler.resync_now();
-    } else if loaded {
-        ops.first_pass_done();
-    }
-}
-
-/// What the loop keeps between passes: the snapshot, and the watch's view of its modules.
-struct Manifests {
-    snapshot: Option<Arc<Snapshot>>,
-    /// The workers' module files the watch wakes on (from each snapshot).
-    modules: crate::watch::ModulePaths,
-    /// The snapshot whose module files the watch knows.
-    tracked: Option<Arc<Snapshot>>,
-}
-
-impl Manifests {
-    /// Rescans the manifests (a change, a resync, SIGHUP): the snapshot is replaced when they
-    /// load; what an edit changed goes first in the next pass.
-    fn rescan(
-        &mut self,
-        cfg: &RunConfig,
-        trigger: Trigger,
-        (store, ops, events): (&Store, &Ops, Option<&Sink>),
-        scheduler: &mut Scheduler,
-    ) {
-        let old = self.snapshot.as_ref();
-        let reloaded = load_snapshot(&cfg.manifests, &cfg.load, old, store, &ops.metrics, events);
-        let Some(s) = reloaded else {
-            self.modules.set_unknown();
-            return;
-        };
-        if trigger == Trigger::Changed {
-            if let Some(old) = self.snapshot.as_deref() {
-                scheduler.prioritize(s.changed_since(old));
-            }
-        }
-        self.snapshot = Some(s);
-    }
-
-    /// The snapshot to reconcile, if one is loaded; the watch learns its module files.
-    fn current(&mut self) -> Option<Arc<Snapshot>> {
-        let snap = self.snapshot.clone()?;
-        if !self.tracked.as_ref().is_some_and(|t| Arc::ptr_eq(t, &snap)) {
-            self.modules.set_sources(
-                snap.bundles()
-                    .flat_map(|(_, b)| b.sources.iter().map(PathBuf::as_path))
-                    .chain(snap.lumier_sources()),
-            );
-            self.tracked = Some(Arc::clone(&snap));
-        }
-        Some(snap)
-    }
-}
-
-/// After a pass: metrics, the dashboard's ring, readiness, when the next one runs, and the
-/// local edge.
-fn settle_pass(
-    outcome: Result<PassReport, ControllerError>,
-    (at, start): (Timestamp, Instant),
-    (store, ops): (&Store, &Ops),
-    scheduler: &mut Scheduler,
-    edge: &Option<crate::edge::Edge>,
-) {
-    ops.after_pass(store, outcome.is_ok(), start.elapsed());
-    ops.record_pass(at, start.elapsed(), outcome.as_ref());
-    crate::memory::release_free_memory();
-    match outcome {
-        Ok(report) => {
-            log_pass(&report, start.elapsed());
-            ops.first_pass_done();
-            scheduler.retry_in(report.next_retry.map(Timestamp::until));
-            if let Some(edge) = edge.as_ref() {
-                edge.update(); // local edge (#16): serve what the pass uploaded
-            }
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "pass failed; retrying in 5 s");
-            if !ops.metrics.is_ready() {
-                ops.notify(&format!("STATUS=first pass failed, retrying: {e}"));
-            }
-            scheduler.retry_in(Some(FAILED_PASS_RETRY));
-        }
-    }
-}
-
-/// Watches what is manifest-relevant only: manifests, the workers' module files (known from
-/// each snapshot), never the state folder; then the first load.
-fn start_manifests(
-    cfg: &RunConfig,
-    initial: Result<Snapshot, LoadError>,
-    (store, ops, events): (&Store, &Ops, Option<&Sink>),
-) -> Result<
-    (
-        crate::watch::Watch,
-        tokio::sync::mpsc::Receiver<()>,
-        Manifests,
-    ),
-    DaemonError,
-> {
-    let modules = crate::watch::ModulePaths::default();
-    let filter = crate::watch::Filter::default()
-        .ignore(&cfg.state)
-        .modules(modules.clone());
-    let (watch, changes) = crate::watch::watch_filtered(&cfg.manifests, filter)?;
-    let snapshot = match loaded(initial, store, ops, events) {
-        Ok(snap) => snap,
-        Err(DaemonError::Manifests(e)) => {
-            tracing::error!("manifests not loaded; waiting for a fix:\n{e}");
-            ops.notify("STATUS=waiting for valid manifests (see `lumierd status`)");
-            None
-        }
-        Err(e) => return Err(e),
-    };
-    let manifests = Manifests {
-        snapshot,
-        modules,
-        tracked: None,
-    };
-    Ok((watch, changes, manifests))
-}
-
 /// The daemon's loop: the scheduler says when a pass runs; signals stop or reload.
 // The leader is one more side of the loop, like the edge; the lead's rewrite of this loop
 // may bundle them.
@@ -507,15 +421,40 @@ async fn run_forever(
     } = signals;
     let socket = status_socket::serve(&cfg.state, store.clone(), Arc::clone(&ops.replica))
         .map_err(|e| DaemonError::Io(e.to_string()))?;
-    let events = controller.events.as_ref();
-    let (_watch, mut changes, mut manifests) = start_manifests(cfg, initial, (store, ops, events))?;
+    // Only manifest-relevant changes wake the loop: manifests, the workers' module files
+    // (known from each snapshot), never the state folder.
+    let modules = crate::watch::ModulePaths::default();
+    let filter = crate::watch::Filter::default()
+        .ignore(&cfg.state)
+        .modules(modules.clone());
+    let (_watch, mut changes) = crate::watch::watch_filtered(&cfg.manifests, filter)?;
+    let mut snapshot = match loaded(initial, store, ops, controller.events.as_ref()) {
+        Ok(snap) => snap,
+        Err(DaemonError::Manifests(e)) => {
+            tracing::error!("manifests not loaded; waiting for a fix:\n{e}");
+            ops.notify("STATUS=waiting for valid manifests (see `lumierd status`)");
+            None
+        }
+        Err(e) => return Err(e),
+    };
     let mut scheduler = Scheduler::new(cfg.resync, cfg.debounce);
     let mut reloading = false;
+    // The snapshot whose module files the watch knows.
+    let mut tracked: Option<Arc<Snapshot>> = None;
     loop {
         let trigger = tokio::select! {
             t = scheduler.next(&mut changes) => t,
             _ = hup.recv() => {
-                reloading |= on_hup(ops, store, &mut scheduler);
+                ops.metrics.reload();
+                if ops.metrics.is_ready() {
+                    reloading = true;
+                    ops.notify("RELOADING=1\nSTATUS=reloading");
+                }
+                match retry_now(store) {
+                    Ok(due) => tracing::info!(retrying = due, "SIGHUP: reloading manifests and resyncing"),
+                    Err(e) => tracing::warn!(error = %e, "SIGHUP: the state store cannot make retries due; resyncing"),
+                }
+                scheduler.resync_now();
                 continue;
             }
             _ = stop_signal(&mut term, &mut int) => {
@@ -524,18 +463,58 @@ async fn run_forever(
             }
             leading = leadership_changed(&mut leadership) => {
                 let view = leadership.as_ref().map(|rx| rx.borrow().clone());
-                let loaded = manifests.snapshot.is_some();
-                on_leadership(view, leading, events, &mut scheduler, ops, loaded);
+                if let (Some(sink), Some(leader)) = (
+                    controller.events.as_ref(),
+                    view.as_ref().and_then(|v| v.leader.as_deref()),
+                ) {
+                    let since = view.as_ref().and_then(|v| v.since.as_deref());
+                    sink.emit(crate::notify::Event::leader_changed(leader, since, Timestamp::now()));
+                }
+                if leading {
+                    // A new leader starts its first pass at once, on the loaded snapshot.
+                    scheduler.resync_now();
+                } else if snapshot.is_some() {
+                    ops.first_pass_done(); // a follower with its snapshot loaded is ready
+                }
                 continue;
             }
         };
         if trigger.rescans() {
-            manifests.rescan(cfg, trigger, (store, ops, events), &mut scheduler);
+            let reloaded = load_snapshot(
+                &cfg.manifests,
+                &cfg.load,
+                snapshot.as_ref(),
+                store,
+                &ops.metrics,
+                controller.events.as_ref(),
+            );
+            if reloaded.is_none() {
+                modules.set_unknown();
+            }
+            if let Some(s) = reloaded {
+                if trigger == Trigger::Changed {
+                    // What the edit changed goes first in the next pass.
+                    if let Some(old) = snapshot.as_deref() {
+                        scheduler.prioritize(s.changed_since(old));
+                    }
+                }
+                snapshot = Some(s);
+            }
         }
-        let snap = match manifests.current() {
-            Some(snap) if leadership.as_ref().is_none_or(|w| w.borrow().leading) => snap,
-            _ => continue, // nothing loaded, or a follower: it keeps its snapshot, waits to lead
+        let Some(snap) = snapshot.clone() else {
+            continue;
         };
+        if !tracked.as_ref().is_some_and(|t| Arc::ptr_eq(t, &snap)) {
+            modules.set_sources(
+                snap.bundles()
+                    .flat_map(|(_, b)| b.sources.iter().map(PathBuf::as_path))
+                    .chain(snap.lumier_sources()),
+            );
+            tracked = Some(Arc::clone(&snap));
+        }
+        if leadership.as_ref().is_some_and(|w| !w.borrow().leading) {
+            continue; // a follower keeps its snapshot and waits to lead
+        }
         let (at, start) = (Timestamp::now(), Instant::now());
         let first = scheduler.take_priority();
         ops.metrics.pass_started();
@@ -558,7 +537,26 @@ async fn run_forever(
                 continue;
             }
         };
-        settle_pass(outcome, (at, start), (store, ops), &mut scheduler, edge);
+        ops.after_pass(store, outcome.is_ok(), start.elapsed());
+        ops.record_pass(at, start.elapsed(), outcome.as_ref());
+        crate::memory::release_free_memory();
+        match outcome {
+            Ok(report) => {
+                log_pass(&report, start.elapsed());
+                ops.first_pass_done();
+                scheduler.retry_in(report.next_retry.map(Timestamp::until));
+                if let Some(edge) = edge.as_ref() {
+                    edge.update(); // local edge (#16): serve what the pass uploaded
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "pass failed; retrying in 5 s");
+                if !ops.metrics.is_ready() {
+                    ops.notify(&format!("STATUS=first pass failed, retrying: {e}"));
+                }
+                scheduler.retry_in(Some(FAILED_PASS_RETRY));
+            }
+        }
         if reloading {
             reloading = false;
             ops.notify("READY=1\nSTATUS=ready: reloaded");

@@ -8,7 +8,6 @@
 
 pub mod backoff;
 mod board;
-mod boot;
 pub mod change;
 pub mod controller;
 pub mod daemon;

@@ -829,9 +829,25 @@ fn promtool_accepts(text: &str) {
     assert!(out.status.success(), "promtool: {out:?}\n{text}");
 }
 
-/// The leader families on a follower `b` and its leader `a` (promtool-clean); b's
-/// `lumierd_leader_changes_total`.
-async fn leader_metrics_of_a_pair(admin_a: &str, admin_b: &str) -> f64 {
+/// Every replica says who leads and since when — `/metrics` (promtool-clean), `/readyz` (a
+/// follower is ready and says whom it follows), `status` (JSON and the human header) — and a
+/// hand-over is counted in `lumierd_leader_changes_total`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_replica_reports_who_leads_and_since_when() {
+    let etcd = Etcd::start();
+    let api = Api::start(Faults::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    fleet(d, 1);
+    let url = etcd.url("ha/report");
+    let mut a = replica(d, &api, &url, "a", "10s");
+    a.wait_for_line("this replica leads", Duration::from_secs(30));
+    let b = replica(d, &api, &url, "b", "10s");
+    b.wait_for_line("leader: following", Duration::from_secs(30));
+    let (admin_a, admin_b) = (
+        a.stdout_line("admin API: ", Duration::from_secs(30)),
+        b.stdout_line("admin API: ", Duration::from_secs(30)),
+    );
     let metrics_b = eventually(Duration::from_secs(15), "b's metrics name a", || async {
         let (_, text) = get(&format!("{admin_b}/metrics")).await;
         match sample_of(&text, "lumierd_leader_info{leader=\"a\"}") {
@@ -856,29 +872,6 @@ async fn leader_metrics_of_a_pair(admin_a: &str, admin_b: &str) -> f64 {
         Some(1.0)
     );
 
-    changes_before
-}
-
-/// Every replica says who leads and since when — `/metrics` (promtool-clean), `/readyz` (a
-/// follower is ready and says whom it follows), `status` (JSON and the human header) — and a
-/// hand-over is counted in `lumierd_leader_changes_total`.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_replica_reports_who_leads_and_since_when() {
-    let etcd = Etcd::start();
-    let api = Api::start(Faults::default()).await;
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    fleet(d, 1);
-    let url = etcd.url("ha/report");
-    let mut a = replica(d, &api, &url, "a", "10s");
-    a.wait_for_line("this replica leads", Duration::from_secs(30));
-    let b = replica(d, &api, &url, "b", "10s");
-    b.wait_for_line("leader: following", Duration::from_secs(30));
-    let (admin_a, admin_b) = (
-        a.stdout_line("admin API: ", Duration::from_secs(30)),
-        b.stdout_line("admin API: ", Duration::from_secs(30)),
-    );
-    let changes_before = leader_metrics_of_a_pair(&admin_a, &admin_b).await;
     let readyz = eventually(Duration::from_secs(15), "b is ready", || async {
         match get(&format!("{admin_b}/readyz")).await {
             (200, body) => Ok(body),
@@ -1008,7 +1001,10 @@ async fn a_follower_serves_its_last_view_marked_stale_while_etcd_is_down() {
     assert!(deletes.is_empty(), "{deletes:?}");
     assert_eq!(api.namespaces().await.len(), 2);
     assert_eq!(api.scripts().await.len(), 2);
-    drop((a, b));
+    let rows = tokio::task::block_in_place(|| status(d, &["--store", &url]));
+    assert_eq!(rows.len(), 4, "{rows:?}");
+    drop(a);
+    drop(b);
     api.stop().await;
 }
 
@@ -1022,22 +1018,6 @@ fn etcd_revision(gw: &Gateway) -> i64 {
         )
         .unwrap();
     out["header"]["revision"].as_str().unwrap().parse().unwrap()
-}
-
-/// `plan --manifests m --store STORE` against `api`, in `dir`.
-fn plan_against(dir: &Path, store: &str, api: &Api) -> Output {
-    let args = [
-        "plan",
-        "--manifests",
-        "m",
-        "--state",
-        "p",
-        "--store",
-        store,
-        "--api-url",
-        &api.base,
-    ];
-    tokio::task::block_in_place(|| lumierd(dir, &args))
 }
 
 /// `plan --store etcd://…` plans against the shared state (what the replicas recorded): it
@@ -1073,7 +1053,22 @@ async fn plan_reads_the_shared_state_and_never_writes_it() {
     fleet(d, 3);
     api.clear_log();
     let before = etcd_revision(&gw);
-    let plan = plan_against(d, &url, &api);
+    let plan = tokio::task::block_in_place(|| {
+        lumierd(
+            d,
+            &[
+                "plan",
+                "--manifests",
+                "m",
+                "--state",
+                "p",
+                "--store",
+                &url,
+                "--api-url",
+                &api.base,
+            ],
+        )
+    });
     assert_eq!(plan.code, 1, "changes pending: {plan:?}");
     let mut planned: Vec<&str> = plan
         .stdout
@@ -1095,7 +1090,22 @@ async fn plan_reads_the_shared_state_and_never_writes_it() {
     assert!(leader_before.is_some());
     // A fresh prefix stays untouched too (no schema marker written).
     let empty = etcd.url("ha/never-used");
-    let out = plan_against(d, &empty, &api);
+    let out = tokio::task::block_in_place(|| {
+        lumierd(
+            d,
+            &[
+                "plan",
+                "--manifests",
+                "m",
+                "--state",
+                "p",
+                "--store",
+                &empty,
+                "--api-url",
+                &api.base,
+            ],
+        )
+    });
     // Nothing recorded there: the namespaces that exist are another installation's (refused).
     assert_eq!(out.code, 2, "{out:?}");
     assert!(out.stdout.contains("refuse ha/dev/kv0"), "{out:?}");

@@ -46,6 +46,11 @@ pub fn spec_hash(spec: &ResourceSpec, content_hash: Option<&str>) -> String {
                         h.update(b"\0secret-file\0");
                         h.update(t.as_bytes());
                     }
+                    // Relative to the root: the same wherever the repository is checked out.
+                    BindingSpec::Secret(SecretSource::Age { file, .. }) => {
+                        h.update(b"\0secret-age\0");
+                        h.update(file.as_bytes());
+                    }
                 }
             }
             h.update(b"\0");

@@ -208,7 +208,8 @@ impl Loop<'_> {
             self.modules.set_sources(
                 snap.bundles()
                     .flat_map(|(_, b)| b.sources.iter().map(PathBuf::as_path))
-                    .chain(snap.lumier_sources()),
+                    .chain(snap.lumier_sources())
+                    .chain(snap.secret_files()),
             );
             self.tracked = Some(Arc::clone(&snap));
         }

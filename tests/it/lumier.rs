@@ -723,3 +723,25 @@ fn a_pointer_document_s_mistakes_are_reported_together_at_their_lines() {
         }
     }
 }
+
+/// A regular expression that backtracks for ever runs inside QuickJS's regex engine, which
+/// the engine's interrupt does not reach: the evaluating child's own limits stop it (when
+/// configs were evaluated in process it hung lumierd's loader for good).
+#[test]
+fn a_regular_expression_that_backtracks_for_ever_is_stopped() {
+    let dir = tempfile::tempdir().unwrap();
+    project(
+        dir.path(),
+        &with_run("    /(a+)+$/.test(\"a\".repeat(40) + \"b\");"),
+    );
+    let one_stage = "lumier: lumier.config.ts\nstages: [staging]\n";
+    std::fs::write(dir.path().join("m/lumier.yaml"), one_stage).unwrap();
+    let out = lumierd(dir.path(), &["validate", "m"]);
+    assert_eq!(out.code, 2, "{out:?}");
+    let err = out.stderr;
+    assert!(err.contains("m/lumier.config.ts:1:1: the config"), "{err}");
+    assert!(
+        err.contains("ran longer than 10 s") || err.contains("used up its CPU time"),
+        "{err}"
+    );
+}

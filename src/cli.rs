@@ -497,9 +497,6 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
-/// Logs go to stderr: human-readable (colours only on a terminal), or one JSON object per
-/// line with the event's fields at the top level (`--log-format json`). The level comes from
-/// `level` (`--log-level`), else `RUST_LOG`, else `info`.
 fn provider_config(common: &Common) -> anyhow::Result<ProviderConfig> {
     let rate = RateLimit {
         budget: Some(common.api_budget),

@@ -150,17 +150,9 @@ impl Ops {
     }
 
     pub fn count_resources(&self, store: &Store) {
-        let mut failed = None;
-        let records = store.records().filter_map(|item| match item {
-            Ok((_, record)) => Some(record),
-            Err(e) => {
-                failed.get_or_insert(e);
-                None
-            }
-        });
-        self.metrics.set_resources(records);
-        if let Some(e) = failed {
-            tracing::warn!(error = %e, "reading the store for metrics");
+        let records = store.records().map(|item| item.map(|(_, record)| record));
+        if let Err(e) = self.metrics.set_resources(records) {
+            tracing::warn!(error = %e, "reading the store for metrics (the last counts stay)");
         }
     }
 

@@ -30,6 +30,7 @@ pub mod cloudflare;
 pub mod edge;
 pub mod fdlimit;
 pub mod local_api;
+pub mod logging;
 pub mod lumier;
 pub mod manifest;
 pub mod memory;

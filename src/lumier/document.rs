@@ -76,13 +76,24 @@ fn json(pos: Pos, v: &serde_json::Value) -> Node {
     }
 }
 
-/// A binding as recorded (`{ kv }`, `{ text }`, `{ json }`) → its manifest form, or why not.
+/// A binding as recorded (`{ kv }`, `{ service }`, `{ secret: { env | file } }`, `{ text }`,
+/// `{ json }`) → its manifest form, or why not.
 fn binding(pos: Pos, name: &str, recorded: &serde_json::Value) -> Result<Node, String> {
     if let Some(s) = recorded.get("text").and_then(|v| v.as_str()) {
         return Ok(text(pos, s));
     }
     if let Some(target) = recorded.get("kv").and_then(|v| v.as_str()) {
         return Ok(map(pos, vec![("kv", text(pos, target))]));
+    }
+    if let Some(target) = recorded.get("service").and_then(|v| v.as_str()) {
+        return Ok(map(pos, vec![("service", text(pos, target))]));
+    }
+    if let Some(source) = recorded.get("secret").and_then(|v| v.as_object()) {
+        let entries: Vec<(&str, Node)> = source
+            .iter()
+            .filter_map(|(k, v)| Some((k.as_str(), text(pos, v.as_str()?))))
+            .collect();
+        return Ok(map(pos, vec![("secret", map(pos, entries))]));
     }
     if let Some(value) = recorded.get("json") {
         if JSON_VARS {

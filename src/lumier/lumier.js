@@ -6,6 +6,7 @@
 // the first frame outside this module (the user's file, line and column).
 
 const HANDLE = Symbol("lumier.handle");
+const SECRET = Symbol("lumier.secret");
 const CONFIG = Symbol("lumier.config");
 let current = null;
 
@@ -67,6 +68,22 @@ KV.existing = function existing(name, options) {
   return handle("kv", name);
 };
 
+/**
+ * A secret binding, its value read by lumierd when it converges (never by the config):
+ * `Secret.env("SHOP_API_KEY")` (lumierd's environment) or `Secret.file("db-password")` (a file
+ * in --secrets-dir).
+ */
+export const Secret = Object.freeze({
+  env(variable) {
+    if (typeof variable !== "string" || variable === "") fail("Secret.env(…) needs the variable's name: a non-empty string");
+    return Object.freeze({ [SECRET]: { env: variable } });
+  },
+  file(name) {
+    if (typeof name !== "string" || name === "") fail("Secret.file(…) needs the file's name in --secrets-dir: a non-empty string");
+    return Object.freeze({ [SECRET]: { file: name } });
+  },
+});
+
 /** A Worker script: `Worker(name, { entry, bindings?, compatibility? })`. */
 export function Worker(name, props) {
   checkName("Worker(…)", name);
@@ -82,11 +99,14 @@ export function Worker(name, props) {
     if (!plainObject(props.bindings)) fail(`Worker("${name}", …): \`bindings\` must be an object of NAME → value`);
     for (const [k, v] of Object.entries(props.bindings)) {
       if (v !== null && typeof v === "object" && v[HANDLE] === true) {
-        bindings[k] = { [v.type]: v.name };
+        // A KV handle binds the namespace; a Worker handle is a service binding.
+        bindings[k] = v.type === "worker" ? { service: v.name } : { [v.type]: v.name };
+      } else if (v !== null && typeof v === "object" && v[SECRET] !== undefined) {
+        bindings[k] = { secret: v[SECRET] };
       } else if (typeof v === "string") {
         bindings[k] = { text: v };
       } else if (v === undefined || typeof v === "function" || typeof v === "symbol" || typeof v === "bigint") {
-        fail(`Worker("${name}", …): binding \`${k}\` is ${typeof v}; give a KV handle, a string or a JSON value`);
+        fail(`Worker("${name}", …): binding \`${k}\` is ${typeof v}; give a KV or Worker handle, a Secret, a string or a JSON value`);
       } else {
         bindings[k] = { json: JSON.parse(JSON.stringify(v)) };
       }

@@ -3,7 +3,7 @@
 //! TypeScript file, line and column, refused imports and globals, the CPU and memory bounds,
 //! and a failing config deletes nothing while the daemon runs (and an edit reloads).
 
-use crate::support::{eventually, run_in, Api, Daemon, Output};
+use crate::support::{eventually, eventually_blocking, run_in, Api, Daemon, Output};
 use lumierd::local_api::Faults;
 use serde_json::{json, Value};
 use std::path::Path;
@@ -265,13 +265,31 @@ fn runaway_loops_and_allocations_are_stopped_with_a_location() {
     );
     assert!(err.contains("m/lumier.config.ts:7:"), "{err}");
     assert!(err.contains("ran out of its 64 MB of memory"), "{err}");
-    let err = invalid(
-        &with_run(
-            "    const a: string[] = [];\n    for (;;) { a.push(\"x\".repeat(1024) + a.length); }",
-        ),
-        &[],
-    );
-    assert!(err.contains("ran out of its 64 MB of memory"), "{err}");
+    // This one crashes QuickJS (a SIGSEGV on its out-of-memory path, depending on the heap's
+    // layout): the evaluating child dies, lumierd reports it for the config and goes on.
+    let err = invalid(&with_run(RUNAWAY_ALLOCATION), &[]);
+    assert!(err.contains("m/lumier.config.ts:"), "{err}");
+    assert!(stopped(&err), "{err}");
+}
+
+/// A `run` body whose allocation runs away: with the Secret/Service helpers in the prelude it
+/// crashes QuickJS with a SIGSEGV (it killed lumierd when configs were evaluated in process).
+const RUNAWAY_ALLOCATION: &str =
+    "    const a: string[] = [];\n    for (;;) { a.push(\"x\".repeat(1024) + a.length); }";
+
+/// A `run` body that runs out of memory 200 times over (catching each error): it crashes
+/// QuickJS in a daemon too, where [`RUNAWAY_ALLOCATION`]'s single out-of-memory error may
+/// land on a heap layout that survives (an error object freed while its stack trace is
+/// being added).
+const REPEATED_OUT_OF_MEMORY: &str = "    const hold: string[] = [];\n    for (let round = 0; round < 200; round++) {\n      try {\n        for (;;) hold.push(\"x\".repeat(1024 + round) + hold.length);\n      } catch (e) {}\n      hold.length = Math.floor(hold.length * 0.995);\n    }";
+
+/// Whether `err` says a config was stopped cleanly for what it allocated: the engine's
+/// out-of-memory error, the evaluating child's death by a signal, or (on a machine so loaded
+/// that the allocation takes longer than the CPU bound) the CPU bound.
+fn stopped(err: &str) -> bool {
+    err.contains("ran out of its 64 MB of memory")
+        || err.contains("ran out of memory or crashed")
+        || err.contains("ran longer than")
 }
 
 #[test]
@@ -455,4 +473,275 @@ async fn wait(dir: &Path, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
         }
     })
     .await
+}
+
+/// A config whose `api` worker binds the `auth` worker, `Secret.env("SHOP_API_KEY")`,
+/// `Secret.file("db-password")` and a JSON value.
+fn with_helpers() -> String {
+    with_run(
+        "    const auth = Worker(\"auth\", { entry: \"src/index.ts\" });\n    Worker(\"api\", { entry: \"src/index.ts\", bindings: { AUTH: auth, KEY: Secret.env(\"SHOP_API_KEY\"), DB: Secret.file(\"db-password\"), FLAGS: { beta: true } } });",
+    )
+    .replace(
+        "import { $config, Worker, KV } from \"lumier\";",
+        "import { $config, Worker, KV, Secret } from \"lumier\";",
+    )
+}
+
+/// A Worker handle binds as a service, `Secret.env`/`Secret.file` as secrets (their values
+/// read by lumierd, never by the config): `render` shows the manifest forms, and they validate.
+#[test]
+fn worker_handles_and_secrets_bind_as_services_and_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    project(dir.path(), &with_helpers());
+    let out = lumierd(dir.path(), &["render", "m", "--stage", "staging"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    for want in [
+        "AUTH: { service: \"auth\" }",
+        "secret: { env: \"SHOP_API_KEY\" }",
+        "secret: { file: \"db-password\" }",
+        "json: { beta: true }",
+    ] {
+        assert!(out.stdout.contains(want), "{want}: {}", out.stdout);
+    }
+    // What it renders is a manifest lumierd accepts.
+    let rendered = dir.path().join("rendered");
+    std::fs::create_dir_all(rendered.join("src")).unwrap();
+    std::fs::write(rendered.join("staging.yaml"), &out.stdout).unwrap();
+    std::fs::write(rendered.join("src/index.ts"), WORKER).unwrap();
+    let valid = lumierd(dir.path(), &["validate", "rendered"]);
+    assert_eq!(valid.code, 0, "{valid:?}\n{}", out.stdout);
+}
+
+/// The helpers' bindings converge: the service binds the stage's `auth` script, the secrets
+/// are uploaded from lumierd's environment and --secrets-dir, and their values appear in no
+/// output (the config never sees them: its evaluating process has an empty environment).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_and_secret_bindings_of_a_config_converge_without_showing_the_values() {
+    let api = Api::start(Faults::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    project(d, &with_helpers());
+    std::fs::create_dir_all(d.join("secrets")).unwrap();
+    std::fs::write(d.join("secrets/db-password"), "canary-db-value").unwrap();
+    let args = [
+        "run",
+        "--once",
+        "--manifests",
+        "m",
+        "--state",
+        "state",
+        "--api-url",
+        &api.base,
+        "--secrets-dir",
+        "secrets",
+    ];
+    let env = [("SHOP_API_KEY", "canary-key-value"), ("RUST_LOG", "trace")];
+    let mut run = Daemon::spawn_env(d, &args, &env);
+    let code = tokio::task::block_in_place(|| run.exit(Duration::from_secs(120)));
+    let output = format!("{}\n{}", run.stdout(), run.stderr());
+    assert_eq!(code, 0, "{output}");
+    assert!(!output.contains("canary"), "{output}");
+    let settings = api
+        .client()
+        .get_settings("my-app-staging-api")
+        .await
+        .unwrap();
+    let bindings = serde_json::to_value(&settings.bindings).unwrap();
+    let of = |name: &str| {
+        bindings
+            .as_array()
+            .and_then(|list| list.iter().find(|b| b["name"] == name))
+            .cloned()
+            .unwrap_or_else(|| panic!("no binding {name}: {bindings}"))
+    };
+    assert_eq!(of("AUTH")["service"], "my-app-staging-auth", "{bindings}");
+    assert_eq!(of("KEY")["type"], "secret_text", "{bindings}");
+    assert_eq!(of("DB")["type"], "secret_text", "{bindings}");
+    assert_eq!(of("FLAGS")["type"], "json", "{bindings}");
+    assert!(!bindings.to_string().contains("canary"), "{bindings}");
+    api.stop().await;
+}
+
+/// A config whose runaway allocation crashes the JavaScript engine (a SIGSEGV in QuickJS; it
+/// took the daemon down when configs were evaluated in process) is a load error for the
+/// config in both stages; the daemon keeps running, deletes nothing, and recovers on a fix.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_that_crashes_the_engine_is_a_load_error_and_the_daemon_keeps_running() {
+    let api = Api::start(Faults::default()).await;
+    let id = existing_namespace(&api).await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let seed = SEED.replace("{ID}", &id);
+    project(d, &seed);
+    let m = d.join("m");
+    let daemon = Daemon::spawn_env(
+        d,
+        &[
+            "run",
+            "--manifests",
+            "m",
+            "--state",
+            "state",
+            "--api-url",
+            &api.base,
+            "--resync",
+            "1h",
+            "--debounce",
+            "100ms",
+        ],
+        &[("RUST_LOG", "info")],
+    );
+    let six_ready = |s: &Value| {
+        let list = resources(s);
+        list.len() == 6 && list.iter().all(|r| r.2 == "Ready")
+    };
+    wait(d, "6 ready", six_ready).await;
+
+    let before = api.writes().len();
+    let runaway = seed.replace(
+        "  run(ctx) {",
+        &format!("  run(ctx) {{\n{RUNAWAY_ALLOCATION}"),
+    );
+    std::fs::write(m.join("lumier.config.ts"), runaway).unwrap();
+    let s = wait(d, "load error", |s| {
+        s["loadError"].as_str().is_some_and(stopped)
+    })
+    .await;
+    let e = s["loadError"].as_str().unwrap();
+    assert!(e.contains("m/lumier.config.ts:"), "{e}");
+    assert!(
+        e.contains("stage `staging`") && e.contains("stage `production`"),
+        "{e}"
+    );
+    let mark = daemon.mark();
+    let repeated = seed.replace(
+        "  run(ctx) {",
+        &format!("  run(ctx) {{\n{REPEATED_OUT_OF_MEMORY}"),
+    );
+    std::fs::write(m.join("lumier.config.ts"), repeated).unwrap();
+    tokio::task::block_in_place(|| {
+        let stay = "manifests not loaded, the last good ones stay in force";
+        daemon.wait_for_line_since(mark, stay, Duration::from_secs(60));
+    });
+    let s = tokio::task::block_in_place(|| status(d)).unwrap();
+    let e = s["loadError"].as_str().unwrap_or_default();
+    assert!(stopped(e), "{e}");
+    // Still running: a reload is answered with a pass, and that pass writes nothing.
+    let mark = daemon.mark();
+    daemon.signal("HUP");
+    tokio::task::block_in_place(|| {
+        let (hup, _) =
+            daemon.wait_for_line_since(mark, "SIGHUP: reloading", Duration::from_secs(30));
+        daemon.wait_for_line_since(hup, "pass done", Duration::from_secs(30));
+    });
+    assert_eq!(api.writes()[before..], [] as [String; 0], "nothing written");
+    assert!(six_ready(
+        &tokio::task::block_in_place(|| status(d)).unwrap()
+    ));
+
+    // Fixed: the load error clears and everything is still there.
+    std::fs::write(m.join("lumier.config.ts"), &seed).unwrap();
+    let s = wait(d, "load error cleared", |s| s["loadError"].is_null()).await;
+    assert!(six_ready(&s), "{s}");
+    drop(daemon);
+    api.stop().await;
+}
+
+/// The process that evaluates a config inherits nothing from lumierd's environment (which
+/// holds API tokens and secret values): it is `lumierd __eval-lumier` with an empty one.
+#[test]
+fn the_evaluating_process_inherits_no_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    project(dir.path(), &with_run("    while (true) {}"));
+    let canary = ("CLOUDFLARE_API_TOKEN", "canary-token-for-the-evaluator");
+    let mut validate = Daemon::spawn_env(dir.path(), &["validate", "m"], &[canary]);
+    let parent = validate.pid().to_string();
+    // The child runs the loop until the CPU bound stops it, one stage after the other.
+    let environ = eventually_blocking(Duration::from_secs(60), "the evaluating child", || {
+        let children = std::fs::read_dir("/proc").map_err(|e| e.to_string())?;
+        children
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|pid| parent_of(pid).as_deref() == Some(parent.as_str()))
+            .find_map(|pid| {
+                let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+                let ours = String::from_utf8_lossy(&cmdline).contains("__eval-lumier");
+                ours.then(|| std::fs::read(format!("/proc/{pid}/environ")).ok())?
+            })
+            .ok_or_else(|| "not running yet".to_owned())
+    });
+    assert!(environ.is_empty(), "{}", String::from_utf8_lossy(&environ));
+    assert_eq!(validate.exit(Duration::from_secs(60)), 2);
+    assert!(
+        validate.stderr().contains("ran longer than 2 s"),
+        "{}",
+        validate.stderr()
+    );
+}
+
+/// The parent process id of `pid` (field 4 of /proc/PID/stat, after the parenthesised name).
+fn parent_of(pid: &str) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    after_name.split_whitespace().nth(1).map(str::to_owned)
+}
+
+/// Every mistake in a pointer document is reported at once, at its line in the pointer.
+#[test]
+fn a_pointer_document_s_mistakes_are_reported_together_at_their_lines() {
+    let cases: [(&str, &[&str]); 3] = [
+        (
+            "lumier: lumier.config.ts\nstage: [x]\nstages: [staging, staging, 3]\n",
+            &[
+                "m/lumier.yaml:2:1: unknown key `stage` in a Lumier pointer; did you mean `stages`?",
+                "m/lumier.yaml:3:", "stage `staging` is listed twice; remove one",
+                "each stage must be a string, not",
+            ],
+        ),
+        (
+            "lumier: 3\n",
+            &[
+                "m/lumier.yaml:1:9: `lumier` must be the config's path (a string), not",
+                "m/lumier.yaml:1:1: missing `stages`",
+            ],
+        ),
+        (
+            "lumier: missing.ts\nstages: []\n",
+            &[
+                "m/lumier.yaml:1:9: `lumier` `missing.ts` does not exist",
+                "m/lumier.yaml:2:9: `stages` must be a non-empty list of stage names",
+            ],
+        ),
+    ];
+    for (pointer, wanted) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        project(dir.path(), &with_run("    KV(\"cache\");"));
+        std::fs::write(dir.path().join("m/lumier.yaml"), pointer).unwrap();
+        let out = lumierd(dir.path(), &["validate", "m"]);
+        assert_eq!(out.code, 2, "{out:?}");
+        for want in wanted {
+            assert!(out.stderr.contains(want), "{want}:\n{}", out.stderr);
+        }
+    }
+}
+
+/// A regular expression that backtracks for ever runs inside QuickJS's regex engine, which
+/// the engine's interrupt does not reach: the evaluating child's own limits stop it (when
+/// configs were evaluated in process it hung lumierd's loader for good).
+#[test]
+fn a_regular_expression_that_backtracks_for_ever_is_stopped() {
+    let dir = tempfile::tempdir().unwrap();
+    project(
+        dir.path(),
+        &with_run("    /(a+)+$/.test(\"a\".repeat(40) + \"b\");"),
+    );
+    let one_stage = "lumier: lumier.config.ts\nstages: [staging]\n";
+    std::fs::write(dir.path().join("m/lumier.yaml"), one_stage).unwrap();
+    let out = lumierd(dir.path(), &["validate", "m"]);
+    assert_eq!(out.code, 2, "{out:?}");
+    let err = out.stderr;
+    assert!(err.contains("m/lumier.config.ts:1:1: the config"), "{err}");
+    assert!(
+        err.contains("ran longer than 10 s") || err.contains("used up its CPU time"),
+        "{err}"
+    );
 }

@@ -64,13 +64,13 @@ pub fn spec_hash(spec: &ResourceSpec, content_hash: Option<&str>) -> String {
             if w.secrets == SecretsMode::Exclusive {
                 h.update(b"\0secrets:exclusive");
             }
-            if let Some(on) = w.workers_dev {
-                h.update(if on {
-                    &b"\0workers-dev:on"[..]
-                } else {
-                    &b"\0workers-dev:off"[..]
-                });
-            }
+            // Always hashed since `workersDev` defaults to on: a spec that did not write it
+            // hashes differently once (which only restarts a failing resource's backoff).
+            h.update(if w.workers_dev {
+                &b"\0workers-dev:on"[..]
+            } else {
+                &b"\0workers-dev:off"[..]
+            });
         }
     }
     hex::encode(h.finalize())

@@ -106,7 +106,8 @@ fn worker_schema(drift: &Value) -> Value {
             },
             "workersDev": {
                 "type": "boolean",
-                "description": "The script's workers.dev route: `true` serves it at https://{script}.{account subdomain}.workers.dev, `false` turns it off; not written, the route is left as it is."
+                "description": "The script's workers.dev route: `true` (the default, as wrangler) serves it at https://{script}.{account subdomain}.workers.dev, `false` turns it off.",
+                "default": true
             },
             "secrets": {
                 "enum": ["keep", "exclusive"],

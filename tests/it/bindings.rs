@@ -484,10 +484,11 @@ async fn declared_secrets_converge_rotate_with_one_put_come_back_and_are_never_s
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn workers_dev_converges_its_route_shows_the_url_and_corrects_a_flip() {
+async fn workers_dev_is_on_by_default_converges_its_route_shows_the_url_and_corrects_a_flip() {
     let api = Api::start(Faults::default()).await;
     let dir = tempfile::tempdir().unwrap();
-    manifests(dir.path(), "    workersDev: true\n");
+    // Not written: on, as with wrangler.
+    manifests(dir.path(), "");
     tokio::task::block_in_place(|| once(dir.path(), &api));
     let client = api.client();
     assert!(client.get_script_subdomain(SCRIPT).await.unwrap().enabled);

@@ -214,7 +214,12 @@ async fn unchanged_fleet_resync_reads_lists_only() {
     let cold = tokio::task::block_in_place(|| once(dir.path(), &api, &[]));
     assert_eq!(cold.code, 0, "{cold:?}");
     let cold_writes = api.writes().len();
-    assert_eq!(cold_writes, 100, "one create per resource");
+    // One create per resource, plus one `POST …/subdomain` per worker: `workersDev`
+    // defaults to on (as wrangler), so each new script's workers.dev route is turned on.
+    assert_eq!(
+        cold_writes, 150,
+        "one create per resource + one route per worker"
+    );
     api.clear_log();
     // Timestamps have whole seconds: wait until the clock is past the second of the cold
     // pass's last record, so that a record the resync did not touch would be seen as older.

@@ -211,7 +211,7 @@ impl Reconciler for WorkerScript {
                 compatibility_date: spec.compatibility_date.clone(),
                 compatibility_flags: spec.compatibility_flags.clone(),
                 secrets,
-                workers_dev: spec.workers_dev,
+                workers_dev: Some(spec.workers_dev),
             },
             bindings,
             bundle: Arc::clone(bundle),
@@ -411,7 +411,8 @@ impl Reconciler for WorkerScript {
 
 /// Puts the workers.dev route as declared when the manifest manages it and it changed
 /// (`before` is what was applied) or `force` (a create, a drift correction): one `POST
-/// …/subdomain`, and when on one `GET /workers/subdomain` for the URL. Nothing otherwise.
+/// …/subdomain`, and when on the account's subdomain for the URL (one `GET
+/// /workers/subdomain` per pass, shared by the pass's workers). Nothing otherwise.
 async fn route(
     cx: &Ctx<'_>,
     desired: &WorkerDesired,
@@ -426,8 +427,8 @@ async fn route(
         cx.client.set_script_subdomain(&desired.script, on).await?;
         status.observed.route_checked = Some(unix_now());
         status.observed.url = if on {
-            cx.client
-                .get_account_subdomain()
+            cx.index
+                .account_subdomain(cx.client)
                 .await?
                 .map(|sub| workers_dev_url(&desired.script, &sub))
         } else {

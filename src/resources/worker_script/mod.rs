@@ -101,6 +101,17 @@ async fn audit_route(
     })
 }
 
+/// The upload's binding for a JSON var (`text` is canonical JSON from the manifest).
+fn json_binding(name: &str, text: &str) -> Result<Binding, String> {
+    let json: serde_json::Value = serde_json::from_str(text)
+        .map_err(|e| format!("binding `{name}`: its JSON does not parse: {e}"))?;
+    Ok(Binding::Other(serde_json::json!({
+        "type": "json",
+        "name": name,
+        "json": json,
+    })))
+}
+
 /// A worker resolved for one pass.
 pub struct WorkerDesired {
     /// The provider name.
@@ -168,14 +179,8 @@ impl Reconciler for WorkerScript {
                     });
                 }
                 BindingSpec::Json(text) => {
-                    let json: serde_json::Value = serde_json::from_str(text)
-                        .map_err(|e| format!("binding `{name}`: its JSON does not parse: {e}"))?;
                     facts.insert(name.clone(), format!("json:{text}"));
-                    bindings.push(Binding::Other(serde_json::json!({
-                        "type": "json",
-                        "name": name,
-                        "json": json,
-                    })));
+                    bindings.push(json_binding(name, text)?);
                 }
                 BindingSpec::Secret(source) => {
                     // The error names the source, never a value; nothing is sent for this

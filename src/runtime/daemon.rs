@@ -493,8 +493,7 @@ async fn run_forever(
             modules.set_sources(
                 snap.bundles()
                     .flat_map(|(_, b)| b.sources.iter().map(PathBuf::as_path))
-                    .chain(snap.lumier_sources())
-                    .chain(snap.secret_files()),
+                    .chain(snap.lumier_sources()),
             );
             tracked = Some(Arc::clone(&snap));
         }

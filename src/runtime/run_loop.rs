@@ -208,8 +208,7 @@ impl Loop<'_> {
             self.modules.set_sources(
                 snap.bundles()
                     .flat_map(|(_, b)| b.sources.iter().map(PathBuf::as_path))
-                    .chain(snap.lumier_sources())
-                    .chain(snap.secret_files()),
+                    .chain(snap.lumier_sources()),
             );
             self.tracked = Some(Arc::clone(&snap));
         }

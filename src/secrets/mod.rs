@@ -5,8 +5,9 @@
 //! environment, `{ secret: { file: NAME } }` from `--secrets-dir`, default
 //! `$CREDENTIALS_DIRECTORY` as systemd's `LoadCredential=` and Kubernetes Secret volumes
 //! provide, `{ secret: { age: PATH } }` from an age-encrypted file in the manifests tree,
-//! decrypted with `--age-identity` ([`age_file`])), held as a [`SecretValue`] (no `Debug`/`Display` of the text, no `Serialize`),
-//! and leaves the process only in the body of `PUT …/secrets` or an upload. The record keeps
+//! decrypted with `--age-identity` ([`age_file`])), held as a [`SecretValue`] (no
+//! `Debug`/`Display` of the text, no `Serialize`), and leaves the process only in the body of
+//! `PUT …/secrets` or an upload. The record keeps
 //! [`SecretHasher::hash`]: HMAC-SHA256 under a random 256-bit key of this state folder
 //! (`secret-hash.key`, mode 0600), so a rotated value is seen as changed while the record, a
 //! backup of it or a status answer gives nothing to test guesses against without the key.
@@ -132,7 +133,7 @@ fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
 /// hasher.
 pub struct SecretsConfig {
     pub dir: Option<PathBuf>,
-    /// `--age-identity`: read on each resolve of an age secret (never kept in memory).
+    /// `--age-identity`: read on each resolve of an age secret, not kept between them.
     pub age_identity: Option<PathBuf>,
     pub hasher: SecretHasher,
 }

@@ -2,9 +2,8 @@
 //! modules. Built whole or not at all, so the controller never acts on a partial read.
 
 use crate::manifest::{
-    self, BindingSpec, Desired, Diagnostic, LoadError, ResourceKey, ResourceSpec, WorkerSpec,
+    self, Desired, Diagnostic, LoadError, ResourceKey, ResourceSpec, WorkerSpec,
 };
-use crate::secrets::SecretSource;
 use crate::worker::{self, WorkerBundle};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -89,22 +88,6 @@ impl Snapshot {
     /// must wake on their edits like on a worker's modules.
     pub fn lumier_sources(&self) -> impl Iterator<Item = &Path> {
         self.lumier.iter().map(|(p, _)| p.as_path())
-    }
-
-    /// The age-encrypted files of `{ secret: { age } }` bindings: the daemon's watch wakes on
-    /// their edits like on a worker's modules (the next pass decrypts and compares them).
-    pub fn secret_files(&self) -> impl Iterator<Item = &Path> {
-        self.desired
-            .resources()
-            .filter_map(|r| match &r.spec {
-                ResourceSpec::Worker(w) => Some(w.bindings.values()),
-                _ => None,
-            })
-            .flatten()
-            .filter_map(|b| match b {
-                BindingSpec::Secret(SecretSource::Age { path, .. }) => Some(path.as_path()),
-                _ => None,
-            })
     }
 
     /// Whether a Lumier config or a file it imports changed since this snapshot was read.

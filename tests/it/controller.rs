@@ -135,7 +135,8 @@ async fn examples_converge_with_the_embedded_api() {
     );
     let s = status(dir.path());
     let list = s["resources"].as_array().unwrap();
-    assert_eq!(list.len(), 6, "{s:#}");
+    // Per stage: kv cache and legacy, worker api and the worker auth it binds as a service.
+    assert_eq!(list.len(), 8, "{s:#}");
     for r in list {
         assert_eq!(r["state"], "Ready", "{r:#}");
         match r["type"].as_str().unwrap() {
@@ -147,12 +148,21 @@ async fn examples_converge_with_the_embedded_api() {
             _ => {
                 assert_eq!(
                     r["output"]["scriptName"],
-                    format!("my-app-{}-api", r["stage"].as_str().unwrap())
+                    format!(
+                        "my-app-{}-{}",
+                        r["stage"].as_str().unwrap(),
+                        r["name"].as_str().unwrap()
+                    )
                 );
                 assert!(r["output"]["etag"].as_str().is_some_and(|e| !e.is_empty()));
             }
         }
     }
+    // workersDev: api by default (on, with its URL), auth written `false` (no URL).
+    let api = resource(&s, "staging", "api").unwrap();
+    assert!(api["output"]["url"].as_str().is_some(), "{api:#}");
+    let auth = resource(&s, "staging", "auth").unwrap();
+    assert!(auth["output"].get("url").is_none(), "{auth:#}");
     // The existing namespace keeps its declared id.
     let legacy = resource(&s, "production", "legacy").unwrap();
     assert_eq!(

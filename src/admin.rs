@@ -105,7 +105,8 @@ pub async fn serve(
 }
 
 /// Liveness: the process serves, and its store can write (a store that cannot record what
-/// lumierd does stops all provider writes; a restart reopens it).
+/// lumierd does stops all provider writes; a restart reopens it) — unless it is a follower,
+/// which writes nothing and serves its last view ([`crate::replica::Replica::writes`]).
 async fn healthz(State(state): State<AdminState>) -> Response {
     if let Some(stalled) = state.metrics.stuck() {
         (
@@ -116,7 +117,7 @@ async fn healthz(State(state): State<AdminState>) -> Response {
             ),
         )
             .into_response()
-    } else if state.store.can_write() {
+    } else if state.store.can_write() || !state.replica.writes() {
         (StatusCode::OK, "ok\n").into_response()
     } else {
         (
@@ -130,9 +131,7 @@ async fn healthz(State(state): State<AdminState>) -> Response {
 /// Readiness. A follower writes nothing (it serves status, from its last view when the store
 /// cannot be read), so only a replica that may write needs a store that can.
 async fn readyz(State(state): State<AdminState>) -> Response {
-    let l = state.replica.leadership();
-    let follower = l.elected && !l.leading;
-    let (code, first) = if !follower && !state.store.can_write() {
+    let (code, first) = if state.replica.writes() && !state.store.can_write() {
         (
             StatusCode::SERVICE_UNAVAILABLE,
             "not ready: the state store cannot write (disk full or failing?)\n",

@@ -142,6 +142,10 @@ pub struct Common {
     /// `LoadCredential=`); a Kubernetes Secret volume works the same.
     #[arg(long, value_name = "DIR", env = "CREDENTIALS_DIRECTORY")]
     pub secrets_dir: Option<PathBuf>,
+    /// The age identity file (as `age-keygen` writes it) that decrypts `{ secret: { age:
+    /// FILE } }` bindings. Read when a pass needs it; its keys are never printed.
+    #[arg(long, value_name = "FILE", env = "LUMIERD_AGE_IDENTITY")]
+    pub age_identity: Option<PathBuf>,
 }
 
 /// Parses `--api-budget`: `N/DURATION`, e.g. `1200/5m`.
@@ -493,9 +497,6 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
-/// Logs go to stderr: human-readable (colours only on a terminal), or one JSON object per
-/// line with the event's fields at the top level (`--log-format json`). The level comes from
-/// `level` (`--log-level`), else `RUST_LOG`, else `info`.
 fn provider_config(common: &Common) -> anyhow::Result<ProviderConfig> {
     let rate = RateLimit {
         budget: Some(common.api_budget),
@@ -599,6 +600,7 @@ fn run_config(
     // Declared secrets are hashed under the state folder's key (made on first use).
     crate::secrets::configure(crate::secrets::SecretsConfig {
         dir: common.secrets_dir.clone(),
+        age_identity: common.age_identity.clone(),
         hasher: crate::secrets::load_or_create_key(&state)?,
     });
     Ok(RunConfig {

@@ -1,9 +1,9 @@
 //! The log subscriber `lumierd` installs (stderr), and its JSON line format.
 //!
-//! | `--log-format` | one line                                                   | the spans an event is in        |
-//! | -------------- | ---------------------------------------------------------- | ------------------------------- |
-//! | `human`        | tracing_subscriber's full format                           | `reconcile{resource=… kind=…}:` before the target, as by default |
-//! | `json`         | one object: `timestamp`, `level`, the event's fields (`message` first), the fields of every span it is in, `target` | flattened to the top level      |
+//! | `--log-format` | one line                                | the spans it is logged in        |
+//! | -------------- | --------------------------------------- | -------------------------------- |
+//! | `human`        | tracing_subscriber's full format        | `reconcile{resource=… kind=…}:` before the target, as by default |
+//! | `json`         | one object: `timestamp`, `level`, the event's fields (`message` first), its spans' fields, `target` | flattened to the top level |
 //!
 //! Why flattened: whatever reads the JSON lines finds `app`, `stage`, `name`, `resource` and
 //! `kind` at the top level of every line logged inside a reconcile (`runtime::controller`),
@@ -13,8 +13,8 @@
 //!
 //! What it costs: a span's fields are written once, as JSON text, when the span is created
 //! ([`SpanFields`]: no map, no value copied but into that text, one allocation) and read back
-//! only when an event inside it is logged. A span of a level the filter disables is never created, so it
-//! costs nothing (the `tracing` macros do not even evaluate its fields).
+//! only when an event inside it is logged. A span of a level the filter disables is never
+//! created, so it costs nothing (the `tracing` macros do not even evaluate its fields).
 
 use serde_json::{Map, Value};
 use std::fmt::{self, Write as _};
@@ -29,12 +29,17 @@ use tracing_subscriber::registry::LookupSpan;
 /// `--log-format`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
+    // (Plain comments: a doc comment here would become `--help` text.)
+    // tracing_subscriber's full format, span context before the target.
     Human,
+    // One `FlatJson` object per line.
     Json,
 }
 
-/// Installs the process's log subscriber on stderr: `level` (an `EnvFilter` directive such as
-/// `info` or `lumierd=debug`), else `RUST_LOG`, else `info`. A second call does nothing.
+/// Installs the process's log subscriber on stderr: human-readable (colours only on a
+/// terminal) or [`FlatJson`] lines. The level is `level` (`--log-level`, an `EnvFilter`
+/// directive such as `info` or `lumierd=debug`), else `RUST_LOG`, else `info`. A second call
+/// does nothing.
 pub fn init(format: LogFormat, level: Option<&str>) {
     use std::io::IsTerminal;
     use tracing_subscriber::util::SubscriberInitExt;

@@ -235,15 +235,18 @@ impl Metrics {
         });
     }
 
-    /// Resources by state, and how many wait for a retry, as the store holds them.
-    pub fn set_resources(
+    /// Resources by state, and how many wait for a retry, as the store holds them. A read
+    /// that fails part way keeps the figures of the last complete one (a store that cannot be
+    /// read has not lost its resources) and returns the error.
+    pub fn set_resources<E>(
         &self,
-        records: impl IntoIterator<Item = impl std::borrow::Borrow<crate::store::Record>>,
-    ) {
+        records: impl IntoIterator<Item = Result<impl std::borrow::Borrow<crate::store::Record>, E>>,
+    ) -> Result<(), E> {
         let mut by_state: BTreeMap<&'static str, u64> =
             STATES.iter().map(|s| (s.as_str(), 0)).collect();
         let mut waiting = 0;
         for r in records {
+            let r = r?;
             let r = r.borrow();
             *by_state.entry(r.state.as_str()).or_insert(0) += 1;
             if r.next_retry.is_some() {
@@ -254,6 +257,7 @@ impl Metrics {
             m.resources = by_state;
             m.queue_depth = waiting;
         });
+        Ok(())
     }
 
     /// A manifest load: success sets the last-success timestamp, failure counts.

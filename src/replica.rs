@@ -101,6 +101,14 @@ impl Replica {
         self.lock().leadership.clone()
     }
 
+    /// Whether this replica may write (no election, or it leads). Only then does a store that
+    /// cannot write make it unhealthy (`/healthz`, the watchdog) or unready: a follower writes
+    /// nothing, and restarting it would not bring etcd back but would lose its last view.
+    pub fn writes(&self) -> bool {
+        let l = &self.lock().leadership;
+        !l.elected || l.leading
+    }
+
     /// `Some` while the status served is the last view of a store that cannot be read.
     pub fn stale(&self) -> Option<Stale> {
         self.lock().stale.clone()

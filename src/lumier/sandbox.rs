@@ -16,7 +16,7 @@
 //! | how the child ends | result |
 //! | --- | --- |
 //! | exits 0 with an answer | the answer (the stage's evaluation, or its failure at a place in the user's files) |
-//! | still running after [`WALL_LIMIT`] (lumierd kills it) | [`FailureKind::Cpu`] at the config |
+//! | still running after [`WALL_LIMIT`] (lumierd kills it; e.g. a regular expression that backtracks for ever, which the engine's interrupt does not reach) | [`FailureKind::Cpu`] at the config |
 //! | killed by SIGXCPU (its CPU limit) | [`FailureKind::Cpu`] at the config |
 //! | killed by any other signal (SIGSEGV, SIGABRT, SIGBUS, the kernel's OOM SIGKILL, ...) | [`FailureKind::Crash`]: "ran out of memory or crashed", at the config |
 //! | cannot be started, exits non-zero or with an answer that does not parse | [`FailureKind::Io`] at the config |

@@ -95,23 +95,6 @@ pub fn strip(file: &Path, source: &str, typescript: bool) -> Result<Stripped, St
     } else {
         SourceType::mjs()
     };
-    let error = |d: &oxc::diagnostics::OxcDiagnostic| {
-        let offset = d
-            .labels
-            .iter()
-            .find(|l| l.primary())
-            .or_else(|| d.labels.first())
-            .map_or(0, |l| l.offset());
-        let mut message = d.message.to_string();
-        if let Some(help) = &d.help {
-            message.push_str(&format!(" ({help})"));
-        }
-        StripError {
-            offset,
-            message,
-            refused: false,
-        }
-    };
     let parsed = Parser::new(&allocator, source, source_type).parse();
     if let Some(d) = parsed.diagnostics.errors().next() {
         return Err(error(d));
@@ -149,26 +132,45 @@ pub fn strip(file: &Path, source: &str, typescript: bool) -> Result<Stripped, St
             ..CodegenOptions::default()
         })
         .build(&program);
-    let mut map: Vec<(u32, u32, u32, u32)> = printed
-        .map
-        .map(|m| {
-            m.get_tokens()
-                .map(|t| {
-                    (
-                        t.get_dst_line(),
-                        t.get_dst_col(),
-                        t.get_src_line(),
-                        t.get_src_col(),
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    map.sort_unstable();
+    let map = printed.map.map_or_else(Vec::new, |m| {
+        sorted(m.get_tokens().map(|t| {
+            let (dst, src) = (
+                (t.get_dst_line(), t.get_dst_col()),
+                (t.get_src_line(), t.get_src_col()),
+            );
+            (dst.0, dst.1, src.0, src.1)
+        }))
+    });
     Ok(Stripped {
         code: printed.code,
         map,
     })
+}
+
+/// A parser, semantic or transform diagnostic as this file's error, at its primary label.
+fn error(d: &oxc::diagnostics::OxcDiagnostic) -> StripError {
+    let offset = d
+        .labels
+        .iter()
+        .find(|l| l.primary())
+        .or_else(|| d.labels.first())
+        .map_or(0, |l| l.offset());
+    let mut message = d.message.to_string();
+    if let Some(help) = &d.help {
+        message.push_str(&format!(" ({help})"));
+    }
+    StripError {
+        offset,
+        message,
+        refused: false,
+    }
+}
+
+/// The codegen's source-map tokens (printed line, col, source line, col), sorted.
+fn sorted(tokens: impl Iterator<Item = (u32, u32, u32, u32)>) -> Vec<(u32, u32, u32, u32)> {
+    let mut tokens: Vec<_> = tokens.collect();
+    tokens.sort_unstable();
+    tokens
 }
 
 /// The first value use (by offset) of a [`REFUSED_GLOBALS`] name that nothing declares.

@@ -4,6 +4,7 @@
 use super::decode::D;
 use super::desired::{canonical_json, BindingSpec};
 use super::names;
+use super::paths::resolve_inside;
 use super::yaml::{Node, Pos, Scalar, Value};
 use crate::secrets::SecretSource;
 
@@ -157,40 +158,54 @@ fn json(d: &mut D<'_, '_>, name: &str, value: &Node) -> Option<BindingSpec> {
 const BINDING_KINDS: &[&str] = &["kv", "json", "service", "secret"];
 
 fn binding_kinds_hint() -> &'static str {
-    "`{ kv: <kv resource> }`, `{ json: <any value> }`, `{ service: <worker resource> }` or `{ secret: { env: VAR } }`"
+    "`{ kv: <kv resource> }`, `{ json: <any value> }`, `{ service: <worker resource> }` or `{ secret: { env: VAR } }` (or `file:`, `age:`)"
 }
 
-/// `{ env: VAR }` or `{ file: NAME }`: where a declared secret's value comes from.
+/// `{ env: VAR }`, `{ file: NAME }` or `{ age: PATH }`: where a declared secret's value comes
+/// from.
 fn secret_source(d: &mut D<'_, '_>, name: &str, node: &Node) -> Option<SecretSource> {
     let what = format!("`secret` of binding `{name}`");
-    let entries = d.map(node, &what, &["env", "file"])?;
+    let entries = d.map(node, &what, &["env", "file", "age"])?;
     let [(kind, value)] = entries else {
         d.err(
             node.pos,
-            format!("{what} needs exactly one of `env: VARIABLE` (lumierd's environment) or `file: NAME` (a file in --secrets-dir)"),
+            format!("{what} needs exactly one of `env: VARIABLE` (lumierd's environment), `file: NAME` (a file in --secrets-dir) or `age: PATH` (an age-encrypted file, relative to this manifest)"),
         );
         return None;
     };
     let text = d.string(value, &format!("`{}` of {what}", kind.name))?;
-    if kind.name == "env" {
-        let ok = text
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-            && text.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-        if !ok {
-            d.err(value.pos, format!("{what}: `{text}` is not an environment variable name (letters, digits and `_`, not starting with a digit)"));
-            return None;
-        }
-        Some(SecretSource::Env(text))
+    let checked = match kind.name.as_str() {
+        "env" => env_name(&text).map(|()| SecretSource::Env(text)),
+        "file" => secrets_file_name(&text).map(|()| SecretSource::File(text)),
+        _ => resolve_inside(d.ctx, "`age`", &text)
+            .map(|(file, path)| SecretSource::Age { file, path }),
+    };
+    checked
+        .map_err(|m| d.err(value.pos, format!("{what}: {m}")))
+        .ok()
+}
+
+/// An environment variable's name: letters, digits and `_`, not starting with a digit.
+fn env_name(text: &str) -> Result<(), String> {
+    let ok = text
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && text.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if ok {
+        Ok(())
     } else {
-        let ok =
-            !text.is_empty() && text != "." && text != ".." && !text.contains(['/', '\\', '\0']);
-        if !ok {
-            d.err(value.pos, format!("{what}: `{text}` must be a file name in --secrets-dir (one path component, like `db-password`)"));
-            return None;
-        }
-        Some(SecretSource::File(text))
+        Err(format!("`{text}` is not an environment variable name (letters, digits and `_`, not starting with a digit)"))
+    }
+}
+
+/// A file name of `--secrets-dir`: one path component.
+fn secrets_file_name(text: &str) -> Result<(), String> {
+    let ok = !text.is_empty() && text != "." && text != ".." && !text.contains(['/', '\\', '\0']);
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("`{text}` must be a file name in --secrets-dir (one path component, like `db-password`)"))
     }
 }
 

@@ -51,7 +51,8 @@ pub enum KindDecl {
         compatibility_date: String,
         compatibility_flags: Vec<String>,
         secrets: SecretsMode,
-        workers_dev: Option<bool>,
+        /// `workersDev`, default `true`.
+        workers_dev: bool,
     },
 }
 
@@ -507,8 +508,8 @@ fn compatibility(d: &mut D<'_, '_>, c_node: &Node) -> (String, Vec<String>) {
     (compatibility_date, compatibility_flags)
 }
 
-/// `secrets:` (default `keep`) and `workersDev:` (a boolean; `None` when absent).
-fn secrets_and_route(d: &mut D<'_, '_>, entries: &[(Key, Node)]) -> (SecretsMode, Option<bool>) {
+/// `secrets:` (default `keep`) and `workersDev:` (a boolean, default `true`).
+fn secrets_and_route(d: &mut D<'_, '_>, entries: &[(Key, Node)]) -> (SecretsMode, bool) {
     let mut secrets = SecretsMode::default();
     if let Some(s_node) = get(entries, "secrets") {
         if let Some(text) = d.string(s_node, "`secrets`") {
@@ -518,10 +519,11 @@ fn secrets_and_route(d: &mut D<'_, '_>, entries: &[(Key, Node)]) -> (SecretsMode
             }
         }
     }
-    let mut workers_dev = None;
+    // Absent: on, as wrangler does.
+    let mut workers_dev = true;
     if let Some(w_node) = get(entries, "workersDev") {
         match &*w_node.value {
-            Value::Scalar(Scalar::Bool(b)) => workers_dev = Some(*b),
+            Value::Scalar(Scalar::Bool(b)) => workers_dev = *b,
             _ => d.err(
                 w_node.pos,
                 format!(

@@ -74,20 +74,16 @@ pub fn expand(
     diags: &mut Vec<Diagnostic>,
     files: &mut Vec<PathBuf>,
 ) -> Option<Expanded> {
-    let err = |diags: &mut Vec<Diagnostic>, pos: Pos, message: String| {
+    let before = diags.len();
+    let mut err = |pos: Pos, message: String| {
         diags.push(Diagnostic {
             file: ctx.file.to_owned(),
             pos,
             message,
         })
     };
-    let before = diags.len();
     let Some(entries) = node.as_map() else {
-        err(
-            diags,
-            node.pos,
-            "a Lumier pointer must be a mapping".to_owned(),
-        );
+        err(node.pos, "a Lumier pointer must be a mapping".to_owned());
         return None;
     };
     for (k, _) in entries {
@@ -97,111 +93,121 @@ pub fn expand(
                 None => "a Lumier pointer takes only `lumier` and `stages`".to_owned(),
             };
             err(
-                diags,
                 k.pos,
                 format!("unknown key `{}` in a Lumier pointer; {hint}", k.name),
             );
         }
     }
-    let config = node.get("lumier").and_then(|n| match n.as_str() {
-        Some(path) => match resolve_entry(ctx, path) {
-            Ok(p) => Some(p),
-            Err(m) => {
-                err(
-                    diags,
-                    n.pos,
-                    m.replace("`entry`", "`lumier`")
-                        .replace("worker's source file", "Lumier config"),
-                );
-                None
-            }
-        },
-        None => {
-            err(
-                diags,
-                n.pos,
-                format!(
-                    "`lumier` must be the config's path (a string), not {}",
-                    n.kind()
-                ),
-            );
-            None
-        }
-    });
-    let mut stages: Vec<(String, Pos)> = Vec::new();
-    match node.get("stages") {
-        None => err(
-            diags,
-            node.pos,
-            "missing `stages`; add `stages: [staging, production]` (the stages to converge)"
-                .to_owned(),
-        ),
-        Some(s) => match &*s.value {
-            Value::Seq(items) if !items.is_empty() => {
-                for item in items {
-                    match &*item.value {
-                        Value::Scalar(Scalar::Str(name)) => {
-                            if let Err(m) = names::check_part(name, "stage") {
-                                err(diags, item.pos, m);
-                            } else if stages.iter().any(|(n, _)| n == name) {
-                                err(
-                                    diags,
-                                    item.pos,
-                                    format!("stage `{name}` is listed twice; remove one"),
-                                );
-                            } else {
-                                stages.push((name.clone(), item.pos));
-                            }
-                        }
-                        _ => err(
-                            diags,
-                            item.pos,
-                            format!("each stage must be a string, not {}; quote it", item.kind()),
-                        ),
-                    }
-                }
-            }
-            _ => err(
-                diags,
-                s.pos,
-                "`stages` must be a non-empty list of stage names, like [staging, production]"
-                    .to_owned(),
-            ),
-        },
-    }
+    let config = config_path(ctx, node, &mut err);
+    let stages = stages(node, &mut err);
     let config = config?;
     if diags.len() > before {
         return None;
     }
     let dir = config.parent().unwrap_or(ctx.root).to_path_buf();
     let file = display(ctx.root, root_display, &config);
-    let mut docs = Vec::new();
-    for (stage, _) in &stages {
-        let input = crate::lumier::Input {
-            root: ctx.root,
-            root_display,
-            config: &config,
-            stage,
-        };
-        match crate::lumier::evaluate(&input) {
-            Ok(eval) => {
-                files.extend(eval.files.iter().cloned());
-                match crate::lumier::document::document(stage, &eval) {
-                    Ok(root) => docs.push(StageDoc {
-                        stage: stage.clone(),
-                        root,
-                    }),
-                    Err(errors) => {
-                        diags.extend(errors.into_iter().map(|(pos, message)| Diagnostic {
-                            file: file.clone(),
-                            pos,
-                            message: format!("{message} (stage `{stage}`)"),
-                        }))
-                    }
+    let pointer = Pointer {
+        root: ctx.root,
+        root_display,
+        config: &config,
+        file: &file,
+    };
+    let docs: Vec<StageDoc> = stages
+        .iter()
+        .filter_map(|stage| pointer.evaluate(stage, diags, files))
+        .collect();
+    (diags.len() == before).then_some(Expanded { file, dir, docs })
+}
+
+/// The canonical config file `lumier:` names, or `None` (said through `err`).
+fn config_path(ctx: &Ctx<'_>, node: &Node, err: &mut impl FnMut(Pos, String)) -> Option<PathBuf> {
+    let n = node.get("lumier")?;
+    let Some(path) = n.as_str() else {
+        let kind = n.kind();
+        err(
+            n.pos,
+            format!("`lumier` must be the config's path (a string), not {kind}"),
+        );
+        return None;
+    };
+    resolve_entry(ctx, path)
+        .map_err(|m| {
+            let m = m.replace("`entry`", "`lumier`");
+            err(n.pos, m.replace("worker's source file", "Lumier config"))
+        })
+        .ok()
+}
+
+/// The stage names `stages:` lists, each checked (problems said through `err`).
+fn stages(node: &Node, err: &mut impl FnMut(Pos, String)) -> Vec<String> {
+    let mut stages: Vec<String> = Vec::new();
+    let items = match node.get("stages") {
+        None => {
+            let m =
+                "missing `stages`; add `stages: [staging, production]` (the stages to converge)";
+            err(node.pos, m.to_owned());
+            return stages;
+        }
+        Some(s) => match &*s.value {
+            Value::Seq(items) if !items.is_empty() => items,
+            _ => {
+                let m =
+                    "`stages` must be a non-empty list of stage names, like [staging, production]";
+                err(s.pos, m.to_owned());
+                return stages;
+            }
+        },
+    };
+    for item in items {
+        match &*item.value {
+            Value::Scalar(Scalar::Str(name)) => {
+                if let Err(m) = names::check_part(name, "stage") {
+                    err(item.pos, m);
+                } else if stages.contains(name) {
+                    err(
+                        item.pos,
+                        format!("stage `{name}` is listed twice; remove one"),
+                    );
+                } else {
+                    stages.push(name.clone());
                 }
             }
+            _ => err(
+                item.pos,
+                format!("each stage must be a string, not {}; quote it", item.kind()),
+            ),
+        }
+    }
+    stages
+}
+
+/// A checked pointer: what evaluating one of its stages needs.
+struct Pointer<'a> {
+    root: &'a Path,
+    root_display: &'a str,
+    config: &'a Path,
+    /// The config as shown to the user.
+    file: &'a str,
+}
+
+impl Pointer<'_> {
+    /// Evaluates `stage` ([`crate::lumier::evaluate`]) into its document, or pushes why not.
+    fn evaluate(
+        &self,
+        stage: &str,
+        diags: &mut Vec<Diagnostic>,
+        files: &mut Vec<PathBuf>,
+    ) -> Option<StageDoc> {
+        let input = crate::lumier::Input {
+            root: self.root,
+            root_display: self.root_display,
+            config: self.config,
+            stage,
+        };
+        let eval = match crate::lumier::evaluate(&input) {
+            Ok(eval) => eval,
             Err(f) => {
-                files.push(config.clone());
+                files.push(self.config.to_path_buf());
                 diags.push(Diagnostic {
                     file: f.file,
                     pos: f.pos,
@@ -210,10 +216,25 @@ pub fn expand(
                         f.message
                     ),
                 });
+                return None;
+            }
+        };
+        files.extend(eval.files.iter().cloned());
+        match crate::lumier::document::document(stage, &eval) {
+            Ok(root) => Some(StageDoc {
+                stage: stage.to_owned(),
+                root,
+            }),
+            Err(errors) => {
+                diags.extend(errors.into_iter().map(|(pos, message)| Diagnostic {
+                    file: self.file.to_owned(),
+                    pos,
+                    message: format!("{message} (stage `{stage}`)"),
+                }));
+                None
             }
         }
     }
-    (diags.len() == before).then_some(Expanded { file, dir, docs })
 }
 
 fn display(root: &Path, root_display: &str, path: &Path) -> String {

@@ -1,5 +1,5 @@
-//! Paths a manifest names (a worker's `entry`), resolved against the file system and kept
-//! inside the manifests root, whatever `..` and symlinks say.
+//! Paths a manifest names (a worker's `entry`, an age secret's file), resolved against the
+//! file system and kept inside the manifests root, whatever `..` and symlinks say.
 
 use super::decode::Ctx;
 use std::path::{Component, Path, PathBuf};
@@ -51,6 +51,40 @@ pub fn resolve_entry(ctx: &Ctx<'_>, entry: &str) -> Result<PathBuf, String> {
         ));
     }
     Ok(resolved)
+}
+
+/// Resolves a file a binding names (`what`, e.g. `` `age` ``), relative to the manifest's
+/// folder, and checks it stays inside the root after `..` and symlinks. Unlike an entry it
+/// may not exist yet (reading it is the pass's business, an error on that worker only).
+/// Returns (the path relative to the root, as shown in messages; the path to read).
+pub fn resolve_inside(
+    ctx: &Ctx<'_>,
+    what: &str,
+    written: &str,
+) -> Result<(String, PathBuf), String> {
+    let rel = Path::new(written);
+    if written.is_empty() {
+        return Err(format!(
+            "{what} is empty; give a path relative to this manifest"
+        ));
+    }
+    if rel.has_root() || rel.components().any(|c| matches!(c, Component::Prefix(_))) {
+        return Err(format!(
+            "{what} `{written}` is absolute; write it relative to this manifest's folder"
+        ));
+    }
+    // Missing (`Err`): where it would be, `..` and existing symlinks followed.
+    let path = resolve_under(ctx.dir, rel).unwrap_or_else(|lexical| lexical);
+    let Ok(inside) = path.strip_prefix(ctx.root) else {
+        return Err(format!(
+            "{what} `{written}` resolves outside the manifests root (to {}); keep it inside the repository",
+            path.display()
+        ));
+    };
+    if path.is_dir() {
+        return Err(format!("{what} `{written}` is a folder; name a file"));
+    }
+    Ok((inside.display().to_string(), path))
 }
 
 /// `dir.join(rel)` made canonical, where `dir` is already canonical: one `lstat` per component
@@ -173,6 +207,40 @@ mod tests {
                 Path::new(want),
                 "{input}"
             );
+        }
+    }
+
+    #[test]
+    fn a_file_a_binding_names_may_be_missing_but_never_outside_the_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = std::fs::canonicalize(dir.path()).unwrap();
+        std::fs::create_dir_all(root.join("app/secrets")).unwrap();
+        std::fs::write(root.join("app/secrets/k.age"), "").unwrap();
+        std::os::unix::fs::symlink("/etc", root.join("app/out")).unwrap();
+        let app = root.join("app");
+        let ctx = Ctx {
+            root: &root,
+            dir: &app,
+            file: "app/dev.yaml",
+        };
+        let ok = |w: &str| resolve_inside(&ctx, "`age`", w);
+        assert_eq!(
+            ok("secrets/k.age"),
+            Ok(("app/secrets/k.age".into(), app.join("secrets/k.age")))
+        );
+        assert_eq!(
+            ok("../app/secrets/new.age"),
+            Ok(("app/secrets/new.age".into(), app.join("secrets/new.age")))
+        );
+        for (written, why) in [
+            ("../../x.age", "outside the manifests root"),
+            ("out/passwd", "outside the manifests root"),
+            ("/etc/passwd", "is absolute"),
+            ("", "is empty"),
+            ("secrets", "is a folder"),
+        ] {
+            let e = ok(written).unwrap_err();
+            assert!(e.contains(why), "{written}: {e}");
         }
     }
 }

@@ -76,3 +76,25 @@ fn every_family_has_help_and_type_and_samples_parse() {
     assert!(text.contains("operation=\"put \\\"odd\\\"\\\\op\",code=\"0\"} 1\n"));
     assert!(text.contains("lumierd_cloudflare_ratelimit_blocked_seconds 2\n"));
 }
+
+#[test]
+fn a_failed_store_read_keeps_the_last_resource_counts() {
+    use crate::store::{Record, State};
+    let m = Metrics::new();
+    let ready = Record {
+        state: State::Ready,
+        ..Record::default()
+    };
+    m.set_resources([Ok::<_, ()>(ready.clone()), Ok(ready.clone())])
+        .unwrap();
+    assert!(m
+        .render(None, None)
+        .contains("lumierd_resources{state=\"Ready\"} 2\n"));
+    assert_eq!(
+        m.set_resources([Ok(ready), Err("etcd down")]),
+        Err("etcd down")
+    );
+    assert!(m
+        .render(None, None)
+        .contains("lumierd_resources{state=\"Ready\"} 2\n"));
+}

@@ -191,10 +191,11 @@ pub async fn run(cfg: RunConfig) -> Result<bool, DaemonError> {
         let targets = cfg.notify.iter().map(|u| Target::new(u)).collect();
         Sink::new(store.clone(), targets, Arc::clone(&ops.metrics))
     });
-    let delivery = match &events {
-        Some(sink) => Some(Delivery::start(sink).map_err(|e| DaemonError::Io(e.to_string()))?),
-        None => None,
-    };
+    let leader = start_leader(&cfg, signals.is_some(), &store, &provider)?;
+    if let Some(l) = &leader {
+        ops.follow(l.watch(), &store);
+    }
+    let delivery = start_delivery(&cfg, events.as_ref(), leader.as_ref())?;
     let controller = Controller {
         client: provider.client.clone(),
         store: store.clone(),
@@ -203,10 +204,6 @@ pub async fn run(cfg: RunConfig) -> Result<bool, DaemonError> {
         metrics: Arc::clone(&ops.metrics),
         events,
     };
-    let leader = start_leader(&cfg, signals.is_some(), &store, &provider)?;
-    if let Some(l) = &leader {
-        ops.follow(l.watch(), &store);
-    }
     let result = match signals {
         None => run_once(initial, &controller, &store, &ops).await,
         Some(signals) => {
@@ -237,6 +234,22 @@ pub async fn run(cfg: RunConfig) -> Result<bool, DaemonError> {
     };
     running.stop(&cfg, &controller, &store).await?;
     result
+}
+
+/// Starts delivering notifications, if any are configured. Replicas share the outbox: only
+/// the leader delivers (the gate is its leadership).
+fn start_delivery(
+    cfg: &RunConfig,
+    events: Option<&Sink>,
+    leader: Option<&crate::runtime::leader::Leader>,
+) -> Result<Option<Delivery>, DaemonError> {
+    let Some(sink) = events else {
+        return Ok(None);
+    };
+    let gate = leader.map(|l| l.watch());
+    Delivery::start(sink, &cfg.instance_id, gate)
+        .map(Some)
+        .map_err(|e| DaemonError::Io(e.to_string()))
 }
 
 /// Starts the provider, names this replica to it, and prints where the embedded API is.

@@ -34,7 +34,7 @@ pub struct Ops {
 impl Ops {
     /// Fresh metrics; systemd's notify socket and watchdog when systemd gave them. The
     /// watchdog is pinged only while `store` can write, so systemd restarts a daemon whose
-    /// store failed (the restart reopens it).
+    /// store failed (the restart reopens it) — a follower's, which writes nothing, excepted.
     pub fn start(store: &Store, replica: Replica) -> Ops {
         let notifier = match Notifier::from_env() {
             Ok(n) => n.map(Arc::new),
@@ -44,17 +44,20 @@ impl Ops {
             }
         };
         let metrics = Arc::new(Metrics::new());
+        let replica = Arc::new(replica);
         let watchdog = match (&notifier, sdnotify::watchdog_interval()) {
             (Some(n), Some(every)) => {
                 let n = Arc::clone(n);
                 let store = store.clone();
                 let metrics = Arc::clone(&metrics);
+                let replica = Arc::clone(&replica);
                 Some(tokio::spawn(async move {
                     let mut tick = tokio::time::interval(every);
                     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                     loop {
                         tick.tick().await;
-                        if store.can_write() && metrics.stuck().is_none() {
+                        let store_ok = store.can_write() || !replica.writes();
+                        if store_ok && metrics.stuck().is_none() {
                             n.send("WATCHDOG=1");
                         }
                     }
@@ -68,7 +71,7 @@ impl Ops {
             budget: Arc::default(),
             notifier,
             watchdog,
-            replica: Arc::new(replica),
+            replica,
             follower: None,
         }
     }
@@ -150,17 +153,9 @@ impl Ops {
     }
 
     pub fn count_resources(&self, store: &Store) {
-        let mut failed = None;
-        let records = store.records().filter_map(|item| match item {
-            Ok((_, record)) => Some(record),
-            Err(e) => {
-                failed.get_or_insert(e);
-                None
-            }
-        });
-        self.metrics.set_resources(records);
-        if let Some(e) = failed {
-            tracing::warn!(error = %e, "reading the store for metrics");
+        let records = store.records().map(|item| item.map(|(_, record)| record));
+        if let Err(e) = self.metrics.set_resources(records) {
+            tracing::warn!(error = %e, "reading the store for metrics (the last counts stay)");
         }
     }
 

@@ -976,6 +976,8 @@ async fn a_follower_serves_its_last_view_marked_stale_while_etcd_is_down() {
     );
     let (code, readyz) = get(&format!("{admin_b}/readyz")).await;
     assert_eq!(code, 200, "a follower serving status is ready: {readyz}");
+    let (code, healthz) = get(&format!("{admin_b}/healthz")).await;
+    assert_eq!(code, 200, "nor is it restarted for it: {healthz}");
     assert!(readyz.contains("stale: true since"), "{readyz}");
     let (_, metrics) = get(&format!("{admin_b}/metrics")).await;
     assert_eq!(sample_of(&metrics, "lumierd_status_stale"), Some(1.0));
@@ -1108,5 +1110,117 @@ async fn plan_reads_the_shared_state_and_never_writes_it() {
     assert_eq!(out.code, 2, "{out:?}");
     assert!(out.stdout.contains("refuse ha/dev/kv0"), "{out:?}");
     assert_eq!(etcd_revision(&gw), before, "plan wrote to a fresh prefix");
+    api.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The shared outbox
+// ---------------------------------------------------------------------------------------------
+
+/// Two replicas pushing into one etcd outbox in turn: no entry overwrites another, push order
+/// is kept, and an event both saw is queued once.
+#[test]
+fn two_replicas_push_to_one_outbox_without_losing_an_entry() {
+    let etcd = Etcd::start();
+    let Location::Etcd(url) = Location::parse(&etcd.url("ha/outbox")).unwrap() else {
+        unreachable!()
+    };
+    let (a, b) = (
+        Store::open_etcd(&url).unwrap(),
+        Store::open_etcd(&url).unwrap(),
+    );
+    let mut pushed = Vec::new();
+    for i in 0..4 {
+        for (store, who) in [(&a, "a"), (&b, "b")] {
+            let id = format!("{who}{i}");
+            assert_eq!(
+                store.outbox_push(&id, id.as_bytes()).unwrap(),
+                Pushed::Queued { dropped: 0 }
+            );
+            pushed.push(id);
+        }
+    }
+    assert_eq!(
+        a.outbox_push("both", b"both").unwrap(),
+        Pushed::Queued { dropped: 0 }
+    );
+    assert_eq!(b.outbox_push("both", b"both").unwrap(), Pushed::Duplicate);
+    pushed.push("both".into());
+    let mut queued = Vec::new();
+    let mut after = None;
+    while let Some((seq, bytes)) = b.outbox_next(after, |_| true).unwrap() {
+        queued.push(String::from_utf8(bytes).unwrap());
+        after = Some(seq);
+    }
+    assert_eq!(queued, pushed);
+    assert_eq!(a.outbox_len().unwrap(), pushed.len());
+}
+
+/// Replicas with the same `--notify` share the outbox and only the leader POSTs: while the
+/// receiver fails and then recovers, every delivery comes from the leader (its instance id in
+/// the User-Agent); after a hand-over the new leader delivers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_leader_delivers_the_shared_outbox() {
+    let etcd = Etcd::start();
+    let api = Api::start(Faults::default()).await;
+    let hook = crate::notify::Receiver::start().await;
+    hook.with(|s| s.down = true);
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    fleet(d, 1);
+    let url = etcd.url("ha/deliver");
+    let notify = ["--notify", hook.url.as_str()];
+    let mut a = replica_with(d, &api, &url, "a", "10s", &notify);
+    a.wait_for_line("this replica leads", Duration::from_secs(30));
+    let b = replica_with(d, &api, &url, "b", "10s", &notify);
+    b.wait_for_line("leader: following", Duration::from_secs(30));
+    // Both replicas see a manifest load fail (one more event in the shared outbox).
+    for r in [&a, &b] {
+        r.wait_for_line("watching the manifests folder", Duration::from_secs(30));
+    }
+    std::fs::write(d.join("m/broken.yaml"), "app: [\n").unwrap();
+    b.wait_for_line("manifests not loaded", Duration::from_secs(30));
+    eventually(Duration::from_secs(30), "POSTs refused", || async {
+        match hook.with(|s| s.refused) {
+            n if n >= 3 => Ok(()),
+            n => Err(n),
+        }
+    })
+    .await;
+    hook.with(|s| s.down = false);
+    for kind in ["leader_changed", "load_failed"] {
+        hook.accepted(kind, 30).await;
+    }
+    let deliveries = hook.deliveries();
+    for (body, agent) in &deliveries {
+        assert!(agent.ends_with("(instance a)"), "{agent}: {body}");
+    }
+    // Hand-over: b leads and delivers what comes next.
+    let mark = b.mark();
+    a.signal("TERM");
+    assert_eq!(a.exit(Duration::from_secs(15)), 0);
+    b.wait_for_line_since(mark, "this replica leads", Duration::from_secs(10));
+    eventually(
+        Duration::from_secs(30),
+        "b delivers its leader_changed",
+        || async {
+            let by_b: Vec<_> = hook
+                .deliveries()
+                .into_iter()
+                .filter(|(body, agent)| {
+                    agent.ends_with("(instance b)")
+                        && body["text"]
+                            .as_str()
+                            .is_some_and(|t| t.contains("now led by b"))
+                })
+                .collect();
+            match by_b.len() {
+                1 => Ok(()),
+                _ => Err(hook.deliveries()),
+            }
+        },
+    )
+    .await;
+    hook.stop().await;
     api.stop().await;
 }

@@ -684,3 +684,64 @@ fn parent_of(pid: &str) -> Option<String> {
     let after_name = &stat[stat.rfind(')')? + 1..];
     after_name.split_whitespace().nth(1).map(str::to_owned)
 }
+
+/// Every mistake in a pointer document is reported at once, at its line in the pointer.
+#[test]
+fn a_pointer_document_s_mistakes_are_reported_together_at_their_lines() {
+    let cases: [(&str, &[&str]); 3] = [
+        (
+            "lumier: lumier.config.ts\nstage: [x]\nstages: [staging, staging, 3]\n",
+            &[
+                "m/lumier.yaml:2:1: unknown key `stage` in a Lumier pointer; did you mean `stages`?",
+                "m/lumier.yaml:3:", "stage `staging` is listed twice; remove one",
+                "each stage must be a string, not",
+            ],
+        ),
+        (
+            "lumier: 3\n",
+            &[
+                "m/lumier.yaml:1:9: `lumier` must be the config's path (a string), not",
+                "m/lumier.yaml:1:1: missing `stages`",
+            ],
+        ),
+        (
+            "lumier: missing.ts\nstages: []\n",
+            &[
+                "m/lumier.yaml:1:9: `lumier` `missing.ts` does not exist",
+                "m/lumier.yaml:2:9: `stages` must be a non-empty list of stage names",
+            ],
+        ),
+    ];
+    for (pointer, wanted) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        project(dir.path(), &with_run("    KV(\"cache\");"));
+        std::fs::write(dir.path().join("m/lumier.yaml"), pointer).unwrap();
+        let out = lumierd(dir.path(), &["validate", "m"]);
+        assert_eq!(out.code, 2, "{out:?}");
+        for want in wanted {
+            assert!(out.stderr.contains(want), "{want}:\n{}", out.stderr);
+        }
+    }
+}
+
+/// A regular expression that backtracks for ever runs inside QuickJS's regex engine, which
+/// the engine's interrupt does not reach: the evaluating child's own limits stop it (when
+/// configs were evaluated in process it hung lumierd's loader for good).
+#[test]
+fn a_regular_expression_that_backtracks_for_ever_is_stopped() {
+    let dir = tempfile::tempdir().unwrap();
+    project(
+        dir.path(),
+        &with_run("    /(a+)+$/.test(\"a\".repeat(40) + \"b\");"),
+    );
+    let one_stage = "lumier: lumier.config.ts\nstages: [staging]\n";
+    std::fs::write(dir.path().join("m/lumier.yaml"), one_stage).unwrap();
+    let out = lumierd(dir.path(), &["validate", "m"]);
+    assert_eq!(out.code, 2, "{out:?}");
+    let err = out.stderr;
+    assert!(err.contains("m/lumier.config.ts:1:1: the config"), "{err}");
+    assert!(
+        err.contains("ran longer than 10 s") || err.contains("used up its CPU time"),
+        "{err}"
+    );
+}

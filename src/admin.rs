@@ -3,9 +3,9 @@
 //! | path | answer |
 //! | --- | --- |
 //! | `GET /healthz` | `200 ok` while the process serves, its state store can write and a running pass makes progress (`--stuck-after`) (liveness), else `503` |
-//! | `GET /readyz` | `200 ready` once the manifests are loaded and the first pass is done and the store can write, else `503` |
+//! | `GET /readyz` | `200 ready` once the manifests are loaded and the first pass is done and the store can write (a follower of an elected leader: whether or not its store can write), else `503`; then, with an etcd store, who leads since when, whom this replica follows, and `stale: true since …` ([`crate::replica`]) |
 //! | `GET /metrics` | Prometheus text format 0.0.4 ([`crate::metrics`]) |
-//! | `GET /status[?stage=S]` | the JSON of `lumierd status --json` |
+//! | `GET /status[?stage=S]` | the JSON of `lumierd status --json` (with an etcd store: `leader`, `replica`, `stale`, [`crate::replica`]) |
 //! | `GET /status?app=A&stage=S&state=Error&offset=N&limit=M` | a filtered page of it, with `total` (matching), `offset`, `passes`, `api` |
 //! | `GET /[?app=&stage=&state=&offset=&limit=]` | the dashboard ([`dashboard`]) |
 //!
@@ -52,6 +52,8 @@ pub struct AdminState {
     pub passes: Arc<PassLog>,
     pub budget: Arc<Budget>,
     pub token: Option<AdminToken>,
+    /// Who leads, and whether the status served is stale.
+    pub replica: Arc<crate::replica::Replica>,
 }
 
 /// The admin routes.
@@ -103,7 +105,8 @@ pub async fn serve(
 }
 
 /// Liveness: the process serves, and its store can write (a store that cannot record what
-/// lumierd does stops all provider writes; a restart reopens it).
+/// lumierd does stops all provider writes; a restart reopens it) — unless it is a follower,
+/// which writes nothing and serves its last view ([`crate::replica::Replica::writes`]).
 async fn healthz(State(state): State<AdminState>) -> Response {
     if let Some(stalled) = state.metrics.stuck() {
         (
@@ -114,7 +117,7 @@ async fn healthz(State(state): State<AdminState>) -> Response {
             ),
         )
             .into_response()
-    } else if state.store.can_write() {
+    } else if state.store.can_write() || !state.replica.writes() {
         (StatusCode::OK, "ok\n").into_response()
     } else {
         (
@@ -125,28 +128,30 @@ async fn healthz(State(state): State<AdminState>) -> Response {
     }
 }
 
+/// Readiness. A follower writes nothing (it serves status, from its last view when the store
+/// cannot be read), so only a replica that may write needs a store that can.
 async fn readyz(State(state): State<AdminState>) -> Response {
-    if !state.store.can_write() {
+    let (code, first) = if state.replica.writes() && !state.store.can_write() {
         (
             StatusCode::SERVICE_UNAVAILABLE,
             "not ready: the state store cannot write (disk full or failing?)\n",
         )
-            .into_response()
     } else if state.metrics.is_ready() {
-        (StatusCode::OK, "ready\n").into_response()
+        (StatusCode::OK, "ready\n")
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,
             "not ready: manifests not loaded or first pass not done\n",
         )
-            .into_response()
-    }
+    };
+    (code, format!("{first}{}", state.replica.readyz_lines())).into_response()
 }
 
 async fn metrics(State(state): State<AdminState>) -> Response {
     let stats = state.client.as_ref().map(Client::stats);
     let blocked = state.client.as_ref().and_then(Client::blocked_for);
-    let body = state.metrics.render(stats.as_ref(), blocked);
+    let mut body = state.metrics.render(stats.as_ref(), blocked);
+    crate::metrics::render_replica(&mut body, &state.replica);
     ([(header::CONTENT_TYPE, CONTENT_TYPE)], body).into_response()
 }
 
@@ -199,10 +204,9 @@ async fn status(State(state): State<AdminState>, Query(q): Query<StatusQuery>) -
     let store = state.store.clone();
     if q.is_plain() {
         let stage = q.stage.filter(|s| !s.is_empty());
-        let result = tokio::task::spawn_blocking(move || {
-            crate::status::status_json(&store, stage.as_deref())
-        })
-        .await;
+        let replica = Arc::clone(&state.replica);
+        let result =
+            tokio::task::spawn_blocking(move || replica.status(&store, stage.as_deref())).await;
         return match result {
             Ok(Ok(v)) => axum::Json(v).into_response(),
             Ok(Err(e)) => internal(e),

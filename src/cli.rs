@@ -142,6 +142,10 @@ pub struct Common {
     /// `LoadCredential=`); a Kubernetes Secret volume works the same.
     #[arg(long, value_name = "DIR", env = "CREDENTIALS_DIRECTORY")]
     pub secrets_dir: Option<PathBuf>,
+    /// The age identity file (as `age-keygen` writes it) that decrypts `{ secret: { age:
+    /// FILE } }` bindings. Read when a pass needs it; its keys are never printed.
+    #[arg(long, value_name = "FILE", env = "LUMIERD_AGE_IDENTITY")]
+    pub age_identity: Option<PathBuf>,
 }
 
 /// Parses `--api-budget`: `N/DURATION`, e.g. `1200/5m`.
@@ -317,11 +321,7 @@ impl From<DriftArg> for DriftMode {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    Human,
-    Json,
-}
+pub use crate::logging::LogFormat;
 
 /// Parses `250ms`, `30s`, `5m`, `1h` (and combinations humantime accepts).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -497,32 +497,6 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
-/// Logs go to stderr: human-readable (colours only on a terminal), or one JSON object per
-/// line with the event's fields at the top level (`--log-format json`). The level comes from
-/// `level` (`--log-level`), else `RUST_LOG`, else `info`.
-fn init_logs(format: LogFormat, level: Option<&str>) {
-    use std::io::IsTerminal;
-    use tracing_subscriber::EnvFilter;
-    let filter = level
-        .and_then(|l| EnvFilter::try_new(l).ok())
-        .or_else(|| EnvFilter::try_from_default_env().ok())
-        .unwrap_or_else(|| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = match format {
-        LogFormat::Human => builder
-            .with_ansi(std::io::stderr().is_terminal())
-            .try_init(),
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .with_span_list(false)
-            .try_init(),
-    };
-}
-
 fn provider_config(common: &Common) -> anyhow::Result<ProviderConfig> {
     let rate = RateLimit {
         budget: Some(common.api_budget),
@@ -626,6 +600,7 @@ fn run_config(
     // Declared secrets are hashed under the state folder's key (made on first use).
     crate::secrets::configure(crate::secrets::SecretsConfig {
         dir: common.secrets_dir.clone(),
+        age_identity: common.age_identity.clone(),
         hasher: crate::secrets::load_or_create_key(&state)?,
     });
     Ok(RunConfig {
@@ -724,7 +699,7 @@ fn cmd_run(args: RunArgs) -> i32 {
             return EXIT_USAGE;
         }
     };
-    init_logs(args.log_format, args.log_level.as_deref());
+    crate::logging::init(args.log_format, args.log_level.as_deref());
     crate::fdlimit::raise_nofile_logged();
     crate::fdlimit::private_umask();
     let policy = Policy {
@@ -807,7 +782,7 @@ fn cmd_plan(args: PlanArgs) -> i32 {
         eprintln!("{e}");
         return EXIT_USAGE;
     }
-    init_logs(LogFormat::Human, Some("warn"));
+    crate::logging::init(LogFormat::Human, Some("warn"));
     let policy = Policy {
         drift: DriftMode::Correct,
         max_prune: usize::MAX,
@@ -916,13 +891,7 @@ fn cmd_status(args: StatusArgs) -> i32 {
             if args.json {
                 println!("{v}");
             } else {
-                if let Some(l) = v.get("leader").filter(|l| !l.is_null()) {
-                    println!(
-                        "leader: {} since {}",
-                        l["instance"].as_str().unwrap_or("?"),
-                        l["since"].as_str().unwrap_or("?")
-                    );
-                }
+                print!("{}", crate::replica::header(&v));
                 print!("{}", status::render_table(&v));
             }
             EXIT_OK
@@ -954,7 +923,7 @@ fn cmd_emulator(args: EmulatorArgs) -> i32 {
         eprintln!("{e}");
         return EXIT_USAGE;
     }
-    init_logs(LogFormat::Human, None);
+    crate::logging::init(LogFormat::Human, None);
     let outcome = (|| -> anyhow::Result<()> {
         let rate_limit = args
             .rate_limit

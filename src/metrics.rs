@@ -26,6 +26,15 @@
 //! | `lumierd_notify_deliveries_total` | counter | `result` (ok, failed) |
 //! | `lumierd_notify_dropped_total` | counter | |
 //! | `lumierd_notify_queue_depth` | gauge | |
+//! | `lumierd_leader` | gauge | `instance_id` (this replica) |
+//! | `lumierd_leader_info` | gauge | `leader` (one sample, while a leader is known) |
+//! | `lumierd_leader_since_timestamp_seconds` | gauge | |
+//! | `lumierd_leader_changes_total` | counter | |
+//! | `lumierd_status_stale` | gauge | |
+//!
+//! The last five are a running daemon's ([`render_replica`], from its
+//! [`crate::replica::Replica`]): with an etcd store they say who leads as this replica sees it;
+//! with sled this replica leads, since it started.
 //!
 //! Kept by hand rather than `prometheus-client` (issue #10.6), because that crate (0.26.0, the
 //! current one, tried on 2026-11-30) only writes OpenMetrics 1.0, which changes what scrapers,
@@ -37,10 +46,14 @@
 //! The cost stays bounded: every label set here is a fixed list, so memory does not grow with
 //! the number of resources.
 
-use crate::cloudflare::RequestStats;
+mod exposition;
+mod render;
+mod replica;
+
 use crate::store::State;
+use exposition::Histogram;
+pub use replica::render_replica;
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
@@ -79,45 +92,6 @@ const STATES: [State; 6] = [
     State::Retained,
     State::Deleting,
 ];
-
-/// Reconcile and API call durations: 5 ms to 2 min.
-const DURATION_BUCKETS: [f64; 14] = [
-    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
-];
-
-/// A histogram with [`DURATION_BUCKETS`] (non-cumulative counts, summed when rendered).
-#[derive(Debug, Clone, Default)]
-struct Histogram {
-    buckets: [u64; DURATION_BUCKETS.len()],
-    count: u64,
-    sum: f64,
-}
-
-impl Histogram {
-    fn observe(&mut self, seconds: f64) {
-        if let Some(i) = DURATION_BUCKETS.iter().position(|b| seconds <= *b) {
-            self.buckets[i] += 1;
-        }
-        self.count += 1;
-        self.sum += seconds;
-    }
-
-    fn render(&self, out: &mut String, name: &str, labels: &[(&str, &str)]) {
-        let mut cumulative = 0;
-        for (i, le) in DURATION_BUCKETS.iter().enumerate() {
-            cumulative += self.buckets[i];
-            let le = format_float(*le);
-            let mut l = labels.to_vec();
-            l.push(("le", &le));
-            sample(out, &format!("{name}_bucket"), &l, cumulative as f64);
-        }
-        let mut l = labels.to_vec();
-        l.push(("le", "+Inf"));
-        sample(out, &format!("{name}_bucket"), &l, self.count as f64);
-        sample(out, &format!("{name}_sum"), labels, self.sum);
-        sample(out, &format!("{name}_count"), labels, self.count as f64);
-    }
-}
 
 /// The counters; `render` clones them under the lock and renders the copy outside it.
 #[derive(Debug, Clone, Default)]
@@ -261,15 +235,18 @@ impl Metrics {
         });
     }
 
-    /// Resources by state, and how many wait for a retry, as the store holds them.
-    pub fn set_resources(
+    /// Resources by state, and how many wait for a retry, as the store holds them. A read
+    /// that fails part way keeps the figures of the last complete one (a store that cannot be
+    /// read has not lost its resources) and returns the error.
+    pub fn set_resources<E>(
         &self,
-        records: impl IntoIterator<Item = impl std::borrow::Borrow<crate::store::Record>>,
-    ) {
+        records: impl IntoIterator<Item = Result<impl std::borrow::Borrow<crate::store::Record>, E>>,
+    ) -> Result<(), E> {
         let mut by_state: BTreeMap<&'static str, u64> =
             STATES.iter().map(|s| (s.as_str(), 0)).collect();
         let mut waiting = 0;
         for r in records {
+            let r = r?;
             let r = r.borrow();
             *by_state.entry(r.state.as_str()).or_insert(0) += 1;
             if r.next_retry.is_some() {
@@ -280,6 +257,7 @@ impl Metrics {
             m.resources = by_state;
             m.queue_depth = waiting;
         });
+        Ok(())
     }
 
     /// A manifest load: success sets the last-success timestamp, failure counts.
@@ -313,265 +291,6 @@ impl Metrics {
     pub fn set_notify_queue(&self, n: u64) {
         self.with(|m| m.notify_queue = n);
     }
-
-    /// The text exposition of every family, with the client's request counters.
-    pub fn render(&self, api: Option<&RequestStats>, blocked_for: Option<Duration>) -> String {
-        let mut out = String::with_capacity(8 * 1024);
-        let m = self.with(|m| m.clone());
-
-        family(
-            &mut out,
-            "lumierd_build_info",
-            "gauge",
-            "Always 1; the version of this lumierd.",
-        );
-        sample(
-            &mut out,
-            "lumierd_build_info",
-            &[("version", env!("CARGO_PKG_VERSION"))],
-            1.0,
-        );
-        family(
-            &mut out,
-            "lumierd_ready",
-            "gauge",
-            "1 once the manifests are loaded and the first reconcile pass is done, else 0.",
-        );
-        sample(&mut out, "lumierd_ready", &[], bool_f(self.is_ready()));
-        family(
-            &mut out,
-            "process_start_time_seconds",
-            "gauge",
-            "Start time of the process since the Unix epoch, in seconds.",
-        );
-        sample(
-            &mut out,
-            "process_start_time_seconds",
-            &[],
-            unix(self.started),
-        );
-
-        family(
-            &mut out,
-            "lumierd_reconciles_total",
-            "counter",
-            "Resource reconciles, by kind and result (the action taken, noop, pending or error).",
-        );
-        for ((kind, result), n) in &m.reconciles {
-            sample(
-                &mut out,
-                "lumierd_reconciles_total",
-                &[("kind", kind), ("result", result)],
-                *n as f64,
-            );
-        }
-        family(
-            &mut out,
-            "lumierd_reconcile_duration_seconds",
-            "histogram",
-            "Time one resource's reconcile took (observe, decide, act), by kind.",
-        );
-        for (kind, h) in &m.reconcile_duration {
-            h.render(
-                &mut out,
-                "lumierd_reconcile_duration_seconds",
-                &[("kind", kind)],
-            );
-        }
-        family(
-            &mut out,
-            "lumierd_drift_events_total",
-            "counter",
-            "Out-of-band changes detected, by kind and field (title, content, bindings, ...).",
-        );
-        for ((kind, field), n) in &m.drift_events {
-            sample(
-                &mut out,
-                "lumierd_drift_events_total",
-                &[("kind", kind), ("field", field)],
-                *n as f64,
-            );
-        }
-        family(
-            &mut out,
-            "lumierd_passes_total",
-            "counter",
-            "Reconcile passes over the whole snapshot, by result (error: the account could not be listed).",
-        );
-        for (result, n) in &m.passes {
-            sample(
-                &mut out,
-                "lumierd_passes_total",
-                &[("result", result)],
-                *n as f64,
-            );
-        }
-        family(
-            &mut out,
-            "lumierd_pass_duration_seconds",
-            "histogram",
-            "Time one reconcile pass took.",
-        );
-        m.pass_duration
-            .render(&mut out, "lumierd_pass_duration_seconds", &[]);
-        family(
-            &mut out,
-            "lumierd_resources",
-            "gauge",
-            "Resources lumierd keeps a record of, by state, after the last pass.",
-        );
-        for (state, n) in &m.resources {
-            sample(
-                &mut out,
-                "lumierd_resources",
-                &[("state", state)],
-                *n as f64,
-            );
-        }
-        family(
-            &mut out,
-            "lumierd_queue_depth",
-            "gauge",
-            "Resources waiting for a retry (failing, or waiting on a dependency) after the last pass.",
-        );
-        sample(&mut out, "lumierd_queue_depth", &[], m.queue_depth as f64);
-        family(
-            &mut out,
-            "lumierd_manifest_load_failures_total",
-            "counter",
-            "Manifest loads that failed (the last good manifests stayed in force).",
-        );
-        sample(
-            &mut out,
-            "lumierd_manifest_load_failures_total",
-            &[],
-            m.load_failures as f64,
-        );
-        family(
-            &mut out,
-            "lumierd_manifest_last_load_success_timestamp_seconds",
-            "gauge",
-            "When the manifests were last loaded successfully, since the Unix epoch (0: never).",
-        );
-        sample(
-            &mut out,
-            "lumierd_manifest_last_load_success_timestamp_seconds",
-            &[],
-            m.last_load_success.map(unix).unwrap_or(0.0),
-        );
-        family(
-            &mut out,
-            "lumierd_reloads_total",
-            "counter",
-            "Reloads asked for with SIGHUP (rescan the manifests, resync everything).",
-        );
-        sample(&mut out, "lumierd_reloads_total", &[], m.reloads as f64);
-        family(
-            &mut out,
-            "lumierd_notify_deliveries_total",
-            "counter",
-            "Notification POSTs to --notify URLs, by result (failed: no 2xx answer; retried).",
-        );
-        for (result, n) in &m.notify_deliveries {
-            sample(
-                &mut out,
-                "lumierd_notify_deliveries_total",
-                &[("result", result)],
-                *n as f64,
-            );
-        }
-        family(
-            &mut out,
-            "lumierd_notify_dropped_total",
-            "counter",
-            "Undelivered notifications dropped because the outbox was full.",
-        );
-        sample(
-            &mut out,
-            "lumierd_notify_dropped_total",
-            &[],
-            m.notify_dropped as f64,
-        );
-        family(
-            &mut out,
-            "lumierd_notify_queue_depth",
-            "gauge",
-            "Notifications waiting for delivery (summed over targets).",
-        );
-        sample(
-            &mut out,
-            "lumierd_notify_queue_depth",
-            &[],
-            m.notify_queue as f64,
-        );
-
-        let empty = RequestStats::default();
-        let api = api.unwrap_or(&empty);
-        family(
-            &mut out,
-            "lumierd_cloudflare_requests_total",
-            "counter",
-            "HTTP attempts to the Cloudflare API, retries included, by operation and status code (0: no response).",
-        );
-        for ((operation, code), n) in &api.by_status {
-            let code = code.to_string();
-            sample(
-                &mut out,
-                "lumierd_cloudflare_requests_total",
-                &[("operation", operation), ("code", &code)],
-                *n as f64,
-            );
-        }
-        family(
-            &mut out,
-            "lumierd_cloudflare_retries_total",
-            "counter",
-            "Cloudflare API attempts that retried an earlier failed attempt.",
-        );
-        sample(
-            &mut out,
-            "lumierd_cloudflare_retries_total",
-            &[],
-            api.retries as f64,
-        );
-        family(
-            &mut out,
-            "lumierd_cloudflare_refused_while_blocked_total",
-            "counter",
-            "Cloudflare API calls not sent because the account was rate-limited for too long.",
-        );
-        sample(
-            &mut out,
-            "lumierd_cloudflare_refused_while_blocked_total",
-            &[],
-            api.refused_while_blocked as f64,
-        );
-        family(
-            &mut out,
-            "lumierd_cloudflare_ratelimit_wait_seconds_total",
-            "counter",
-            "Time spent waiting for the client-side rate limiter, summed over all tasks.",
-        );
-        sample(
-            &mut out,
-            "lumierd_cloudflare_ratelimit_wait_seconds_total",
-            &[],
-            api.limiter_wait.as_secs_f64(),
-        );
-        family(
-            &mut out,
-            "lumierd_cloudflare_ratelimit_blocked_seconds",
-            "gauge",
-            "How much longer an account-wide rate-limit block (429 Retry-After) lasts; 0 when none.",
-        );
-        sample(
-            &mut out,
-            "lumierd_cloudflare_ratelimit_blocked_seconds",
-            &[],
-            blocked_for.unwrap_or_default().as_secs_f64(),
-        );
-        out
-    }
 }
 
 /// The field of a drift line, from a bounded set: the part before `:` and before any `.`
@@ -597,140 +316,5 @@ fn bounded(value: &str, allowed: &[&'static str]) -> &'static str {
         .unwrap_or("other")
 }
 
-fn bool_f(b: bool) -> f64 {
-    if b {
-        1.0
-    } else {
-        0.0
-    }
-}
-
-fn unix(t: SystemTime) -> f64 {
-    t.duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
-}
-
-fn family(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {}", escape_help(help));
-    let _ = writeln!(out, "# TYPE {name} {kind}");
-}
-
-fn sample(out: &mut String, name: &str, labels: &[(&str, &str)], value: f64) {
-    out.push_str(name);
-    if !labels.is_empty() {
-        out.push('{');
-        for (i, (k, v)) in labels.iter().enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            let _ = write!(out, "{k}=\"{}\"", escape_label(v));
-        }
-        out.push('}');
-    }
-    let _ = writeln!(out, " {}", format_float(value));
-}
-
-/// A sample value: integers without a fraction, `+Inf`/`-Inf`/`NaN` as Prometheus spells them.
-fn format_float(v: f64) -> String {
-    if v.is_nan() {
-        "NaN".into()
-    } else if v.is_infinite() {
-        if v > 0.0 { "+Inf" } else { "-Inf" }.into()
-    } else {
-        format!("{v}")
-    }
-}
-
-fn escape_label(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
-
-fn escape_help(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('\n', "\\n")
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::collections::HashSet;
-
-    #[test]
-    fn drift_fields_are_bounded() {
-        assert_eq!(drift_field("title: a → b"), "title");
-        assert_eq!(drift_field("bindings.CACHE: kv:a → kv:b"), "bindings");
-        assert_eq!(drift_field("content: aaaa → bbbb"), "content");
-        assert_eq!(
-            drift_field("compatibility_flags: [] → [x]"),
-            "compatibility_flags"
-        );
-        assert_eq!(drift_field("script s: deleted out of band"), "deleted");
-        assert_eq!(
-            drift_field("namespace 12ab: deleted out of band"),
-            "deleted"
-        );
-        assert_eq!(drift_field("something new: x"), "other");
-    }
-
-    #[test]
-    fn every_family_has_help_and_type_and_samples_parse() {
-        let m = Metrics::new();
-        m.reconciled("kv", "create", Duration::from_millis(30));
-        m.reconciled("worker", "made-up", Duration::from_secs(500));
-        m.drift(
-            "worker",
-            &["bindings.A: x → y".into(), "content: a → b".into()],
-        );
-        m.pass(true, Duration::from_millis(200));
-        m.manifest_load(true);
-        m.manifest_load(false);
-        m.reload();
-        m.set_ready(true);
-        let mut stats = RequestStats::default();
-        stats.by_status.insert(("list_namespaces".into(), 200), 3);
-        stats.by_status.insert(("put \"odd\"\\op".into(), 0), 1);
-        let text = m.render(Some(&stats), Some(Duration::from_secs(2)));
-
-        let mut helped = HashSet::new();
-        let mut typed = HashSet::new();
-        for line in text.lines() {
-            if let Some(rest) = line.strip_prefix("# HELP ") {
-                helped.insert(rest.split(' ').next().unwrap().to_owned());
-            } else if let Some(rest) = line.strip_prefix("# TYPE ") {
-                typed.insert(rest.split(' ').next().unwrap().to_owned());
-            } else {
-                let name = line.split(['{', ' ']).next().unwrap();
-                let family = ["_bucket", "_sum", "_count"]
-                    .iter()
-                    .find_map(|s| name.strip_suffix(s).filter(|f| typed.contains(*f)))
-                    .unwrap_or(name);
-                assert!(typed.contains(family), "{line}: no TYPE before it");
-                let value = line.rsplit(' ').next().unwrap();
-                assert!(
-                    value.parse::<f64>().is_ok() || value == "+Inf",
-                    "{line}: bad value"
-                );
-            }
-        }
-        assert_eq!(helped, typed);
-        assert!(text.contains("lumierd_reconciles_total{kind=\"kv\",result=\"create\"} 1\n"));
-        assert!(text.contains("lumierd_reconciles_total{kind=\"worker\",result=\"other\"} 1\n"));
-        assert!(
-            text.contains("lumierd_reconcile_duration_seconds_bucket{kind=\"kv\",le=\"0.05\"} 1\n")
-        );
-        assert!(text.contains(
-            "lumierd_reconcile_duration_seconds_bucket{kind=\"worker\",le=\"+Inf\"} 1\n"
-        ));
-        assert!(text.contains("lumierd_drift_events_total{kind=\"worker\",field=\"bindings\"} 1\n"));
-        assert!(text.contains("lumierd_manifest_load_failures_total 1\n"));
-        assert!(text.contains("lumierd_reloads_total 1\n"));
-        assert!(text.contains("lumierd_ready 1\n"));
-        assert!(text.contains(
-            "lumierd_cloudflare_requests_total{operation=\"list_namespaces\",code=\"200\"} 3\n"
-        ));
-        assert!(text.contains("operation=\"put \\\"odd\\\"\\\\op\",code=\"0\"} 1\n"));
-        assert!(text.contains("lumierd_cloudflare_ratelimit_blocked_seconds 2\n"));
-    }
-}
+mod tests;

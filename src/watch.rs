@@ -21,6 +21,7 @@
 //! | with a hidden component (`.git/…`, `.lumierd/…`) or under `node_modules/` | no (the loader skips them), except `.lumierdignore` |
 //! | the root itself, a folder, or a name without extension (a folder renamed or removed) | yes |
 //! | `*.yaml`, `*.yml`, `*.json`, `.lumierdignore` | yes |
+//! | `*.age` (a `{ secret: { age } }` file: the next pass decrypts and compares it) | yes |
 //! | `*.js`, `*.ts`, … (module types) while the graph is unknown (no [`ModulePaths`], or not set yet) | yes (be safe) |
 //! | anything else (`*.log`, `*.swp`, …) | no |
 //!
@@ -43,6 +44,9 @@ pub struct WatchError {
 
 /// Manifest file endings.
 const MANIFEST_EXTENSIONS: [&str; 3] = ["yaml", "yml", "json"];
+/// Endings of files whose edit changes what a pass sends though no load reads them: age
+/// secrets, decrypted by each pass.
+const SECRET_EXTENSIONS: [&str; 1] = ["age"];
 /// The ignore file's name.
 const IGNORE_FILE: &str = ".lumierdignore";
 /// Extensions of the files a worker's module graph can hold (`worker::resolve::ModuleKind`).
@@ -140,6 +144,7 @@ impl Filter {
         if rel.as_os_str().is_empty()
             || name == IGNORE_FILE
             || has_extension(path, &MANIFEST_EXTENSIONS)
+            || has_extension(path, &SECRET_EXTENSIONS)
             || matches!(
                 kind,
                 EventKind::Create(CreateKind::Folder) | EventKind::Remove(RemoveKind::Folder)
@@ -334,6 +339,8 @@ mod tests {
             (&plain, "/m/a/b/dev.yml", &modify, true),
             (&plain, "/m/prod.json", &modify, true),
             (&plain, "/m/.lumierdignore", &modify, true),
+            (&plain, "/m/app/secrets/key.age", &modify, true),
+            (&graph, "/m/app/secrets/key.age", &modify, true),
             (&plain, "/m", &modify, true),
             (&plain, "/m/stage2", &EventKind::Any, true),
             (

@@ -66,6 +66,12 @@ impl Shape {
     pub fn scripts(&self) -> usize {
         self.stages * self.workers
     }
+    /// What a cold converge sends besides one create per resource: one `POST …/subdomain`
+    /// per worker (`workersDev` defaults to on, as with wrangler) and one read of the
+    /// account's subdomain (once per pass, for the `url` output).
+    pub fn routes(&self) -> usize {
+        self.scripts() + usize::from(self.scripts() > 0)
+    }
     /// A shape of about `n` resources with `kv` namespaces and `workers` workers per stage.
     pub fn for_n(n: usize, kv: usize, workers: usize, binds: usize) -> Shape {
         let per = (kv + workers).max(1);
@@ -1197,7 +1203,7 @@ async fn scenario1(cfg: &Config, report: &mut Report, fleet: &Fleet, api: &Api) 
     api.clear();
     let mut daemon = Daemon::spawn_with(&cfg.bin, fleet, api, cfg.debounce, &budget_args(model))?;
     // Each budget overrun waits for the next window.
-    let windows = (n + 2) / allowance();
+    let windows = (n + shape.routes() + 2) / allowance();
     let deadline = Duration::from_secs(120) + model.window.mul_f64(windows as f64 * 1.5);
     log(
         cfg,
@@ -1234,8 +1240,9 @@ async fn scenario1(cfg: &Config, report: &mut Report, fleet: &Fleet, api: &Api) 
     let w = writes(&log_all);
     let limited = log_all.iter().filter(|r| r.status == 429).count();
     let pages = ns_pages(0) + 1;
-    let bound = n + pages;
-    let allowed = (1.02 * n as f64 + 5.0).floor() as usize;
+    let calls = n + shape.routes();
+    let bound = calls + pages;
+    let allowed = (1.02 * calls as f64 + 5.0).floor() as usize;
     report.figures.cold_requests = Some(requests);
     report.figures.cold_writes = Some(w);
     report.figures.cold_429 = Some(limited);
@@ -1243,7 +1250,7 @@ async fn scenario1(cfg: &Config, report: &mut Report, fleet: &Fleet, api: &Api) 
     // Lower bound on the wall time: the list calls, then N creates `concurrency` at a time,
     // plus one whole window per budget overrun.
     let lat = cfg.latency.as_secs_f64();
-    let wall_bound = cold_wall_bound(cfg, n, bound, model);
+    let wall_bound = cold_wall_bound(cfg, calls, bound, model);
 
     let mut t = Table::new(format!(
         "1. Cold converge of N = {n} (latency {} ms, rate-limit model {} req / {:.0} s = real 1200/300 s time-compressed ×{})",
@@ -1255,15 +1262,19 @@ async fn scenario1(cfg: &Config, report: &mut Report, fleet: &Fleet, api: &Api) 
     t.row(
         "API requests",
         requests.to_string(),
-        format!("{bound} (N creates + {pages} list pages)"),
+        format!(
+            "{bound} (N creates + {} routes and their URL + {pages} list pages)",
+            shape.routes()
+        ),
         ratio(requests as f64, bound as f64),
     );
-    t.checked(format!("≤ 1.02·N+5 = {allowed}"), requests <= allowed);
+    t.checked(format!("≤ 1.02·that+5 = {allowed}"), requests <= allowed);
+    let write_bound = n + shape.scripts();
     t.row(
         "writes",
         w.to_string(),
-        n.to_string(),
-        ratio(w as f64, n as f64),
+        format!("{write_bound} (N creates + 1 route per worker)"),
+        ratio(w as f64, write_bound as f64),
     );
     t.row("429 answers", limited.to_string(), "0".into(), None);
     t.checked("= 0".into(), limited == 0);
@@ -1271,7 +1282,7 @@ async fn scenario1(cfg: &Config, report: &mut Report, fleet: &Fleet, api: &Api) 
         "wall time, spawn → converged pass",
         secs(wall),
         format!(
-            "{} (lists + ⌈N/{DAEMON_CONCURRENCY}⌉ × latency)",
+            "{} (lists + ⌈calls/{DAEMON_CONCURRENCY}⌉ × latency)",
             secs(Duration::from_secs_f64(wall_bound))
         ),
         ratio(wall.as_secs_f64(), wall_bound),
@@ -1328,7 +1339,7 @@ async fn scenario1(cfg: &Config, report: &mut Report, fleet: &Fleet, api: &Api) 
     ));
     report.tables.push(t);
     report.target(
-        "cold converge: requests ≤ 1.02·N + 5",
+        "cold converge: requests ≤ 1.02·(N + routes) + 5",
         format!("{requests} (target ≤ {allowed})"),
         Some(requests <= allowed),
     );
@@ -1451,8 +1462,9 @@ async fn scenario6(cfg: &Config, report: &mut Report) -> Result<()> {
         .filter(|r| !r.path.ends_with("/tokens/verify"))
         .collect();
     let limited = ours.iter().filter(|r| r.status == 429).count();
-    let bound = n + ns_pages(0) + 1;
-    let wall_bound = cold_wall_bound(cfg, n, bound, model);
+    let calls = n + fleet.shape.routes();
+    let bound = calls + ns_pages(0) + 1;
+    let wall_bound = cold_wall_bound(cfg, calls, bound, model);
     report.figures.shared_requests = Some(ours.len());
     report.figures.shared_429 = Some(limited);
     let mut t = Table::new(format!(
@@ -1525,7 +1537,8 @@ async fn scenario7(cfg: &Config, report: &mut Report) -> Result<()> {
     api.clear();
     // Cold: the namespace list is one (empty) page.
     let pages = ns_pages(0) + 1;
-    let bound = n + pages;
+    let calls = n + shape.routes();
+    let bound = calls + pages;
     let windows = (bound - 1) / allowance();
     log(
         cfg,
@@ -1573,7 +1586,7 @@ async fn scenario7(cfg: &Config, report: &mut Report) -> Result<()> {
     let max = per_window.iter().copied().max().unwrap_or(0);
     let full = per_window.len().saturating_sub(1);
     let min_full = per_window[..full].iter().copied().min().unwrap_or(allowed);
-    let wall_bound = cold_wall_bound(cfg, n, bound, model);
+    let wall_bound = cold_wall_bound(cfg, calls, bound, model);
     let mut t = Table::new(format!(
         "7. Cold converge of N = {n} over several budget windows (latency {} ms, model {} req / {:.0} s = real ×{})",
         cfg.latency.as_millis(),
@@ -1584,7 +1597,10 @@ async fn scenario7(cfg: &Config, report: &mut Report) -> Result<()> {
     t.row(
         "API requests",
         timed.len().to_string(),
-        format!("{bound} (N creates + {pages} list pages)"),
+        format!(
+            "{bound} (N creates + {} routes and their URL + {pages} list pages)",
+            shape.routes()
+        ),
         ratio(timed.len() as f64, bound as f64),
     );
     t.row("429 answers", limited.to_string(), "0".into(), None);
@@ -1941,7 +1957,11 @@ async fn scenario4(
     let requests = l.len();
     let w = writes(&l);
     let pages = ns_pages(fleet.shape.namespaces()) + 1;
-    let bound = pages + d_ns + d_w + d_w;
+    // A drifted worker: its settings and its route read (the list shows it changed), then
+    // put back: the upload and its route (a correction re-sends the route, whatever
+    // drifted), plus one read of the account's subdomain for the pass.
+    let route_calls = 2 * d_w + usize::from(d_w > 0);
+    let bound = pages + d_ns + d_w + d_w + route_calls;
     let left = api
         .namespaces()
         .await?
@@ -1962,7 +1982,7 @@ async fn scenario4(
         "API requests to find and fix",
         requests.to_string(),
         format!(
-            "{bound} ({pages} list pages + {} fixes + {d_w} settings reads)",
+            "{bound} ({pages} list pages + {} fixes + {d_w} settings reads + {route_calls} route calls)",
             d_ns + d_w
         ),
         ratio(requests as f64, bound as f64),
@@ -1970,8 +1990,8 @@ async fn scenario4(
     t.row(
         "writes",
         w.to_string(),
-        (d_ns + d_w).to_string(),
-        ratio(w as f64, (d_ns + d_w) as f64),
+        (d_ns + 2 * d_w).to_string(),
+        ratio(w as f64, (d_ns + 2 * d_w) as f64),
     );
     let wall_bound = cfg.latency * (list_trips(fleet.shape.namespaces()) + 2);
     t.row(

@@ -2,7 +2,6 @@
 //! daemon fills after each pass) and the API requests spent in the current budget window
 //! ([`Budget`], sampled from the client's counters).
 
-use crate::runtime::change::PassReport;
 use crate::time::Timestamp;
 use serde::Serialize;
 use std::collections::{BTreeMap, VecDeque};
@@ -12,7 +11,7 @@ use std::time::{Duration, Instant};
 /// Passes kept.
 pub const PASSES_KEPT: usize = 20;
 /// Change lines kept per pass (the count says how many there were).
-const LINES_KEPT: usize = 10;
+pub const LINES_KEPT: usize = 10;
 
 /// One pass, summarised.
 #[derive(Debug, Clone, Serialize)]
@@ -27,45 +26,11 @@ pub struct PassSummary {
     pub converged: bool,
     /// Changes by action (`create`, `correct`, `hold`, …).
     pub actions: BTreeMap<String, usize>,
-    /// The first [`LINES_KEPT`] changes, as `plan` prints them.
+    /// The first [`LINES_KEPT`] changes, as `plan` prints them. Built from a pass's report by
+    /// the daemon (`runtime::pass_summary`), so this module needs nothing of `runtime`.
     pub lines: Vec<String>,
     /// Why it failed, when it did.
     pub error: Option<String>,
-}
-
-impl PassSummary {
-    /// The summary of a pass that started at `at` and took `took`.
-    pub fn of<E: std::fmt::Display>(
-        at: Timestamp,
-        took: Duration,
-        outcome: Result<&PassReport, &E>,
-    ) -> PassSummary {
-        let mut s = PassSummary {
-            at,
-            took_ms: took.as_millis().try_into().unwrap_or(u64::MAX),
-            ok: outcome.is_ok(),
-            converged: false,
-            actions: BTreeMap::new(),
-            lines: Vec::new(),
-            error: None,
-        };
-        match outcome {
-            Ok(report) => {
-                s.converged = report.converged;
-                for c in &report.changes {
-                    *s.actions.entry(c.action.as_str().to_owned()).or_insert(0) += 1;
-                }
-                s.lines = report
-                    .changes
-                    .iter()
-                    .take(LINES_KEPT)
-                    .map(ToString::to_string)
-                    .collect();
-            }
-            Err(e) => s.error = Some(e.to_string()),
-        }
-        s
-    }
 }
 
 /// The last [`PASSES_KEPT`] passes, newest first.
@@ -146,13 +111,17 @@ mod tests {
     #[test]
     fn the_pass_log_keeps_the_newest() {
         let log = PassLog::default();
+        // What `PassSummary::of` makes of an empty report that took `i` ms.
         for i in 0..(PASSES_KEPT as u64 + 5) {
-            let report = PassReport::default();
-            log.record(PassSummary::of::<String>(
-                Timestamp::now(),
-                Duration::from_millis(i),
-                Ok(&report),
-            ));
+            log.record(PassSummary {
+                at: Timestamp::now(),
+                took_ms: i,
+                ok: true,
+                converged: false,
+                actions: BTreeMap::new(),
+                lines: Vec::new(),
+                error: None,
+            });
         }
         let recent = log.recent();
         assert_eq!(recent.len(), PASSES_KEPT);

@@ -310,34 +310,38 @@ async fn value_write_shapes() {
     task.abort();
 }
 
-#[tokio::test]
-async fn script_request_shapes() {
-    let (config, log, task) = start(|s, _| {
-        if s.path.ends_with("/content/v2") {
-            let body = b"--XX\r\nContent-Disposition: form-data; name=\"index.js\"; filename=\"index.js\"\r\nContent-Type: application/javascript+module\r\n\r\nexport default {}\r\n--XX--\r\n";
-            return (
-                200,
-                vec![
-                    ("content-type", "multipart/form-data; boundary=XX".to_owned()),
-                    ("cf-entrypoint", "index.js".to_owned()),
-                ],
-                body.to_vec(),
-            );
-        }
-        match s.method.as_str() {
-            "PUT" => ok(json!({"id": "w1", "etag": "e1", "has_modules": true})),
-            "PATCH" | "GET" if s.path.ends_with("/settings") => ok(json!({
-                "bindings": [{"type": "plain_text", "name": "A", "text": "x"}],
-                "compatibility_date": "2025-01-01",
-                "usage_model": "standard"
-            })),
-            "GET" => ok(json!([{"id": "w1"}, {"id": "w2", "etag": "e2"}])),
-            _ => ok(json!({"id": "w1"})),
-        }
-    })
-    .await;
-    let c = Client::new(config).expect("client");
-    let upload = ScriptUpload {
+/// The fake API of [`script_request_shapes`]: a content download, an upload, settings and a
+/// script list.
+fn script_api(s: &Seen) -> Reply {
+    if s.path.ends_with("/content/v2") {
+        let body = b"--XX\r\nContent-Disposition: form-data; name=\"index.js\"; filename=\"index.js\"\r\nContent-Type: application/javascript+module\r\n\r\nexport default {}\r\n--XX--\r\n";
+        return (
+            200,
+            vec![
+                (
+                    "content-type",
+                    "multipart/form-data; boundary=XX".to_owned(),
+                ),
+                ("cf-entrypoint", "index.js".to_owned()),
+            ],
+            body.to_vec(),
+        );
+    }
+    match s.method.as_str() {
+        "PUT" => ok(json!({"id": "w1", "etag": "e1", "has_modules": true})),
+        "PATCH" | "GET" if s.path.ends_with("/settings") => ok(json!({
+            "bindings": [{"type": "plain_text", "name": "A", "text": "x"}],
+            "compatibility_date": "2025-01-01",
+            "usage_model": "standard"
+        })),
+        "GET" => ok(json!([{"id": "w1"}, {"id": "w2", "etag": "e2"}])),
+        _ => ok(json!({"id": "w1"})),
+    }
+}
+
+/// A two-module upload with a KV binding.
+fn two_module_upload() -> ScriptUpload {
+    ScriptUpload {
         metadata: ScriptMetadata {
             main_module: Some("index.js".into()),
             bindings: vec![Binding::KvNamespace {
@@ -359,20 +363,12 @@ async fn script_request_shapes() {
                 content: b"export const x = 1".to_vec(),
             },
         ],
-    };
-    let script = c.upload_script("w1", &upload).await.expect("upload");
-    assert_eq!(script.etag, "e1");
-    let settings = c.get_settings("w1").await.expect("settings");
-    assert_eq!(settings.compatibility_date.as_deref(), Some("2025-01-01"));
-    c.patch_settings("w1", &settings).await.expect("patch");
-    let content = c.get_content("w1").await.expect("content");
-    assert_eq!(content.main_module.as_deref(), Some("index.js"));
-    assert_eq!(content.modules[0].content, b"export default {}".to_vec());
-    assert_eq!(c.list_scripts().await.expect("list").len(), 2);
-    c.delete_script("w1", true).await.expect("delete");
+    }
+}
 
-    let log = seen(&log);
-    let up = &log[0];
+/// The upload is a multipart body: the metadata, then each module with its file name and
+/// content type.
+fn assert_upload_shape(up: &Seen) {
     assert_eq!(up.path, "/client/v4/accounts/acc123/workers/scripts/w1");
     let ct = up
         .headers
@@ -394,6 +390,26 @@ async fn script_request_shapes() {
         Some("application/javascript+module")
     );
     assert_eq!(parts[2].filename.as_deref(), Some("lib/util.mjs"));
+}
+
+#[tokio::test]
+async fn script_request_shapes() {
+    let (config, log, task) = start(|s, _| script_api(s)).await;
+    let c = Client::new(config).expect("client");
+    let upload = two_module_upload();
+    let script = c.upload_script("w1", &upload).await.expect("upload");
+    assert_eq!(script.etag, "e1");
+    let settings = c.get_settings("w1").await.expect("settings");
+    assert_eq!(settings.compatibility_date.as_deref(), Some("2025-01-01"));
+    c.patch_settings("w1", &settings).await.expect("patch");
+    let content = c.get_content("w1").await.expect("content");
+    assert_eq!(content.main_module.as_deref(), Some("index.js"));
+    assert_eq!(content.modules[0].content, b"export default {}".to_vec());
+    assert_eq!(c.list_scripts().await.expect("list").len(), 2);
+    c.delete_script("w1", true).await.expect("delete");
+
+    let log = seen(&log);
+    assert_upload_shape(&log[0]);
     let patch = &log[2];
     assert_eq!(patch.method, "PATCH");
     let ct = patch

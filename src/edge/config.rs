@@ -150,6 +150,9 @@ pub fn render(scripts: &[ServedScript], kv: SocketAddr) -> WorkerdConfig {
     }
 }
 
+/// The workerd service of one served script (`i`: its index, naming its embedded files): its
+/// modules, bindings (those that cannot be served locally go to `skipped` with the reason),
+/// compatibility and the tail that carries its logs.
 fn worker_service(
     i: usize,
     script: &ServedScript,
@@ -158,65 +161,11 @@ fn worker_service(
     skipped: &mut Vec<(String, String, String)>,
     namespaces: &mut BTreeSet<String>,
 ) -> String {
-    // The entry module must come first.
-    let mut modules: Vec<_> = script.modules.iter().collect();
-    modules.sort_by_key(|m| m.name != script.main_module);
-    let mut module_items = Vec::new();
-    for (j, m) in modules.iter().enumerate() {
-        let path = format!("s{i}/m{j}");
-        let kind = module_kind(&m.content_type);
-        module_items.push(format!(
-            "(name = {}, {kind} = embed {})",
-            capnp_string(&m.name),
-            capnp_string(&path)
-        ));
-        files.push((path, m.content.clone()));
-    }
+    let module_items = module_items(i, script, files);
     let mut bindings = Vec::new();
     for (j, b) in script.bindings.iter().enumerate() {
         let name = b.name().unwrap_or("").to_owned();
-        let mut embed_text = |text: &str| {
-            let path = format!("s{i}/b{j}");
-            files.push((path.clone(), text.as_bytes().to_vec()));
-            path
-        };
-        let value = match b {
-            Binding::KvNamespace { namespace_id, .. } => {
-                namespaces.insert(namespace_id.clone());
-                Ok(format!(
-                    "kvNamespace = {}",
-                    capnp_string(&format!("kv:{namespace_id}"))
-                ))
-            }
-            Binding::PlainText { text, .. } => {
-                Ok(format!("text = embed {}", capnp_string(&embed_text(text))))
-            }
-            Binding::SecretText {
-                text: Some(text), ..
-            } => Ok(format!("text = embed {}", capnp_string(&embed_text(text)))),
-            Binding::SecretText { text: None, .. } => {
-                Err("the local API holds no text for this secret".to_owned())
-            }
-            Binding::Other(v) => match v.get("type").and_then(|t| t.as_str()) {
-                Some("json") => match v.get("json") {
-                    Some(json) => Ok(format!(
-                        "json = embed {}",
-                        capnp_string(&embed_text(&json.to_string()))
-                    )),
-                    None => Err("a json binding without `json`".to_owned()),
-                },
-                Some("service") => match v.get("service").and_then(|s| s.as_str()) {
-                    Some(target) if served.contains(target) => {
-                        Ok(format!("service = {}", capnp_string(target)))
-                    }
-                    Some(target) => Err(format!("service {target:?} is not served here")),
-                    None => Err("a service binding without `service`".to_owned()),
-                },
-                Some(other) => Err(format!("binding type {other:?} is not served locally")),
-                None => Err("a binding without a type".to_owned()),
-            },
-        };
-        match value {
+        match binding_value(&format!("s{i}/b{j}"), b, served, files, namespaces) {
             Ok(value) if !name.is_empty() => {
                 bindings.push(format!("(name = {}, {value})", capnp_string(&name)))
             }
@@ -244,6 +193,81 @@ fn worker_service(
         capnp_string(TAIL_SERVICE),
         capnp_string(&props),
     )
+}
+
+/// The module list of script `i`, the entry module first; each module's content is added to
+/// `files` as `s{i}/m{j}`.
+fn module_items(
+    i: usize,
+    script: &ServedScript,
+    files: &mut Vec<(String, Vec<u8>)>,
+) -> Vec<String> {
+    // The entry module must come first.
+    let mut modules: Vec<_> = script.modules.iter().collect();
+    modules.sort_by_key(|m| m.name != script.main_module);
+    let mut module_items = Vec::new();
+    for (j, m) in modules.iter().enumerate() {
+        let path = format!("s{i}/m{j}");
+        let kind = module_kind(&m.content_type);
+        module_items.push(format!(
+            "(name = {}, {kind} = embed {})",
+            capnp_string(&m.name),
+            capnp_string(&path)
+        ));
+        files.push((path, m.content.clone()));
+    }
+    module_items
+}
+
+/// A binding's value in workerd's config, or why it is not served locally. A text it needs is
+/// added to `files` as `path`; a KV namespace it names to `namespaces`.
+fn binding_value(
+    path: &str,
+    b: &Binding,
+    served: &BTreeSet<&str>,
+    files: &mut Vec<(String, Vec<u8>)>,
+    namespaces: &mut BTreeSet<String>,
+) -> Result<String, String> {
+    let mut embed_text = |text: &str| {
+        files.push((path.to_owned(), text.as_bytes().to_vec()));
+        path.to_owned()
+    };
+    match b {
+        Binding::KvNamespace { namespace_id, .. } => {
+            namespaces.insert(namespace_id.clone());
+            Ok(format!(
+                "kvNamespace = {}",
+                capnp_string(&format!("kv:{namespace_id}"))
+            ))
+        }
+        Binding::PlainText { text, .. } => {
+            Ok(format!("text = embed {}", capnp_string(&embed_text(text))))
+        }
+        Binding::SecretText {
+            text: Some(text), ..
+        } => Ok(format!("text = embed {}", capnp_string(&embed_text(text)))),
+        Binding::SecretText { text: None, .. } => {
+            Err("the local API holds no text for this secret".to_owned())
+        }
+        Binding::Other(v) => match v.get("type").and_then(|t| t.as_str()) {
+            Some("json") => match v.get("json") {
+                Some(json) => Ok(format!(
+                    "json = embed {}",
+                    capnp_string(&embed_text(&json.to_string()))
+                )),
+                None => Err("a json binding without `json`".to_owned()),
+            },
+            Some("service") => match v.get("service").and_then(|s| s.as_str()) {
+                Some(target) if served.contains(target) => {
+                    Ok(format!("service = {}", capnp_string(target)))
+                }
+                Some(target) => Err(format!("service {target:?} is not served here")),
+                None => Err("a service binding without `service`".to_owned()),
+            },
+            Some(other) => Err(format!("binding type {other:?} is not served locally")),
+            None => Err("a binding without a type".to_owned()),
+        },
+    }
 }
 
 /// The workerd module kind for an uploaded part's content type.

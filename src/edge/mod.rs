@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 
 use crate::local_api::{LocalApi, ServedScript};
 use config::Origin;
-use supervisor::Supervisor;
+use supervisor::{StartFailure, Supervisor};
 
 /// `run --serve ADDR [--workerd PATH]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -280,29 +280,8 @@ impl Runner {
         let begun = Instant::now();
         // At most two tries: as uploaded, then with the versions workerd blamed set back.
         for attempt in 0..2 {
-            let origins: Arc<BTreeMap<String, Origin>> = Arc::new(
-                want.iter()
-                    .filter_map(|s| config::origin(s).map(|o| (s.name.clone(), o)))
-                    .collect(),
-            );
-            let cfg = config::render(&want, self.kv_addr);
-            for (script, binding, why) in &cfg.skipped {
-                tracing::warn!(script = %script, binding = %binding, "local edge: binding not served: {why}");
-            }
-            match self.supervisor.start(&cfg, Arc::clone(&origins)).await {
+            match self.try_start(&want).await {
                 Ok(()) => {
-                    *self.origins.write().unwrap_or_else(|p| p.into_inner()) = (*origins).clone();
-                    self.started = true;
-                    self.serving = want.iter().map(|s| (s.name.clone(), s.clone())).collect();
-                    for s in &want {
-                        if self
-                            .failed
-                            .get(&s.name)
-                            .is_some_and(|(etag, _)| *etag != s.etag)
-                        {
-                            self.failed.remove(&s.name);
-                        }
-                    }
                     tracing::info!(
                         workers = want.len(),
                         took_ms = begun.elapsed().as_millis() as u64,
@@ -311,42 +290,7 @@ impl Runner {
                     break;
                 }
                 Err(failure) => {
-                    let new: Vec<&ServedScript> = want
-                        .iter()
-                        .filter(|s| {
-                            self.serving
-                                .get(&s.name)
-                                .is_none_or(|old| old.etag != s.etag)
-                        })
-                        .collect();
-                    let mut blamed: Vec<(String, String, String)> = new
-                        .iter()
-                        .filter_map(|s| {
-                            failure
-                                .services
-                                .get(&s.name)
-                                .map(|m| (s.name.clone(), s.etag.clone(), m.clone()))
-                        })
-                        .collect();
-                    if blamed.is_empty() || attempt == 1 {
-                        // Unattributed (or still failing): every new version is set back.
-                        blamed = new
-                            .iter()
-                            .map(|s| {
-                                let msg = failure
-                                    .services
-                                    .get(&s.name)
-                                    .cloned()
-                                    .unwrap_or_else(|| failure.output.clone());
-                                (s.name.clone(), s.etag.clone(), msg)
-                            })
-                            .collect();
-                    }
-                    for (name, etag, msg) in &blamed {
-                        tracing::error!(script = %name, "local edge: this version failed to start; the previous one keeps serving:\n{msg}");
-                        self.failed
-                            .insert(name.clone(), (etag.clone(), msg.clone()));
-                    }
+                    self.blame(&want, &failure, attempt);
                     want = self.candidate(&held);
                     if self.started && !dead && same_versions(&want, &self.serving) {
                         break;
@@ -355,6 +299,75 @@ impl Runner {
             }
         }
         self.publish(&held);
+    }
+
+    /// Starts workerd serving `want`; once it listens, `want` is what is served, and a
+    /// version that failed before but changed since is no longer held as failed.
+    async fn try_start(&mut self, want: &[ServedScript]) -> Result<(), StartFailure> {
+        let origins: Arc<BTreeMap<String, Origin>> = Arc::new(
+            want.iter()
+                .filter_map(|s| config::origin(s).map(|o| (s.name.clone(), o)))
+                .collect(),
+        );
+        let cfg = config::render(want, self.kv_addr);
+        for (script, binding, why) in &cfg.skipped {
+            tracing::warn!(script = %script, binding = %binding, "local edge: binding not served: {why}");
+        }
+        self.supervisor.start(&cfg, Arc::clone(&origins)).await?;
+        *self.origins.write().unwrap_or_else(|p| p.into_inner()) = (*origins).clone();
+        self.started = true;
+        self.serving = want.iter().map(|s| (s.name.clone(), s.clone())).collect();
+        for s in want {
+            if self
+                .failed
+                .get(&s.name)
+                .is_some_and(|(etag, _)| *etag != s.etag)
+            {
+                self.failed.remove(&s.name);
+            }
+        }
+        Ok(())
+    }
+
+    /// Holds as failed the new versions of `want` (not served now) that `failure` names; when
+    /// it names none, or on the second try (`attempt` 1), every new version.
+    fn blame(&mut self, want: &[ServedScript], failure: &StartFailure, attempt: usize) {
+        let new: Vec<&ServedScript> = want
+            .iter()
+            .filter(|s| {
+                self.serving
+                    .get(&s.name)
+                    .is_none_or(|old| old.etag != s.etag)
+            })
+            .collect();
+        let mut blamed: Vec<(String, String, String)> = new
+            .iter()
+            .filter_map(|s| {
+                failure
+                    .services
+                    .get(&s.name)
+                    .map(|m| (s.name.clone(), s.etag.clone(), m.clone()))
+            })
+            .collect();
+        if blamed.is_empty() || attempt == 1 {
+            // Unattributed (or still failing): every new version is set back.
+            blamed = new
+                .iter()
+                .map(|s| {
+                    let msg = failure
+                        .services
+                        .get(&s.name)
+                        .cloned()
+                        .unwrap_or_else(|| failure.output.clone());
+                    (s.name.clone(), s.etag.clone(), msg)
+                })
+                .collect();
+        }
+        for (name, etag, msg) in &blamed {
+            tracing::error!(script = %name, "local edge: this version failed to start; the previous one keeps serving:\n{msg}");
+            self.failed
+                .insert(name.clone(), (etag.clone(), msg.clone()));
+        }
     }
 
     /// What to serve: each held script as uploaded, unless that version is known to fail,

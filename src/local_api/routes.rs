@@ -19,9 +19,24 @@ use super::{
     routes_secrets as secrets, routes_subdomain as subdomain, routes_versions as versions,
 };
 
+/// One route: method, path (relative to `/client/v4`, in OpenAPI path syntax) and handler.
+type Route = (&'static str, &'static str, MethodRouter<AppState>);
+
 /// All routes, relative to `/client/v4`, in OpenAPI path syntax. A trailing `{key_name}`
 /// matches the rest of the path (greedy: some clients leave `/` in key names unencoded).
-fn table() -> Vec<(&'static str, &'static str, MethodRouter<AppState>)> {
+fn table() -> Vec<Route> {
+    [
+        token_routes(),
+        kv_routes(),
+        script_routes(),
+        secret_and_subdomain_routes(),
+        version_routes(),
+    ]
+    .concat()
+}
+
+/// Token verification (user- and account-owned tokens).
+fn token_routes() -> Vec<Route> {
     vec![
         (
             "GET",
@@ -33,6 +48,12 @@ fn table() -> Vec<(&'static str, &'static str, MethodRouter<AppState>)> {
             "/accounts/{account_id}/tokens/verify",
             on(MethodFilter::GET, tokens::account_verify),
         ),
+    ]
+}
+
+/// KV namespaces, keys, values, metadata and the bulk calls.
+fn kv_routes() -> Vec<Route> {
+    vec![
         (
             "GET",
             "/accounts/{account_id}/storage/kv/namespaces",
@@ -103,6 +124,12 @@ fn table() -> Vec<(&'static str, &'static str, MethodRouter<AppState>)> {
             "/accounts/{account_id}/storage/kv/namespaces/{namespace_id}/bulk/get",
             on(MethodFilter::POST, bulk::bulk_get),
         ),
+    ]
+}
+
+/// Worker scripts: upload, download, content, settings, services.
+fn script_routes() -> Vec<Route> {
+    vec![
         (
             "GET",
             "/accounts/{account_id}/workers/scripts",
@@ -163,6 +190,12 @@ fn table() -> Vec<(&'static str, &'static str, MethodRouter<AppState>)> {
             "/accounts/{account_id}/workers/services/{service_name}",
             on(MethodFilter::DELETE, workers::delete_script),
         ),
+    ]
+}
+
+/// Worker secrets, the workers.dev subdomain (account and script) and the worker by id.
+fn secret_and_subdomain_routes() -> Vec<Route> {
+    vec![
         (
             "PUT",
             "/accounts/{account_id}/workers/scripts/{script_name}/secrets",
@@ -223,6 +256,12 @@ fn table() -> Vec<(&'static str, &'static str, MethodRouter<AppState>)> {
             "/accounts/{account_id}/workers/workers/{worker_id}",
             on(MethodFilter::GET, subdomain::get_worker),
         ),
+    ]
+}
+
+/// Worker versions and deployments.
+fn version_routes() -> Vec<Route> {
+    vec![
         (
             "POST",
             "/accounts/{account_id}/workers/scripts/{script_name}/versions",

@@ -155,72 +155,81 @@ pub async fn upload_script(
     let strict = q.get("bindings_inherit") == Some("strict");
     let out = state
         .store
-        .mutate(move |d| {
-            let Upload {
-                meta,
-                raw_meta,
-                meta_bytes,
-                modules,
-            } = upload;
-            let old = d.scripts.get(&name);
-            let old_bindings = old.map(|s| s.bindings.clone()).unwrap_or_default();
-            let created = old.map(|s| s.created_micros);
-            let kept = old.map(|s| {
-                (
-                    s.versions.clone(),
-                    s.deployments.clone(),
-                    s.version_counter,
-                    s.subdomain,
-                )
-            });
-            let (versions, deployments, version_counter, subdomain) = kept.unwrap_or_default();
-            let bindings =
-                resolve_bindings(d, meta.bindings, &old_bindings, &meta.keep_bindings, strict)?;
-            d.upload_counter += 1;
-            let etag = etag(&name, &modules, &meta_bytes, d.upload_counter);
-            let stamp = d.next_stamp();
-            let mut rec = ScriptRec {
-                name: name.clone(),
-                modules,
-                main_module: meta.main_module,
-                body_part: if raw_meta.contains_key("main_module") {
-                    None
-                } else {
-                    meta.body_part
-                },
-                bindings,
-                compatibility_date: meta.compatibility_date,
-                compatibility_flags: meta.compatibility_flags,
-                tags: meta.tags,
-                usage_model: str_field(&raw_meta, "usage_model")
-                    .unwrap_or_else(|| "standard".to_owned()),
-                logpush: raw_meta
-                    .get("logpush")
-                    .and_then(Value::as_bool)
-                    .unwrap_or(false),
-                tail_consumers: raw_meta
-                    .get("tail_consumers")
-                    .and_then(Value::as_array)
-                    .cloned()
-                    .unwrap_or_default(),
-                etag,
-                created_micros: created.unwrap_or(stamp),
-                modified_micros: stamp,
-                versions,
-                deployments,
-                version_counter,
-                last_deployed_from: source.to_owned(),
-                subdomain,
-            };
-            let version = history::record_deployed(d, &mut rec, source, Default::default());
-            let mut out = script_out(&rec, true);
-            out.deployment_id = Some(version);
-            d.scripts.insert(name, rec);
-            history::gc(d);
-            Ok(out)
-        })
+        .mutate(move |d| store_upload(d, name, upload, strict, source))
         .await?;
     ok(out)
+}
+
+/// Stores an upload as script `name` (see the module doc): bindings resolved against the
+/// old script's (`strict`: `bindings_inherit=strict`), versions, deployments and subdomain
+/// kept, a new etag and a deployed version recorded; answers the script.
+fn store_upload(
+    d: &mut Data,
+    name: String,
+    upload: Upload,
+    strict: bool,
+    source: &str,
+) -> Result<ScriptOut, ApiError> {
+    let Upload {
+        meta,
+        raw_meta,
+        meta_bytes,
+        modules,
+    } = upload;
+    let old = d.scripts.get(&name);
+    let old_bindings = old.map(|s| s.bindings.clone()).unwrap_or_default();
+    let created = old.map(|s| s.created_micros);
+    let kept = old.map(|s| {
+        (
+            s.versions.clone(),
+            s.deployments.clone(),
+            s.version_counter,
+            s.subdomain,
+        )
+    });
+    let (versions, deployments, version_counter, subdomain) = kept.unwrap_or_default();
+    let bindings = resolve_bindings(d, meta.bindings, &old_bindings, &meta.keep_bindings, strict)?;
+    d.upload_counter += 1;
+    let etag = etag(&name, &modules, &meta_bytes, d.upload_counter);
+    let stamp = d.next_stamp();
+    let mut rec = ScriptRec {
+        name: name.clone(),
+        modules,
+        main_module: meta.main_module,
+        body_part: if raw_meta.contains_key("main_module") {
+            None
+        } else {
+            meta.body_part
+        },
+        bindings,
+        compatibility_date: meta.compatibility_date,
+        compatibility_flags: meta.compatibility_flags,
+        tags: meta.tags,
+        usage_model: str_field(&raw_meta, "usage_model").unwrap_or_else(|| "standard".to_owned()),
+        logpush: raw_meta
+            .get("logpush")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
+        tail_consumers: raw_meta
+            .get("tail_consumers")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default(),
+        etag,
+        created_micros: created.unwrap_or(stamp),
+        modified_micros: stamp,
+        versions,
+        deployments,
+        version_counter,
+        last_deployed_from: source.to_owned(),
+        subdomain,
+    };
+    let version = history::record_deployed(d, &mut rec, source, Default::default());
+    let mut out = script_out(&rec, true);
+    out.deployment_id = Some(version);
+    d.scripts.insert(name, rec);
+    history::gc(d);
+    Ok(out)
 }
 
 /// `PUT …/scripts/{name}/content`: replaces the code "without touching config or metadata".

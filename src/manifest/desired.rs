@@ -195,9 +195,9 @@ pub struct WorkerSpec {
     pub compatibility_flags: Vec<String>,
     /// `secrets:`: what happens to remote secrets no binding declares.
     pub secrets: SecretsMode,
-    /// `workersDev:`: the script's workers.dev route on (`true`) or off (`false`); `None`
-    /// (not written) leaves the route as it is.
-    pub workers_dev: Option<bool>,
+    /// `workersDev:`: the script's workers.dev route on (`true`, also when not written, as
+    /// wrangler does) or off (`false`).
+    pub workers_dev: bool,
 }
 
 impl WorkerSpec {

@@ -109,77 +109,15 @@ pub fn find(
     // (canonical dir, its path relative to the root as the user sees it)
     let mut pending: Vec<(PathBuf, PathBuf)> = vec![(root.to_path_buf(), PathBuf::new())];
     while let Some((dir, rel_dir)) = pending.pop() {
-        let entries = match fs::read_dir(&dir) {
-            Ok(entries) => entries,
-            Err(e) => {
-                let shown = display_join(root_display, &rel_dir);
-                diags.push(at_file(&shown, format!("cannot read this folder: {e}")));
-                continue;
-            }
+        let Some(names) = list_dir(&dir, &rel_dir, root_display, ignore, diags) else {
+            continue;
         };
-        let mut names: Vec<(String, PathBuf, fs::FileType)> = Vec::new();
-        for entry in entries.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if name.starts_with('.') || name == "node_modules" {
-                continue;
-            }
-            // The type comes with the folder listing on Linux (no stat per file), so the
-            // worker sources and other files that share the tree cost nothing here.
-            let Ok(file_type) = entry.file_type() else {
-                continue;
-            };
-            if file_type.is_file() && is_manifest_name(&name).is_none() {
-                continue;
-            }
-            // A symlink counts as a folder for `dir/` patterns when it leads to one.
-            let rel = rel_dir.join(&name);
-            let is_dir = file_type.is_dir() || (file_type.is_symlink() && entry.path().is_dir());
-            if ignore.is_ignored(&rel.to_string_lossy(), is_dir) {
-                continue;
-            }
-            if !file_type.is_file() && !file_type.is_dir() && !file_type.is_symlink() {
-                if is_manifest_name(&name).is_some() {
-                    let shown = display_join(root_display, &rel);
-                    diags.push(at_file(
-                        &shown,
-                        "this is not a regular file (a FIFO, socket or device); lumierd reads only regular files: remove it or rename it".into(),
-                    ));
-                }
-                continue;
-            }
-            names.push((name, entry.path(), file_type));
-        }
-        names.sort_by(|a, b| a.0.cmp(&b.0));
         for (name, path, file_type) in names {
             let rel = rel_dir.join(&name);
             let shown = display_join(root_display, &rel);
-            let (target, is_dir) = if file_type.is_symlink() {
-                let Ok(target) = fs::canonicalize(&path) else {
-                    if is_manifest_name(&name).is_some() {
-                        diags.push(at_file(
-                            &shown,
-                            "symlink points to nothing; fix or remove the link".into(),
-                        ));
-                    }
-                    continue;
-                };
-                let is_dir = target.is_dir();
-                if !target.starts_with(root) {
-                    if is_dir || is_manifest_name(&name).is_some() {
-                        diags.push(at_file(
-                            &shown,
-                            format!(
-                                "symlink resolves outside the manifests root (to {}); \
-                                 lumierd only reads files inside the root: copy the file in or remove the link",
-                                target.display()
-                            ),
-                        ));
-                    }
-                    continue;
-                }
-                (target, is_dir)
-            } else {
-                (path, file_type.is_dir())
+            let Some((target, is_dir)) = resolve(root, &name, path, file_type, &shown, diags)
+            else {
+                continue;
             };
             if is_dir {
                 if seen_dirs.insert(target.clone()) {
@@ -205,6 +143,101 @@ pub fn find(
     }
     found.sort_by(|a, b| a.display.cmp(&b.display));
     found
+}
+
+/// The entries of `dir` (at `rel_dir` below the root) that may lead to a manifest, sorted by
+/// name: folders, symlinks and manifest files that are neither hidden, `node_modules` nor
+/// ignored. A manifest name on a FIFO, socket or device is an error. `None` when the folder
+/// cannot be read (an error too).
+fn list_dir(
+    dir: &Path,
+    rel_dir: &Path,
+    root_display: &str,
+    ignore: &Ignore,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<Vec<(String, PathBuf, fs::FileType)>> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) => {
+            let shown = display_join(root_display, rel_dir);
+            diags.push(at_file(&shown, format!("cannot read this folder: {e}")));
+            return None;
+        }
+    };
+    let mut names: Vec<(String, PathBuf, fs::FileType)> = Vec::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') || name == "node_modules" {
+            continue;
+        }
+        // The type comes with the folder listing on Linux (no stat per file), so the
+        // worker sources and other files that share the tree cost nothing here.
+        let Ok(file_type) = entry.file_type() else {
+            continue;
+        };
+        if file_type.is_file() && is_manifest_name(&name).is_none() {
+            continue;
+        }
+        // A symlink counts as a folder for `dir/` patterns when it leads to one.
+        let rel = rel_dir.join(&name);
+        let is_dir = file_type.is_dir() || (file_type.is_symlink() && entry.path().is_dir());
+        if ignore.is_ignored(&rel.to_string_lossy(), is_dir) {
+            continue;
+        }
+        if !file_type.is_file() && !file_type.is_dir() && !file_type.is_symlink() {
+            if is_manifest_name(&name).is_some() {
+                let shown = display_join(root_display, &rel);
+                diags.push(at_file(
+                    &shown,
+                    "this is not a regular file (a FIFO, socket or device); lumierd reads only regular files: remove it or rename it".into(),
+                ));
+            }
+            continue;
+        }
+        names.push((name, entry.path(), file_type));
+    }
+    names.sort_by(|a, b| a.0.cmp(&b.0));
+    Some(names)
+}
+
+/// Where entry `name` (at `path`, shown as `shown`) leads: `(canonical target, is a folder)`.
+/// A symlink is followed only inside `root`; one that dangles or leads outside is skipped,
+/// and is an error when it names a manifest or leads to a folder outside.
+fn resolve(
+    root: &Path,
+    name: &str,
+    path: PathBuf,
+    file_type: fs::FileType,
+    shown: &str,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<(PathBuf, bool)> {
+    if !file_type.is_symlink() {
+        return Some((path, file_type.is_dir()));
+    }
+    let Ok(target) = fs::canonicalize(&path) else {
+        if is_manifest_name(name).is_some() {
+            diags.push(at_file(
+                shown,
+                "symlink points to nothing; fix or remove the link".into(),
+            ));
+        }
+        return None;
+    };
+    let is_dir = target.is_dir();
+    if !target.starts_with(root) {
+        if is_dir || is_manifest_name(name).is_some() {
+            diags.push(at_file(
+                shown,
+                format!(
+                    "symlink resolves outside the manifests root (to {}); \
+                     lumierd only reads files inside the root: copy the file in or remove the link",
+                    target.display()
+                ),
+            ));
+        }
+        return None;
+    }
+    Some((target, is_dir))
 }
 
 /// Reads a manifest file: a regular file, at most [`MAX_FILE_BYTES`] (never more read), UTF-8.

@@ -46,6 +46,11 @@ pub fn spec_hash(spec: &ResourceSpec, content_hash: Option<&str>) -> String {
                         h.update(b"\0secret-file\0");
                         h.update(t.as_bytes());
                     }
+                    // Relative to the root: the same wherever the repository is checked out.
+                    BindingSpec::Secret(SecretSource::Age { file, .. }) => {
+                        h.update(b"\0secret-age\0");
+                        h.update(file.as_bytes());
+                    }
                 }
             }
             h.update(b"\0");
@@ -59,13 +64,13 @@ pub fn spec_hash(spec: &ResourceSpec, content_hash: Option<&str>) -> String {
             if w.secrets == SecretsMode::Exclusive {
                 h.update(b"\0secrets:exclusive");
             }
-            if let Some(on) = w.workers_dev {
-                h.update(if on {
-                    &b"\0workers-dev:on"[..]
-                } else {
-                    &b"\0workers-dev:off"[..]
-                });
-            }
+            // Always hashed since `workersDev` defaults to on: a spec that did not write it
+            // hashes differently once (which only restarts a failing resource's backoff).
+            h.update(if w.workers_dev {
+                &b"\0workers-dev:on"[..]
+            } else {
+                &b"\0workers-dev:off"[..]
+            });
         }
     }
     hex::encode(h.finalize())

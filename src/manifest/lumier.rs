@@ -7,8 +7,9 @@
 
 use std::path::{Path, PathBuf};
 
-use super::decode::{resolve_entry, Ctx};
+use super::decode::Ctx;
 use super::names;
+use super::paths::resolve_entry;
 use super::yaml::{Node, Pos, Scalar, Value};
 use super::Diagnostic;
 

@@ -7,6 +7,10 @@
 use serde_json::{json, Value};
 
 /// The schema as a JSON value.
+#[allow(
+    clippy::too_many_lines,
+    reason = "a data table: the schema written as one JSON literal reads like the format it describes"
+)]
 pub fn manifest_schema() -> Value {
     let name = json!({
         "type": "string",
@@ -16,25 +20,6 @@ pub fn manifest_schema() -> Value {
     let drift = json!({
         "enum": ["correct", "report"],
         "description": "How out-of-band edits are handled: `correct` puts the remote back, `report` only records them."
-    });
-    // Apart: one `json!` of the whole schema would pass the macro's recursion limit.
-    let secret_binding = json!({
-        "type": "object",
-        "additionalProperties": false,
-        "required": ["secret"],
-        "properties": {
-            "secret": {
-                "type": "object",
-                "additionalProperties": false,
-                "minProperties": 1,
-                "maxProperties": 1,
-                "properties": {
-                    "env": { "type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]*$" },
-                    "file": { "type": "string", "minLength": 1, "pattern": "^[^/\\\\]+$" }
-                }
-            }
-        },
-        "description": "A secret (secret_text) read on each pass from lumierd's environment (`env`) or a file in --secrets-dir (`file`); only a keyed hash is stored."
     });
     let mut schema = json!({
         "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -94,84 +79,118 @@ pub fn manifest_schema() -> Value {
                     }
                 }
             },
-            "worker": {
-                "type": "object",
-                "additionalProperties": false,
-                "required": ["type", "entry"],
-                "properties": {
-                    "type": { "const": "worker" },
-                    "drift": drift,
-                    "entry": {
-                        "type": "string",
-                        "minLength": 1,
-                        "description": "The worker's source (.ts, .mts, .js, .mjs), relative to this manifest's folder; must stay inside the manifests root."
-                    },
-                    "bindings": {
-                        "type": ["object", "null"],
-                        "maxProperties": super::decode::MAX_BINDINGS,
-                        "propertyNames": { "pattern": "^[A-Za-z_$][A-Za-z0-9_$]*$" },
-                        "additionalProperties": {
-                            "oneOf": [
-                                {
-                                    "type": "string",
-                                    "description": "A plain-text var; `${app}` and `${stage}` are substituted."
-                                },
-                                {
-                                    "type": "object",
-                                    "additionalProperties": false,
-                                    "required": ["kv"],
-                                    "properties": { "kv": { "type": "string", "minLength": 1 } },
-                                    "description": "A KV namespace binding to a kv resource of the same stage."
-                                },
-                                {
-                                    "type": "object",
-                                    "additionalProperties": false,
-                                    "required": ["json"],
-                                    "properties": { "json": {} },
-                                    "description": "A JSON var: any value; compared by value (key order does not matter)."
-                                },
-                                {
-                                    "type": "object",
-                                    "additionalProperties": false,
-                                    "required": ["service"],
-                                    "properties": { "service": { "type": "string", "minLength": 1 } },
-                                    "description": "A service binding to a worker resource of the same stage (converged first, deleted last; no cycles)."
-                                },
-                                secret_binding
-                            ]
-                        }
-                    },
-                    "workersDev": {
-                        "type": "boolean",
-                        "description": "The script's workers.dev route: `true` serves it at https://{script}.{account subdomain}.workers.dev, `false` turns it off; not written, the route is left as it is."
-                    },
-                    "secrets": {
-                        "enum": ["keep", "exclusive"],
-                        "default": "keep",
-                        "description": "Remote secrets no binding declares: `keep` leaves them (set by `wrangler secret put` or the dashboard; uploads keep them, status lists them as unmanaged); `exclusive` removes them."
-                    },
-                    "compatibility": {
-                        "type": "object",
-                        "additionalProperties": false,
-                        "properties": {
-                            "date": {
-                                "type": "string",
-                                "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}$",
-                                "default": super::DEFAULT_COMPATIBILITY_DATE
-                            },
-                            "flags": {
-                                "type": "array",
-                                "items": { "type": "string", "minLength": 1, "pattern": "^[^\\s]+$" },
-                                "description": "Compatibility flags, each one word without whitespace, e.g. `nodejs_compat`."
-                            }
-                        }
-                    }
-                }
-            }
+            "worker": worker_schema(&drift)
         }
     });
     with_lumier_pointer(&mut schema);
     schema
+}
+
+/// The `worker` resource.
+fn worker_schema(drift: &Value) -> Value {
+    json!({
+        "type": "object",
+        "additionalProperties": false,
+        "required": ["type", "entry"],
+        "properties": {
+            "type": { "const": "worker" },
+            "drift": drift,
+            "entry": {
+                "type": "string",
+                "minLength": 1,
+                "description": "The worker's source (.ts, .mts, .js, .mjs), relative to this manifest's folder; must stay inside the manifests root."
+            },
+            "bindings": {
+                "type": ["object", "null"],
+                "maxProperties": super::bindings::MAX_BINDINGS,
+                "propertyNames": { "pattern": "^[A-Za-z_$][A-Za-z0-9_$]*$" },
+                "additionalProperties": {
+                    "oneOf": binding_kinds()
+                }
+            },
+            "workersDev": {
+                "type": "boolean",
+                "description": "The script's workers.dev route: `true` (the default, as wrangler) serves it at https://{script}.{account subdomain}.workers.dev, `false` turns it off.",
+                "default": true
+            },
+            "secrets": {
+                "enum": ["keep", "exclusive"],
+                "default": "keep",
+                "description": "Remote secrets no binding declares: `keep` leaves them (set by `wrangler secret put` or the dashboard; uploads keep them, status lists them as unmanaged); `exclusive` removes them."
+            },
+            "compatibility": {
+                "type": "object",
+                "additionalProperties": false,
+                "properties": {
+                    "date": {
+                        "type": "string",
+                        "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}$",
+                        "default": super::DEFAULT_COMPATIBILITY_DATE
+                    },
+                    "flags": {
+                        "type": "array",
+                        "items": { "type": "string", "minLength": 1, "pattern": "^[^\\s]+$" },
+                        "description": "Compatibility flags, each one word without whitespace, e.g. `nodejs_compat`."
+                    }
+                }
+            }
+        }
+    })
+}
+
+/// The forms of one binding (`oneOf`).
+fn binding_kinds() -> Value {
+    // Apart: one `json!` of all forms would pass the macro's recursion limit.
+    let secret_binding = json!({
+        "type": "object",
+        "additionalProperties": false,
+        "required": ["secret"],
+        "properties": {
+            "secret": {
+                "type": "object",
+                "additionalProperties": false,
+                "minProperties": 1,
+                "maxProperties": 1,
+                "properties": {
+                    "env": { "type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]*$" },
+                    "file": { "type": "string", "minLength": 1, "pattern": "^[^/\\\\]+$" },
+                    "age": { "type": "string", "minLength": 1 }
+                }
+            }
+        },
+        "description": "A secret (secret_text) read on each pass from lumierd's environment (`env`), a file in --secrets-dir (`file`) or an age-encrypted file of the manifests tree, relative to this manifest and decrypted with --age-identity (`age`); only a keyed hash is stored."
+    });
+    let mut kinds = json!([
+        {
+            "type": "string",
+            "description": "A plain-text var; `${app}` and `${stage}` are substituted."
+        },
+        {
+            "type": "object",
+            "additionalProperties": false,
+            "required": ["kv"],
+            "properties": { "kv": { "type": "string", "minLength": 1 } },
+            "description": "A KV namespace binding to a kv resource of the same stage."
+        },
+        {
+            "type": "object",
+            "additionalProperties": false,
+            "required": ["json"],
+            "properties": { "json": {} },
+            "description": "A JSON var: any value; compared by value (key order does not matter)."
+        },
+        {
+            "type": "object",
+            "additionalProperties": false,
+            "required": ["service"],
+            "properties": { "service": { "type": "string", "minLength": 1 } },
+            "description": "A service binding to a worker resource of the same stage (converged first, deleted last; no cycles)."
+        }
+    ]);
+    if let Some(list) = kinds.as_array_mut() {
+        list.push(secret_binding);
+    }
+    kinds
 }
 
 /// A document may instead point at a Lumier config (`lumier` + `stages`): the schema accepts

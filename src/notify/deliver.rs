@@ -2,9 +2,20 @@
 //! order, one at a time; a 2xx answer acks the entry, anything else (or no answer within
 //! [`POST_TIMEOUT`]) is retried after [`backoff`] — 500 ms doubling to 60 s — for as long as
 //! it takes (the outbox is bounded; the oldest entries drop when it is full).
+//!
+//! Replicas sharing an etcd store share one outbox: there only the leader delivers (each
+//! task waits while its replica follows, [`Gate`]), so an entry is POSTed by one replica
+//! rather than by each, and no replica drops another's entries as orphans at start (their
+//! `--notify` lists should match: a target only a follower knows waits until it leads).
+//! Every POST names the replica in its User-Agent, `lumierd/VERSION (instance ID)`.
 
 use super::{Entry, Sink, Target};
+use crate::runtime::leader::LeaderView;
 use std::time::Duration;
+use tokio::sync::watch;
+
+/// With an election, the leader view: delivery waits while this replica does not lead.
+pub type Gate = Option<watch::Receiver<LeaderView>>;
 
 /// How long one POST may take.
 pub const POST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -30,6 +41,7 @@ pub enum DeliveryError {
 /// was cut short stays in the outbox and is sent again after a restart.
 pub struct Delivery {
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    gate: Gate,
 }
 
 /// Just the target of an entry, read without decoding the event.
@@ -43,41 +55,21 @@ fn is_for(bytes: &[u8], key: &str) -> bool {
 }
 
 impl Delivery {
-    /// Drops entries for targets no longer configured, then starts one task per target.
-    pub fn start(sink: &Sink) -> Result<Delivery, DeliveryError> {
+    /// Drops entries for targets no longer configured (not with a `gate`: the outbox is
+    /// shared), then starts one task per target. `instance`: this replica's id, for the
+    /// User-Agent.
+    pub fn start(sink: &Sink, instance: &str, gate: Gate) -> Result<Delivery, DeliveryError> {
         let http = reqwest::Client::builder()
             .timeout(POST_TIMEOUT)
             .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("lumierd/", env!("CARGO_PKG_VERSION")))
+            .user_agent(format!(
+                "lumierd/{} (instance {instance})",
+                env!("CARGO_PKG_VERSION")
+            ))
             .build()
             .map_err(|e| DeliveryError::Client(e.without_url().to_string()))?;
-        let keys: Vec<&str> = sink.targets().iter().map(Target::key).collect();
-        let mut orphans = 0usize;
-        let mut after = None;
-        loop {
-            let next = sink.store().outbox_next(after, |b| {
-                serde_json::from_slice::<Head>(b)
-                    .map_or(true, |h| !keys.contains(&h.target.as_str()))
-            });
-            match next {
-                Ok(Some((seq, _))) => {
-                    after = Some(seq);
-                    if sink.store().outbox_ack(seq).is_ok() {
-                        orphans += 1;
-                    }
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    tracing::warn!(error = %e, "notification outbox: sweeping old targets");
-                    break;
-                }
-            }
-        }
-        if orphans > 0 {
-            tracing::info!(
-                dropped = orphans,
-                "notification outbox: dropped entries for URLs no longer given with --notify"
-            );
+        if gate.is_none() {
+            sweep_orphans(sink);
         }
         if let Ok(n) = sink.store().outbox_len() {
             sink.metrics().set_notify_queue(n as u64);
@@ -85,17 +77,20 @@ impl Delivery {
         let tasks = sink
             .targets()
             .iter()
-            .map(|t| tokio::spawn(run(sink.clone(), t.clone(), http.clone())))
+            .map(|t| tokio::spawn(run(sink.clone(), t.clone(), http.clone(), gate.clone())))
             .collect();
-        Ok(Delivery { tasks })
+        Ok(Delivery { tasks, gate })
     }
 
     /// Waits, at most `within`, for the outbox to empty (what was queued just before an exit,
-    /// e.g. by `run --once`, goes out now rather than at the next start), then stops.
+    /// e.g. by `run --once`, goes out now rather than at the next start), then stops. A
+    /// follower does not wait: the leader delivers.
     pub async fn finish(self, sink: &Sink, within: Duration) {
+        let leads = self.gate.as_ref().is_none_or(|g| g.borrow().leading);
         let deadline = tokio::time::Instant::now() + within;
         let mut pause = Duration::from_millis(10);
-        while sink.store().outbox_len().is_ok_and(|n| n > 0)
+        while leads
+            && sink.store().outbox_len().is_ok_and(|n| n > 0)
             && tokio::time::Instant::now() + pause < deadline
         {
             tokio::time::sleep(pause).await;
@@ -108,6 +103,37 @@ impl Delivery {
         for t in self.tasks {
             t.abort();
         }
+    }
+}
+
+/// Acks the entries of targets no longer configured (one replica owns its outbox).
+fn sweep_orphans(sink: &Sink) {
+    let keys: Vec<&str> = sink.targets().iter().map(Target::key).collect();
+    let mut orphans = 0usize;
+    let mut after = None;
+    loop {
+        let next = sink.store().outbox_next(after, |b| {
+            serde_json::from_slice::<Head>(b).map_or(true, |h| !keys.contains(&h.target.as_str()))
+        });
+        match next {
+            Ok(Some((seq, _))) => {
+                after = Some(seq);
+                if sink.store().outbox_ack(seq).is_ok() {
+                    orphans += 1;
+                }
+            }
+            Ok(None) => break,
+            Err(e) => {
+                tracing::warn!(error = %e, "notification outbox: sweeping old targets");
+                break;
+            }
+        }
+    }
+    if orphans > 0 {
+        tracing::info!(
+            dropped = orphans,
+            "notification outbox: dropped entries for URLs no longer given with --notify"
+        );
     }
 }
 
@@ -129,10 +155,15 @@ async fn post(http: &reqwest::Client, target: &Target, body: &[u8]) -> Result<()
 }
 
 /// One target's task: deliver in order, retry with backoff, sleep when the outbox is empty.
-async fn run(sink: Sink, target: Target, http: reqwest::Client) {
+async fn run(sink: Sink, target: Target, http: reqwest::Client, mut gate: Gate) {
     let mut woken = sink.woken();
     let mut failures: u32 = 0;
     loop {
+        if let Some(g) = gate.as_mut() {
+            if !leads(g).await {
+                return; // the election ended: the daemon is stopping
+            }
+        }
         woken.borrow_and_update();
         let next = sink.store().outbox_next(None, |b| is_for(b, target.key()));
         let (seq, bytes) = match next {
@@ -180,6 +211,18 @@ async fn run(sink: Sink, target: Target, http: reqwest::Client) {
                 tracing::warn!(target = target.key(), error = %reason, retry_in_ms = delay.as_millis() as u64, "notification not delivered; retrying");
                 tokio::time::sleep(delay).await;
             }
+        }
+    }
+}
+
+/// Waits until this replica leads; false when the election has ended.
+async fn leads(gate: &mut watch::Receiver<LeaderView>) -> bool {
+    loop {
+        if gate.borrow_and_update().leading {
+            return true;
+        }
+        if gate.changed().await.is_err() {
+            return false;
         }
     }
 }

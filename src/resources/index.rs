@@ -1,6 +1,7 @@
 //! What the list endpoints showed at the start of a pass, indexed for the kinds' `observe`.
 
 use crate::cloudflare::types::{Namespace, ScriptSummary};
+use crate::cloudflare::{ApiError, Client};
 
 /// What the list endpoints showed at the start of a pass: the only reads most passes make.
 ///
@@ -15,6 +16,9 @@ pub struct RemoteIndex {
     by_title: Vec<u32>,
     /// Sorted by name (`id`).
     scripts: Vec<ScriptSummary>,
+    /// The account's workers.dev subdomain, read by the pass's first worker that turns its
+    /// route on, then shared: a cold converge of W workers reads it once, not W times.
+    account_subdomain: tokio::sync::OnceCell<Option<String>>,
 }
 
 impl RemoteIndex {
@@ -35,6 +39,7 @@ impl RemoteIndex {
             namespaces,
             by_title,
             scripts,
+            account_subdomain: tokio::sync::OnceCell::new(),
         }
     }
 
@@ -54,6 +59,15 @@ impl RemoteIndex {
             .binary_search_by(|&i| self.namespaces[i as usize].title.as_str().cmp(title))
             .ok()?;
         Some(self.namespaces[self.by_title[i] as usize].id.as_str())
+    }
+
+    /// The account's workers.dev subdomain (`None`: the account has none), read once per
+    /// pass through `client`; a failed read is not kept (the next caller tries again).
+    pub async fn account_subdomain(&self, client: &Client) -> Result<Option<String>, ApiError> {
+        self.account_subdomain
+            .get_or_try_init(|| client.get_account_subdomain())
+            .await
+            .cloned()
     }
 
     /// The script with this name, if listed.

@@ -4,14 +4,14 @@
 //! concurrency, the error policy (one place: [`fail`]), drift policy, prune, create-pending.
 
 use super::board::Board;
-use super::change::{Action, Change, PassReport};
+use super::change::{Change, PassReport};
 use super::order::pass_order;
 use crate::cloudflare::{ApiError, Client};
 use crate::manifest::{DriftMode, Resource, ResourceKey, Stage};
 use crate::metrics::Metrics;
 use crate::resources::{Bound, Ctx, Decision, Reconciler, RemoteIndex, Rules};
 use crate::source::Snapshot;
-use crate::store::{DriftEvent, Record, State, Store, StoreError};
+use crate::store::{Record, State, Store, StoreError};
 use crate::time::Timestamp;
 use futures_util::StreamExt;
 use std::collections::{HashMap, HashSet};
@@ -228,7 +228,20 @@ impl Controller {
 
     /// One resource of a pass, read and (for a provider write) recorded around its reconcile:
     /// (the resource, its record before, its outcome, whether a write's outcome is on disk).
+    /// In one span per resource: every line logged inside it (the client's too) carries which
+    /// resource it is about. Only the key and kind are fields, never a binding's value.
     #[allow(clippy::type_complexity)]
+    #[tracing::instrument(
+        name = "reconcile",
+        skip_all,
+        fields(
+            resource = %r.key,
+            kind = %crate::resources::kind_of(&r.spec).type_name(),
+            app = %r.key.app,
+            stage = %r.key.stage,
+            name = %r.key.name,
+        )
+    )]
     async fn reconcile_one<'a>(
         &self,
         pass: &PassCtx<'_>,
@@ -316,7 +329,7 @@ impl Controller {
                 (rec, None)
             }
             Ok(Step::Decided(decision)) => self.settle(key, rec, decision, pass.now),
-            Err(e) => (errored(key, rec, e, pass.now), None),
+            Err(e) => (errored(rec, e, pass.now), None),
         };
         let result = match (&change, record.state) {
             (Some(change), _) => change.action.as_str(),
@@ -432,106 +445,6 @@ impl Controller {
         rec.message = format!("applying: {what}");
         self.store.put_durable(key, rec).await
     }
-
-    /// The state a decision leaves a resource in, and its change.
-    fn settle(
-        &self,
-        key: &ResourceKey,
-        mut rec: Record,
-        decision: Decision,
-        now: Timestamp,
-    ) -> (Record, Option<Change>) {
-        rec.last_reconciled = Some(now);
-        let change = |action: Action, details: Vec<String>| {
-            Some(Change {
-                key: key.clone(),
-                action,
-                details,
-            })
-        };
-        let ok = |rec: &mut Record, state: State, message: String| {
-            rec.failures = 0;
-            rec.next_retry = None;
-            rec.last_error = None;
-            rec.error_codes.clear();
-            rec.state = state;
-            rec.message = message;
-        };
-        let applied = if self.policy.act {
-            State::Ready
-        } else {
-            State::Pending
-        };
-        match decision {
-            Decision::UpToDate => {
-                rec.open_drift.clear();
-                ok(&mut rec, State::Ready, String::new());
-                (rec, None)
-            }
-            Decision::Create | Decision::Update { .. } | Decision::Adopt { .. } => {
-                let (action, details) = match decision {
-                    Decision::Adopt { id } => (Action::Adopt, vec![format!("id: {id}")]),
-                    Decision::Update { changes } => (Action::Update, changes),
-                    _ => (Action::Create, vec![]),
-                };
-                rec.open_drift.clear();
-                ok(&mut rec, applied, String::new());
-                tracing::info!(resource = %key, app = %key.app, stage = %key.stage, name = %key.name, action = action.as_str(), details = ?details, "reconciled");
-                (rec, change(action, details))
-            }
-            Decision::Correct { drift, .. } => {
-                self.record_drift(&mut rec, &drift, true, now);
-                rec.open_drift.clear();
-                let state = if self.policy.act {
-                    State::Ready
-                } else {
-                    State::Drifted
-                };
-                ok(
-                    &mut rec,
-                    state,
-                    format!("drift corrected: {}", drift.join("; ")),
-                );
-                tracing::warn!(resource = %key, app = %key.app, stage = %key.stage, name = %key.name, action = "correct", drift = ?drift, "drift corrected");
-                (rec, change(Action::Correct, drift))
-            }
-            Decision::Report { drift } => {
-                if self.record_drift(&mut rec, &drift, false, now) {
-                    tracing::warn!(resource = %key, app = %key.app, stage = %key.stage, name = %key.name, action = "report", drift = ?drift, "drift detected (report mode: left alone)");
-                }
-                rec.open_drift = drift.clone();
-                let message = format!("drift (report mode, not corrected): {}", drift.join("; "));
-                ok(&mut rec, State::Drifted, message);
-                (rec, change(Action::Report, drift))
-            }
-            Decision::Refuse { reason } | Decision::Missing { reason } => {
-                tracing::warn!(resource = %key, app = %key.app, stage = %key.stage, name = %key.name, action = "refuse", reason, "cannot reconcile");
-                fail(&mut rec, reason.clone(), Vec::new(), None, now, true);
-                (rec, change(Action::Refuse, vec![reason]))
-            }
-        }
-    }
-
-    /// Records a drift event (and counts it) unless the same drift is already standing, so
-    /// one drift seen on several passes is recorded once. Returns whether it was new.
-    fn record_drift(
-        &self,
-        rec: &mut Record,
-        drift: &[String],
-        corrected: bool,
-        now: Timestamp,
-    ) -> bool {
-        if rec.open_drift == drift {
-            return false;
-        }
-        self.metrics.drift(rec.kind().type_name(), drift);
-        rec.push_drift(DriftEvent {
-            at: now,
-            changes: drift.to_vec(),
-            corrected,
-        });
-        true
-    }
 }
 
 /// Waits for exactly what a resource binds (`deps`, names in its stage): their published
@@ -563,12 +476,12 @@ async fn bind(
 }
 
 /// A reconcile that failed: the error policy, with the API's codes and `Retry-After`.
-fn errored(key: &ResourceKey, mut rec: Record, e: ReconcileError, now: Timestamp) -> Record {
+fn errored(mut rec: Record, e: ReconcileError, now: Timestamp) -> Record {
     let (codes, retry_after) = match &e {
         ReconcileError::Api(e) => (e.errors.iter().map(|m| m.code).collect(), e.retry_after()),
         ReconcileError::Store(_) => (Vec::new(), None),
     };
-    tracing::warn!(resource = %key, app = %key.app, stage = %key.stage, name = %key.name, action = "error", error = %e, "reconcile failed");
+    tracing::warn!(action = "error", error = %e, "reconcile failed");
     rec.last_reconciled = Some(now);
     fail(&mut rec, e.to_string(), codes, retry_after, now, true);
     rec

@@ -1,5 +1,5 @@
 //! The reconcile runtime: the generic loop that owns policy (`controller`, with `order`,
-//! `board`, `prune` and `backoff`), what a pass reports (`change`), when a pass runs
+//! `board`, `settle`, `prune` and `backoff`), what a pass reports (`change`), when a pass runs
 //! (`scheduler`), and the commands: `run` (`daemon`: the boot list and the loop, with
 //! `provider`, `ops` and `signals`) and `plan`.
 //!
@@ -14,9 +14,12 @@ pub mod daemon;
 pub mod leader;
 mod ops;
 pub mod order;
+mod pass_summary;
 pub mod plan;
 pub mod provider;
 mod prune;
+mod run_loop;
 pub mod scheduler;
+mod settle;
 mod signals;
 pub mod status_socket;

@@ -6,6 +6,7 @@ use crate::admin::passes::{Budget, PassLog, PassSummary, BUDGET_SAMPLE_EVERY};
 use crate::admin::{self, AdminState, AdminToken};
 use crate::cloudflare::Client;
 use crate::metrics::Metrics;
+use crate::replica::{Replica, PROBE_EVERY};
 use crate::sdnotify::{self, Notifier};
 use crate::store::Store;
 use std::net::SocketAddr;
@@ -24,13 +25,17 @@ pub struct Ops {
     notifier: Option<Arc<Notifier>>,
     /// Pings systemd's watchdog while the daemon runs.
     watchdog: Option<tokio::task::JoinHandle<()>>,
+    /// Who leads and whether the status served is stale (`/readyz`, `/metrics`, status).
+    pub replica: Arc<Replica>,
+    /// Mirrors the election's view into `replica` and probes the store ([`Ops::follow`]).
+    follower: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Ops {
     /// Fresh metrics; systemd's notify socket and watchdog when systemd gave them. The
     /// watchdog is pinged only while `store` can write, so systemd restarts a daemon whose
-    /// store failed (the restart reopens it).
-    pub fn start(store: &Store) -> Ops {
+    /// store failed (the restart reopens it) — a follower's, which writes nothing, excepted.
+    pub fn start(store: &Store, replica: Replica) -> Ops {
         let notifier = match Notifier::from_env() {
             Ok(n) => n.map(Arc::new),
             Err(e) => {
@@ -39,17 +44,20 @@ impl Ops {
             }
         };
         let metrics = Arc::new(Metrics::new());
+        let replica = Arc::new(replica);
         let watchdog = match (&notifier, sdnotify::watchdog_interval()) {
             (Some(n), Some(every)) => {
                 let n = Arc::clone(n);
                 let store = store.clone();
                 let metrics = Arc::clone(&metrics);
+                let replica = Arc::clone(&replica);
                 Some(tokio::spawn(async move {
                     let mut tick = tokio::time::interval(every);
                     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                     loop {
                         tick.tick().await;
-                        if store.can_write() && metrics.stuck().is_none() {
+                        let store_ok = store.can_write() || !replica.writes();
+                        if store_ok && metrics.stuck().is_none() {
                             n.send("WATCHDOG=1");
                         }
                     }
@@ -63,7 +71,36 @@ impl Ops {
             budget: Arc::default(),
             notifier,
             watchdog,
+            replica,
+            follower: None,
         }
+    }
+
+    /// With an election: keeps the replica's report in step with the election's `view`,
+    /// and probes `store` every [`PROBE_EVERY`] so that a stale view shows (and clears)
+    /// without anyone asking for status.
+    pub fn follow(
+        &mut self,
+        mut view: tokio::sync::watch::Receiver<crate::runtime::leader::LeaderView>,
+        store: &Store,
+    ) {
+        let (replica, store) = (Arc::clone(&self.replica), store.clone());
+        self.follower = Some(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(PROBE_EVERY);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                replica.observe(&view.borrow_and_update());
+                tokio::select! {
+                    changed = view.changed() => if changed.is_err() {
+                        return; // the election ended: the daemon is stopping
+                    },
+                    _ = tick.tick() => {
+                        let (r, s) = (Arc::clone(&replica), store.clone());
+                        let _ = tokio::task::spawn_blocking(move || r.probe(&s)).await;
+                    }
+                }
+            }
+        }));
     }
 
     /// What the admin API serves; `token`: required on every path but `/healthz`.
@@ -80,6 +117,7 @@ impl Ops {
             passes: Arc::clone(&self.passes),
             budget: Arc::clone(&self.budget),
             token,
+            replica: Arc::clone(&self.replica),
         }
     }
 
@@ -97,6 +135,9 @@ impl Ops {
         if let Some(w) = self.watchdog {
             w.abort();
         }
+        if let Some(f) = self.follower {
+            f.abort();
+        }
     }
 
     pub fn notify(&self, state: &str) {
@@ -112,17 +153,9 @@ impl Ops {
     }
 
     pub fn count_resources(&self, store: &Store) {
-        let mut failed = None;
-        let records = store.records().filter_map(|item| match item {
-            Ok((_, record)) => Some(record),
-            Err(e) => {
-                failed.get_or_insert(e);
-                None
-            }
-        });
-        self.metrics.set_resources(records);
-        if let Some(e) = failed {
-            tracing::warn!(error = %e, "reading the store for metrics");
+        let records = store.records().map(|item| item.map(|(_, record)| record));
+        if let Err(e) = self.metrics.set_resources(records) {
+            tracing::warn!(error = %e, "reading the store for metrics (the last counts stay)");
         }
     }
 

@@ -170,7 +170,19 @@ fn hold(
     keep(ctl, &key, rec, State::Deleting, message, now)
 }
 
-/// Deletes one removed resource through its kind, recorded (flushed) before the call.
+/// Deletes one removed resource through its kind, recorded (flushed) before the call. In one
+/// span per resource, as a reconcile is (`Controller::reconcile_one`).
+#[tracing::instrument(
+    name = "prune",
+    skip_all,
+    fields(
+        resource = %key,
+        kind = %rec.kind().type_name(),
+        app = %key.app,
+        stage = %key.stage,
+        name = %key.name,
+    )
+)]
 async fn delete(
     ctl: &Controller,
     index: &RemoteIndex,
@@ -198,12 +210,12 @@ async fn delete(
     match result {
         Ok(()) => {
             ctl.metrics.reconciled(kind, "delete", started.elapsed());
-            tracing::info!(resource = %key, app = %key.app, stage = %key.stage, name = %key.name, action = "delete", "deleted");
+            tracing::info!(action = "delete", "deleted");
             ctl.store.remove(&key)?;
         }
         Err(e) => {
             ctl.metrics.reconciled(kind, "error", started.elapsed());
-            tracing::warn!(resource = %key, app = %key.app, stage = %key.stage, name = %key.name, action = "delete", error = %e, "delete failed");
+            tracing::warn!(action = "delete", error = %e, "delete failed");
             report.converged = false;
             let message = format!("delete failed: {e}");
             fail(&mut rec, message, Vec::new(), None, Timestamp::now(), false);

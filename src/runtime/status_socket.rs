@@ -6,7 +6,7 @@
 //!
 //! | request line | answer |
 //! | --- | --- |
-//! | `status` or `status STAGE` | the JSON of `lumierd status --json` |
+//! | `status` or `status STAGE` | the JSON of `lumierd status --json` ([`Replica::status`]: with an etcd store, who leads, and the last view marked stale when the store cannot be read) |
 //! | `records` | every store record, as `[[key, record], …]` (for `plan`) |
 //! | longer than [`MAX_REQUEST`] bytes | `{"error": …}` |
 //!
@@ -17,6 +17,7 @@
 //! descriptors) is logged and the loop goes on after a short pause: the socket never dies
 //! while the daemon lives.
 
+use crate::replica::Replica;
 use crate::store::Store;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -102,7 +103,11 @@ impl Drop for StatusSocket {
 
 /// Binds `STATE/lumierd.sock` (mode 0600, replacing a stale file) and serves it until the
 /// returned handle is dropped. Must be called within a tokio runtime.
-pub fn serve(state: &Path, store: Store) -> Result<StatusSocket, StatusSocketError> {
+pub fn serve(
+    state: &Path,
+    store: Store,
+    replica: Arc<Replica>,
+) -> Result<StatusSocket, StatusSocketError> {
     let path = state.join(SOCKET);
     let bind_error = |source| StatusSocketError::Bind {
         path: path.display().to_string(),
@@ -115,13 +120,13 @@ pub fn serve(state: &Path, store: Store) -> Result<StatusSocket, StatusSocketErr
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
             .map_err(bind_error)?;
     }
-    let task = tokio::spawn(accept_loop(listener, store));
+    let task = tokio::spawn(accept_loop(listener, store, replica));
     Ok(StatusSocket { path, task })
 }
 
 /// Accepts clients for ever: a permit first (so excess clients wait in the backlog), then a
 /// connection; errors are logged (rate-limited) and followed by a pause, never fatal.
-async fn accept_loop(listener: UnixListener, store: Store) {
+async fn accept_loop(listener: UnixListener, store: Store, replica: Arc<Replica>) {
     let permits = Arc::new(Semaphore::new(MAX_CLIENTS));
     let mut last_log: Option<Instant> = None;
     let mut unlogged = 0u64;
@@ -131,9 +136,9 @@ async fn accept_loop(listener: UnixListener, store: Store) {
         };
         match listener.accept().await {
             Ok((stream, _)) => {
-                let store = store.clone();
+                let (store, replica) = (store.clone(), Arc::clone(&replica));
                 tokio::spawn(async move {
-                    answer(stream, store).await;
+                    answer(stream, store, replica).await;
                     drop(permit);
                 });
             }
@@ -159,7 +164,7 @@ async fn accept_loop(listener: UnixListener, store: Store) {
 }
 
 /// Reads one bounded request line and writes its answer.
-async fn answer(stream: UnixStream, store: Store) {
+async fn answer(stream: UnixStream, store: Store, replica: Arc<Replica>) {
     let (read, mut write) = stream.into_split();
     let mut line = Vec::new();
     let mut reader = BufReader::new(read.take(MAX_REQUEST));
@@ -172,7 +177,7 @@ async fn answer(stream: UnixStream, store: Store) {
         Ok(Ok(_)) => {
             let request = String::from_utf8_lossy(&line).trim().to_owned();
             // Store reads may block on the disk: off the async workers.
-            tokio::task::spawn_blocking(move || respond(&store, &request))
+            tokio::task::spawn_blocking(move || respond(&store, &replica, &request))
                 .await
                 .unwrap_or_else(|e| json!({ "error": e.to_string() }).to_string())
         }
@@ -186,7 +191,7 @@ async fn answer(stream: UnixStream, store: Store) {
 }
 
 /// The answer to one request line (see the module's table).
-fn respond(store: &Store, request: &str) -> String {
+fn respond(store: &Store, replica: &Replica, request: &str) -> String {
     let error = |e: &dyn std::fmt::Display| json!({ "error": e.to_string() }).to_string();
     if request == "records" {
         return match store.all() {
@@ -198,7 +203,7 @@ fn respond(store: &Store, request: &str) -> String {
         .strip_prefix("status")
         .map(str::trim)
         .filter(|s| !s.is_empty());
-    match crate::status::status_json(store, stage) {
+    match replica.status(store, stage) {
         Ok(v) => v.to_string(),
         Err(e) => error(&e),
     }
@@ -264,7 +269,7 @@ mod tests {
     async fn answers_status_bounds_the_request_and_tells_no_daemon_from_a_mute_one() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        let socket = serve(dir.path(), store).unwrap();
+        let socket = serve(dir.path(), store, Arc::new(Replica::new("t", false))).unwrap();
         let v = query(dir.path(), "status").await.unwrap();
         assert!(v.is_object(), "{v}");
         assert!(query(dir.path(), "records").await.unwrap().is_array());

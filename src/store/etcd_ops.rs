@@ -1,5 +1,12 @@
 //! The store's operations on etcd (layout in [`super::etcd`]): records, meta values, the
 //! outbox, and the fence that guards record writes with the leader's key.
+//!
+//! The outbox has several writers when replicas share a prefix: every replica pushes (a
+//! manifest load it saw fail, the leader change it saw), the leader pushes what its passes
+//! find. Pushes are therefore transactions on the sequence number and the id
+//! ([`EtcdStore::outbox_push`]): no push overwrites another, an event seen by two replicas is
+//! queued once. Delivery is the leader's alone (`crate::notify::deliver`), so an entry is
+//! POSTed by one replica, not by each.
 
 use super::etcd::{prefix_end, EtcdError, EtcdUrl, Gateway, Kv};
 use super::{Pushed, StoreError, OUTBOX_CAP, SCHEMA_VERSION};
@@ -16,6 +23,9 @@ const ID_MEMORY: u64 = 50_000;
 
 /// The ids are swept of forgotten ones every this many pushes.
 const SWEEP_EVERY: u64 = 1024;
+
+/// How many sequence numbers one push tries when other replicas take them first.
+const PUSH_ATTEMPTS: u32 = 16;
 
 /// A fence: record writes succeed only while `key` still has this create revision (the
 /// leader key this replica created under its lease). A replica that lost its lease can then
@@ -56,6 +66,29 @@ impl EtcdStore {
             None => store.meta_put("schema_version", SCHEMA_VERSION.to_string().as_bytes())?,
         }
         Ok(store)
+    }
+
+    /// Connects without writing anything (`plan --store`): a fresh prefix is read as empty,
+    /// a newer schema is refused as by [`EtcdStore::open`].
+    pub fn open_read_only(url: &EtcdUrl) -> Result<EtcdStore, StoreError> {
+        let store = EtcdStore {
+            gw: Gateway::connect(url.clone())?,
+            next_seq: Mutex::new(None),
+            fence: Mutex::new(None),
+        };
+        let found = store.meta_get("schema_version")?.map(|v| {
+            std::str::from_utf8(&v)
+                .ok()
+                .and_then(|s| s.parse::<u32>().ok())
+                .unwrap_or(0)
+        });
+        match found {
+            Some(found) if found > SCHEMA_VERSION => Err(StoreError::TooNew {
+                path: url.to_string(),
+                found,
+            }),
+            _ => Ok(store),
+        }
     }
 
     /// Guards every later record write with `fence` (None: unguarded, e.g. the CLI).
@@ -186,27 +219,48 @@ impl EtcdStore {
             .unwrap_or(0)
     }
 
-    /// As sled's outbox push: deduplicated by id, bounded by dropping the oldest.
+    /// As sled's outbox push: deduplicated by id, bounded by dropping the oldest — and safe
+    /// with several writers (replicas sharing the prefix): the entry and its id are created
+    /// together in one transaction that succeeds only if neither key exists yet, so a
+    /// sequence number another replica took meanwhile is never overwritten (this replica
+    /// re-reads the last one and tries the next, up to [`PUSH_ATTEMPTS`] times) and an id
+    /// pushed by both is queued once.
     pub fn outbox_push(&self, id: &str, entry: &[u8]) -> Result<Pushed, StoreError> {
         let id_key = self.id_key(id);
-        if self.gw.get(&id_key)?.is_some() {
-            return Ok(Pushed::Duplicate);
-        }
         let (from, end) = self.entries();
-        let seq = {
-            let mut next = self.next_seq.lock().unwrap_or_else(PoisonError::into_inner);
-            let seq = match *next {
-                Some(s) => s,
-                None => self
-                    .gw
-                    .last(&from, &end)?
-                    .map_or(1, |k| self.seq_of(&k) + 1),
+        let mut attempt = 0;
+        let seq = loop {
+            let seq = self.next_seq(&from, &end)?;
+            let entry_key = self.entry(seq);
+            let absent = |k: &[u8]| {
+                json!({ "key": B64.encode(k), "target": "CREATE", "result": "EQUAL",
+                        "create_revision": "0" })
             };
-            *next = Some(seq + 1);
-            seq
+            let out = self.gw.post(
+                "/v3/kv/txn",
+                json!({
+                    "compare": [absent(&id_key), absent(&entry_key)],
+                    "success": [
+                        { "request_put": { "key": B64.encode(&entry_key), "value": B64.encode(entry) } },
+                        { "request_put": { "key": B64.encode(&id_key),
+                                           "value": B64.encode(format!("{seq:016x}")) } },
+                    ],
+                }),
+            )?;
+            if out.get("succeeded").and_then(|s| s.as_bool()) == Some(true) {
+                break seq;
+            }
+            if self.gw.get(&id_key)?.is_some() {
+                return Ok(Pushed::Duplicate);
+            }
+            // Another replica took `seq` meanwhile: the next try reads the last one again.
+            attempt += 1;
+            if attempt >= PUSH_ATTEMPTS {
+                return Err(StoreError::Flush(format!(
+                    "outbox: no free sequence number after {PUSH_ATTEMPTS} attempts (replicas pushing at once)"
+                )));
+            }
         };
-        self.gw.put(&self.entry(seq), entry)?;
-        self.gw.put(&id_key, format!("{seq:016x}").as_bytes())?;
         let mut dropped = 0;
         let len = self.gw.count(&from, &end)?;
         if len > OUTBOX_CAP {
@@ -229,6 +283,17 @@ impl EtcdStore {
             }
         }
         Ok(Pushed::Queued { dropped })
+    }
+
+    /// The next sequence number to try: past both the last one this replica pushed and the
+    /// last entry in etcd (another replica's), so that entries stay in push order and a
+    /// sequence number is not reused once its entry was delivered.
+    fn next_seq(&self, from: &[u8], end: &[u8]) -> Result<u64, StoreError> {
+        let last = self.gw.last(from, end)?.map_or(0, |k| self.seq_of(&k));
+        let mut next = self.next_seq.lock().unwrap_or_else(PoisonError::into_inner);
+        let seq = next.unwrap_or(1).max(last + 1);
+        *next = Some(seq + 1);
+        Ok(seq)
     }
 
     pub fn outbox_next(

@@ -18,198 +18,40 @@
 //! Failure: after a sled error the store reports it ([`Store::can_write`], for readiness and
 //! the watchdog) and the next operation reopens sled, so a store whose disk was full works
 //! again once there is room.
+//!
+//! Parts: the typed API ([`Store`], here), the sled backend (`sled_trees`), the etcd backend
+//! ([`etcd`], `etcd_ops`), record keys (`keys`), [`Record`]s (`record`), the notification
+//! outbox (`outbox`), [`Location`] and [`StoreError`].
 
 pub mod etcd;
 pub mod installation;
 pub mod migrate;
 mod outbox;
+pub mod read_only;
 mod record;
 
+mod error;
 mod etcd_ops;
+mod keys;
+mod location;
+mod sled_trees;
+pub use error::StoreError;
 pub use etcd_ops::Fence;
+pub use location::Location;
 pub use outbox::{Pushed, OUTBOX_CAP};
 pub use record::{DriftEvent, Record, State, DRIFT_HISTORY};
+pub(crate) use sled_trees::Trees;
 
 use crate::manifest::ResourceKey;
 use crate::time::Timestamp;
+use keys::{decode_key, encode_key, resource_key};
+use sled_trees::private;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, RwLock};
 
 /// The layout version this build writes. Older layouts are migrated on open; newer are refused.
 pub const SCHEMA_VERSION: u32 = 1;
-
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("state store at {path}: {source}{}", open_hint(source))]
-    Open {
-        path: String,
-        #[source]
-        source: sled::Error,
-    },
-    #[error("state store: {0}")]
-    Sled(#[from] sled::Error),
-    #[error(
-        "state store: a record is not readable ({0}); move the state folder away to start afresh"
-    )]
-    Decode(#[from] serde_json::Error),
-    #[error("state store at {path} has schema version {found}, newer than this lumierd understands ({SCHEMA_VERSION}); upgrade lumierd")]
-    TooNew { path: String, found: u32 },
-    #[error("state store: a flush did not finish: {0}")]
-    Flush(String),
-    #[error("state store: {0}")]
-    Etcd(#[from] etcd::EtcdError),
-}
-
-/// Where a store lives: `sled:DIR` (or a bare DIR) or `etcd://HOST:PORT[,...]/PREFIX`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Location {
-    Sled(PathBuf),
-    Etcd(etcd::EtcdUrl),
-}
-
-impl Location {
-    pub fn parse(s: &str) -> Result<Location, StoreError> {
-        if s.starts_with("etcd://") {
-            return Ok(Location::Etcd(etcd::EtcdUrl::parse(s)?));
-        }
-        Ok(Location::Sled(PathBuf::from(
-            s.strip_prefix("sled:").unwrap_or(s),
-        )))
-    }
-}
-
-impl std::fmt::Display for Location {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Location::Sled(dir) => write!(f, "sled:{}", dir.display()),
-            Location::Etcd(url) => url.fmt(f),
-        }
-    }
-}
-
-/// What to do about a failed open: a lock held means another process has the folder.
-fn open_hint(e: &sled::Error) -> &'static str {
-    if e.to_string().contains("could not acquire lock") {
-        "; only one lumierd process can open a state folder at a time: is another one using it?"
-    } else {
-        ""
-    }
-}
-
-/// The open sled database and its trees.
-pub(crate) struct Trees {
-    db: sled::Db,
-    pub(crate) meta: sled::Tree,
-    resources: sled::Tree,
-    /// Notifications waiting for delivery ([`outbox`]).
-    outbox: outbox::Outbox,
-}
-
-impl Trees {
-    fn open(dir: &Path) -> Result<Trees, StoreError> {
-        let path = dir.display().to_string();
-        let db = open_db(dir).map_err(|source| StoreError::Open {
-            path: path.clone(),
-            source,
-        })?;
-        let meta = db.open_tree("meta")?;
-        let resources = db.open_tree("resources")?;
-        let found = match meta.get("schema_version")? {
-            Some(v) => std::str::from_utf8(&v)
-                .ok()
-                .and_then(|s| s.parse::<u32>().ok())
-                .unwrap_or(0),
-            None => SCHEMA_VERSION,
-        };
-        if found > SCHEMA_VERSION {
-            return Err(StoreError::TooNew { path, found });
-        }
-        // Version 1 is the first layout: nothing older exists to migrate yet. A future layout
-        // change adds its migration step here, from `found` up to SCHEMA_VERSION.
-        if found != SCHEMA_VERSION || meta.get("schema_version")?.is_none() {
-            meta.insert("schema_version", SCHEMA_VERSION.to_string().as_bytes())?;
-            db.flush()?;
-        }
-        let outbox = outbox::Outbox::open(&db)?;
-        Ok(Trees {
-            db,
-            meta,
-            resources,
-            outbox,
-        })
-    }
-}
-
-/// How long an open waits for the lock that a just-dropped handle of this process still
-/// holds (sled's background flusher lets go of it a moment after the last handle is dropped:
-/// a reopen after a failure, a test reopening its store).
-const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
-
-/// Removes snapshots sled did not finish writing (`snap.*.generating`: it renames a snapshot
-/// once it is whole). sled 0.34 takes them for snapshots when it opens, so one cut off by a full
-/// disk would make the store unopenable for good ("Read corrupted data"), in this process and
-/// every later one.
-fn remove_unfinished_snapshots(db_dir: &Path) -> std::io::Result<()> {
-    let entries = match std::fs::read_dir(db_dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e),
-    };
-    for entry in entries {
-        let entry = entry?;
-        let name = entry.file_name();
-        let name = name.to_string_lossy();
-        if name.starts_with("snap.") && name.ends_with(".generating") {
-            tracing::warn!(file = %name, "state store: removing a snapshot sled did not finish");
-            std::fs::remove_file(entry.path())?;
-        }
-    }
-    Ok(())
-}
-
-fn open_db(dir: &Path) -> Result<sled::Db, sled::Error> {
-    remove_unfinished_snapshots(&dir.join("db"))?;
-    let started = std::time::Instant::now();
-    loop {
-        let opened = sled::Config::new()
-            .path(dir.join("db"))
-            .cache_capacity(8 << 20)
-            .open();
-        match opened {
-            Err(sled::Error::Io(e))
-                if e.to_string().contains("could not acquire lock")
-                    && started.elapsed() < LOCK_WAIT =>
-            {
-                std::thread::sleep(std::time::Duration::from_millis(20));
-            }
-            other => return other,
-        }
-    }
-}
-
-/// Makes `dir` (created if missing) mode 0700 and every file below it 0600, folders 0700.
-fn private(dir: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)?;
-    let mut todo = vec![dir.to_path_buf()];
-    while let Some(d) = todo.pop() {
-        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o700))?;
-        for entry in std::fs::read_dir(&d)? {
-            let entry = entry?;
-            let kind = entry.file_type()?;
-            if kind.is_dir() {
-                todo.push(entry.path());
-            } else if kind.is_file() {
-                std::fs::set_permissions(entry.path(), std::fs::Permissions::from_mode(0o600))?;
-            }
-        }
-    }
-    Ok(())
-}
 
 /// The store handle. Cheap to clone: every clone shares one database (and one reopen).
 #[derive(Clone)]
@@ -225,29 +67,6 @@ struct Shared {
     failed: AtomicBool,
     /// Set for an etcd store: then `trees` stays None and every operation goes to etcd.
     etcd: Option<etcd_ops::EtcdStore>,
-}
-
-fn encode_key(key: &ResourceKey) -> Vec<u8> {
-    let mut out = Vec::with_capacity(key.app.len() + key.stage.len() + key.name.len() + 2);
-    out.extend_from_slice(key.app.as_bytes());
-    out.push(0);
-    out.extend_from_slice(key.stage.as_bytes());
-    out.push(0);
-    out.extend_from_slice(key.name.as_bytes());
-    out
-}
-
-/// The etcd key (under the prefix's `resources/`) of a record.
-fn resource_key(key: &ResourceKey) -> Vec<u8> {
-    encode_key(key)
-}
-
-fn decode_key(bytes: &[u8]) -> Option<ResourceKey> {
-    let mut parts = bytes.split(|b| *b == 0);
-    let app = String::from_utf8(parts.next()?.to_vec()).ok()?;
-    let stage = String::from_utf8(parts.next()?.to_vec()).ok()?;
-    let name = String::from_utf8(parts.next()?.to_vec()).ok()?;
-    Some(ResourceKey { app, stage, name })
 }
 
 impl Store {
@@ -336,57 +155,6 @@ impl Store {
     /// Whether the store can write (no sled failure since the last successful reopen).
     pub fn can_write(&self) -> bool {
         !self.shared.failed.load(Ordering::SeqCst)
-    }
-
-    /// Runs `op` on the trees; a sled error marks the store failed (and the next operation
-    /// reopens it).
-    pub(crate) fn with<T>(
-        &self,
-        op: impl FnOnce(&Trees) -> Result<T, sled::Error>,
-    ) -> Result<T, StoreError> {
-        if self.etcd().is_some() {
-            // Every public operation branches to etcd first; never open a sled folder here.
-            return Err(StoreError::Flush(
-                "a sled operation on an etcd store (a bug: please report it)".into(),
-            ));
-        }
-        if !self.can_write() {
-            self.reopen()?;
-        }
-        let guard = self
-            .shared
-            .trees
-            .read()
-            .unwrap_or_else(PoisonError::into_inner);
-        let Some(trees) = guard.as_ref() else {
-            return Err(StoreError::Flush(
-                "the store is closed after a failure".into(),
-            ));
-        };
-        op(trees).map_err(|e| {
-            self.shared.failed.store(true, Ordering::SeqCst);
-            tracing::error!(error = %e, "state store failed; it is reopened at the next use");
-            e.into()
-        })
-    }
-
-    /// Drops the failed database and opens it again. Unflushed writes are gone (by design:
-    /// only flushed ones count).
-    fn reopen(&self) -> Result<(), StoreError> {
-        let mut guard = self
-            .shared
-            .trees
-            .write()
-            .unwrap_or_else(PoisonError::into_inner);
-        if !self.shared.failed.load(Ordering::SeqCst) && guard.is_some() {
-            return Ok(()); // another clone reopened it meanwhile
-        }
-        *guard = None; // releases sled's lock before the new open takes it
-        let trees = Trees::open(&self.shared.dir)?;
-        *guard = Some(trees);
-        self.shared.failed.store(false, Ordering::SeqCst);
-        tracing::info!("state store reopened");
-        Ok(())
     }
 
     pub fn get(&self, key: &ResourceKey) -> Result<Option<Record>, StoreError> {

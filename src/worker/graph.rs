@@ -41,70 +41,25 @@ pub(crate) fn load(root: &Root, entry: &Path, limits: &Limits) -> Result<Graph, 
     let entry_kind = ModuleKind::of(entry).ok_or_else(|| WorkerError::UnsupportedEntry {
         path: root.display(entry),
     })?;
-    let mut queue: VecDeque<(PathBuf, ModuleKind)> =
-        VecDeque::from([(entry.to_path_buf(), entry_kind)]);
-    let mut seen: HashSet<PathBuf> = HashSet::from([entry.to_path_buf()]);
+    let mut walk = Walk {
+        root,
+        limits,
+        queue: VecDeque::from([(entry.to_path_buf(), entry_kind)]),
+        seen: HashSet::from([entry.to_path_buf()]),
+    };
     let mut graph = Graph::new();
     let mut read_budget = limits.max_read;
     let mut total: u64 = 0;
 
-    while let Some((path, kind)) = queue.pop_front() {
+    while let Some((path, kind)) = walk.queue.pop_front() {
         let display = root.display(&path);
         let bytes = read_bounded(&path, &display, &mut read_budget, limits.max_read)?;
         let content = match kind {
             ModuleKind::JavaScript | ModuleKind::TypeScript => {
-                let source = utf8(&display, &bytes)?;
-                let language = if kind == ModuleKind::TypeScript {
-                    Language::TypeScript
-                } else {
-                    Language::JavaScript
-                };
-                let code = transpile(&display, source, language, |specifier, offset| {
-                    let at = Location::at(&display, source, offset);
-                    match root.resolve(&path, specifier, &at)? {
-                        Resolution::Builtin => Ok(None),
-                        Resolution::Module(target, target_kind) => {
-                            if seen.insert(target.clone()) {
-                                if seen.len() > limits.max_modules {
-                                    return Err(WorkerError::TooManyModules {
-                                        at,
-                                        limit: limits.max_modules,
-                                    });
-                                }
-                                queue.push_back((target.clone(), target_kind));
-                            }
-                            relative_specifier(&path, &target).map(Some)
-                        }
-                    }
-                })?;
-                code.into_bytes()
+                walk.script(&path, &display, &bytes, kind)?
             }
-            ModuleKind::Json => {
-                let text = utf8(&display, &bytes)?;
-                if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(text) {
-                    return Err(WorkerError::InvalidJson {
-                        at: Location {
-                            file: display,
-                            line: e.line(),
-                            column: e.column(),
-                        },
-                        message: e.to_string(),
-                    });
-                }
-                bytes
-            }
-            ModuleKind::Text => {
-                utf8(&display, &bytes)?;
-                bytes
-            }
-            ModuleKind::Wasm => {
-                if let Err(reason) = super::wasm::check(&bytes) {
-                    return Err(WorkerError::InvalidWasm {
-                        path: display,
-                        reason,
-                    });
-                }
-                bytes
+            ModuleKind::Json | ModuleKind::Text | ModuleKind::Wasm => {
+                check_data(kind, &display, bytes)?
             }
         };
         total = total.saturating_add(content.len() as u64);
@@ -123,6 +78,85 @@ pub(crate) fn load(root: &Root, entry: &Path, limits: &Limits) -> Result<Graph, 
         graph.insert(path, Loaded { kind, content });
     }
     Ok(graph)
+}
+
+/// The traversal's frontier: modules queued (breadth-first) and every module seen.
+struct Walk<'a> {
+    root: &'a Root,
+    limits: &'a Limits,
+    queue: VecDeque<(PathBuf, ModuleKind)>,
+    seen: HashSet<PathBuf>,
+}
+
+impl Walk<'_> {
+    /// Transpiles the script at `path`, queueing each module it imports that was not seen
+    /// (more than [`Limits::max_modules`] is an error) and rewriting its specifiers.
+    fn script(
+        &mut self,
+        path: &Path,
+        display: &Path,
+        bytes: &[u8],
+        kind: ModuleKind,
+    ) -> Result<Vec<u8>, WorkerError> {
+        let source = utf8(display, bytes)?;
+        let language = if kind == ModuleKind::TypeScript {
+            Language::TypeScript
+        } else {
+            Language::JavaScript
+        };
+        let code = transpile(display, source, language, |specifier, offset| {
+            let at = Location::at(display, source, offset);
+            match self.root.resolve(path, specifier, &at)? {
+                Resolution::Builtin => Ok(None),
+                Resolution::Module(target, target_kind) => {
+                    if self.seen.insert(target.clone()) {
+                        if self.seen.len() > self.limits.max_modules {
+                            return Err(WorkerError::TooManyModules {
+                                at,
+                                limit: self.limits.max_modules,
+                            });
+                        }
+                        self.queue.push_back((target.clone(), target_kind));
+                    }
+                    relative_specifier(path, &target).map(Some)
+                }
+            }
+        })?;
+        Ok(code.into_bytes())
+    }
+}
+
+/// Checks a data module (JSON parses, text is UTF-8, wasm is a well-formed module) and
+/// returns its bytes unchanged.
+fn check_data(kind: ModuleKind, display: &Path, bytes: Vec<u8>) -> Result<Vec<u8>, WorkerError> {
+    match kind {
+        ModuleKind::Json => {
+            let text = utf8(display, &bytes)?;
+            if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(text) {
+                return Err(WorkerError::InvalidJson {
+                    at: Location {
+                        file: display.to_path_buf(),
+                        line: e.line(),
+                        column: e.column(),
+                    },
+                    message: e.to_string(),
+                });
+            }
+        }
+        ModuleKind::Text => {
+            utf8(display, &bytes)?;
+        }
+        ModuleKind::Wasm => {
+            if let Err(reason) = super::wasm::check(&bytes) {
+                return Err(WorkerError::InvalidWasm {
+                    path: display.to_path_buf(),
+                    reason,
+                });
+            }
+        }
+        ModuleKind::JavaScript | ModuleKind::TypeScript => {}
+    }
+    Ok(bytes)
 }
 
 /// Reads `path` whole, charging `budget`; more than the budget left is an error, and so is a

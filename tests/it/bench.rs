@@ -38,16 +38,20 @@ async fn fleet_benchmark_small() {
     let n = shape.n();
     assert_eq!(n, 20);
     assert_eq!(f.list_pages, 2, "one namespace page and the script list");
+    // `workersDev` defaults to on (as with wrangler): each of the 10 new workers' routes is
+    // one `POST …/subdomain`, and the pass reads the account's subdomain once for the URLs.
+    let routes = shape.scripts() + 1;
+    assert_eq!(routes, 11);
     assert_eq!(
         f.cold_requests,
-        Some(n + 2),
-        "one create per resource plus the lists"
+        Some(n + routes + 2),
+        "one create per resource and route per worker, the subdomain, the lists"
     );
-    assert_eq!(f.cold_writes, Some(n));
+    assert_eq!(f.cold_writes, Some(n + shape.scripts()));
     assert_eq!(f.cold_429, Some(0));
     assert_eq!(
         f.shared_requests,
-        Some(n + 2),
+        Some(n + routes + 2),
         "beside a second client: the same"
     );
     assert_eq!(f.shared_429, Some(0), "and no 429 for lumierd");
@@ -59,7 +63,12 @@ async fn fleet_benchmark_small() {
     assert_eq!(f.resync_writes, vec![0, 0, 0]);
     assert_eq!(f.naive_resync_requests, Some(n));
     assert_eq!(f.drift_changed, Some(2));
-    assert_eq!(f.drift_writes, Some(2), "one fix per drifted resource");
+    // The namespace's rename, the worker's upload and its route (a correction re-sends it).
+    assert_eq!(
+        f.drift_writes,
+        Some(3),
+        "one fix per drifted resource + the route"
+    );
     assert_eq!(
         f.drift_requests, f.drift_bound,
         "lists + fixes + settings reads"

@@ -9,11 +9,11 @@ use std::path::Path;
 use std::time::Duration;
 
 const WORKER: &str = "export default { fetch() { return new Response(\"hi\") } }\n";
-const SCRIPT: &str = "shop-dev-api";
+pub(crate) const SCRIPT: &str = "shop-dev-api";
 
 /// `m/dev.yaml`: kv `cache` and worker `api` (binding it and `${stage}`), plus `extra` lines
 /// in the worker.
-fn manifests(dir: &Path, extra: &str) {
+pub(crate) fn manifests(dir: &Path, extra: &str) {
     let m = dir.join("m");
     std::fs::create_dir_all(&m).unwrap();
     if !m.join("index.js").exists() {
@@ -65,7 +65,7 @@ fn worker_status(dir: &Path) -> Value {
         .unwrap()
 }
 
-async fn secret_names(api: &Api) -> Vec<String> {
+pub(crate) async fn secret_names(api: &Api) -> Vec<String> {
     api.client()
         .list_secrets(SCRIPT)
         .await
@@ -279,7 +279,7 @@ async fn a_json_var_compares_by_value_and_its_drift_is_corrected() {
 
 /// One `lumierd ARGS` in `dir` with `env` (and `RUST_LOG=trace`) to its end: (exit code,
 /// stdout + stderr).
-fn lumierd_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
+pub(crate) fn lumierd_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
     let mut all = vec![("RUST_LOG", "trace")];
     all.extend_from_slice(env);
     let mut d = crate::support::Daemon::spawn_env(dir, args, &all);
@@ -288,7 +288,7 @@ fn lumierd_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (i32, String)
 }
 
 /// Every file under `dir` whose bytes contain `needle`.
-fn files_containing(dir: &Path, needle: &str) -> Vec<String> {
+pub(crate) fn files_containing(dir: &Path, needle: &str) -> Vec<String> {
     let mut found = Vec::new();
     let mut todo = vec![dir.to_owned()];
     while let Some(d) = todo.pop() {
@@ -484,10 +484,11 @@ async fn declared_secrets_converge_rotate_with_one_put_come_back_and_are_never_s
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn workers_dev_converges_its_route_shows_the_url_and_corrects_a_flip() {
+async fn workers_dev_is_on_by_default_converges_its_route_shows_the_url_and_corrects_a_flip() {
     let api = Api::start(Faults::default()).await;
     let dir = tempfile::tempdir().unwrap();
-    manifests(dir.path(), "    workersDev: true\n");
+    // Not written: on, as with wrangler.
+    manifests(dir.path(), "");
     tokio::task::block_in_place(|| once(dir.path(), &api));
     let client = api.client();
     assert!(client.get_script_subdomain(SCRIPT).await.unwrap().enabled);

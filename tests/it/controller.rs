@@ -135,7 +135,8 @@ async fn examples_converge_with_the_embedded_api() {
     );
     let s = status(dir.path());
     let list = s["resources"].as_array().unwrap();
-    assert_eq!(list.len(), 6, "{s:#}");
+    // Per stage: kv cache and legacy, worker api and the worker auth it binds as a service.
+    assert_eq!(list.len(), 8, "{s:#}");
     for r in list {
         assert_eq!(r["state"], "Ready", "{r:#}");
         match r["type"].as_str().unwrap() {
@@ -147,12 +148,21 @@ async fn examples_converge_with_the_embedded_api() {
             _ => {
                 assert_eq!(
                     r["output"]["scriptName"],
-                    format!("my-app-{}-api", r["stage"].as_str().unwrap())
+                    format!(
+                        "my-app-{}-{}",
+                        r["stage"].as_str().unwrap(),
+                        r["name"].as_str().unwrap()
+                    )
                 );
                 assert!(r["output"]["etag"].as_str().is_some_and(|e| !e.is_empty()));
             }
         }
     }
+    // workersDev: api by default (on, with its URL), auth written `false` (no URL).
+    let api = resource(&s, "staging", "api").unwrap();
+    assert!(api["output"]["url"].as_str().is_some(), "{api:#}");
+    let auth = resource(&s, "staging", "auth").unwrap();
+    assert!(auth["output"].get("url").is_none(), "{auth:#}");
     // The existing namespace keeps its declared id.
     let legacy = resource(&s, "production", "legacy").unwrap();
     assert_eq!(
@@ -214,7 +224,12 @@ async fn unchanged_fleet_resync_reads_lists_only() {
     let cold = tokio::task::block_in_place(|| once(dir.path(), &api, &[]));
     assert_eq!(cold.code, 0, "{cold:?}");
     let cold_writes = api.writes().len();
-    assert_eq!(cold_writes, 100, "one create per resource");
+    // One create per resource, plus one `POST …/subdomain` per worker: `workersDev`
+    // defaults to on (as wrangler), so each new script's workers.dev route is turned on.
+    assert_eq!(
+        cold_writes, 150,
+        "one create per resource + one route per worker"
+    );
     api.clear_log();
     // Timestamps have whole seconds: wait until the clock is past the second of the cold
     // pass's last record, so that a record the resync did not touch would be seen as older.

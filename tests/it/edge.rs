@@ -240,6 +240,12 @@ async fn examples_are_served_live_with_kv_reload_and_failed_starts() {
         .await
         .unwrap();
     assert_eq!(by_host["stage"], "production");
+    // A service binding: api answers `?whoami` through the auth worker.
+    let (code, body) = s.fetch("/my-app/staging/api/?whoami").await.unwrap();
+    assert_eq!(
+        (code, body.as_str()),
+        (200, r#"{"stage":"staging","authenticated":false}"#)
+    );
 
     // KV, API → worker: a legacy value put through the v4 API is read by the worker, which
     // caches it; worker → API: the cached copy (with its TTL) is read through the v4 API.

@@ -98,8 +98,18 @@ impl Etcd {
 
     /// Kills it (SIGKILL) and starts it again on the same ports and data.
     pub fn restart(&mut self) {
+        self.stop();
+        self.resume();
+    }
+
+    /// Kills it (SIGKILL): its clients find nobody on its port until [`Etcd::resume`].
+    pub fn stop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// Starts it again after [`Etcd::stop`], on the same ports and data.
+    pub fn resume(&mut self) {
         self.child = Etcd::spawn(&self.args, self._data.path());
         self.wait_healthy();
     }
@@ -755,6 +765,458 @@ async fn a_hand_over_is_notified() {
                 Ok(())
             } else {
                 Err(texts)
+            }
+        },
+    )
+    .await;
+    hook.stop().await;
+    api.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// What every replica reports: who leads, since when, and a stale view
+// ---------------------------------------------------------------------------------------------
+
+/// `GET url`: status code and body.
+async fn get(url: &str) -> (u16, String) {
+    let r = reqwest::get(url).await.unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+/// The value of the sample `line_start` (the name and labels) in a metrics exposition.
+fn sample_of(metrics: &str, line_start: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(line_start)?.trim().parse().ok())
+}
+
+/// `status --json` of the daemon on `state` (over its status socket).
+fn daemon_status(dir: &Path, state: &str) -> Value {
+    let out = lumierd(dir, &["status", "--json", "--state", state]);
+    assert_eq!(out.code, 0, "{out:?}");
+    serde_json::from_str(out.stdout.trim()).unwrap()
+}
+
+/// promtool (CI keeps it in `$XDG_CACHE_HOME/lumierd-ci`, see `.ci/run`) accepts `text`.
+/// Without promtool the check is skipped, except under `CI=true`.
+fn promtool_accepts(text: &str) {
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache")));
+    let Some(promtool) = cache
+        .map(|c| c.join("lumierd-ci/promtool"))
+        .filter(|p| p.exists())
+    else {
+        assert!(std::env::var("CI").is_err(), "promtool is missing under CI");
+        eprintln!("promtool not found: exposition not checked by promtool");
+        return;
+    };
+    use std::io::Write;
+    let mut child = Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "promtool: {out:?}\n{text}");
+}
+
+/// Every replica says who leads and since when — `/metrics` (promtool-clean), `/readyz` (a
+/// follower is ready and says whom it follows), `status` (JSON and the human header) — and a
+/// hand-over is counted in `lumierd_leader_changes_total`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_replica_reports_who_leads_and_since_when() {
+    let etcd = Etcd::start();
+    let api = Api::start(Faults::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    fleet(d, 1);
+    let url = etcd.url("ha/report");
+    let mut a = replica(d, &api, &url, "a", "10s");
+    a.wait_for_line("this replica leads", Duration::from_secs(30));
+    let b = replica(d, &api, &url, "b", "10s");
+    b.wait_for_line("leader: following", Duration::from_secs(30));
+    let (admin_a, admin_b) = (
+        a.stdout_line("admin API: ", Duration::from_secs(30)),
+        b.stdout_line("admin API: ", Duration::from_secs(30)),
+    );
+    let metrics_b = eventually(Duration::from_secs(15), "b's metrics name a", || async {
+        let (_, text) = get(&format!("{admin_b}/metrics")).await;
+        match sample_of(&text, "lumierd_leader_info{leader=\"a\"}") {
+            Some(_) => Ok(text),
+            None => Err(text),
+        }
+    })
+    .await;
+    assert_eq!(
+        sample_of(&metrics_b, "lumierd_leader{instance_id=\"b\"}"),
+        Some(0.0)
+    );
+    let since = sample_of(&metrics_b, "lumierd_leader_since_timestamp_seconds").unwrap();
+    assert!(since > now() - 120.0 && since <= now(), "{since}");
+    let changes_before = sample_of(&metrics_b, "lumierd_leader_changes_total").unwrap();
+    assert!(changes_before >= 1.0, "{metrics_b}");
+    assert_eq!(sample_of(&metrics_b, "lumierd_status_stale"), Some(0.0));
+    promtool_accepts(&metrics_b);
+    let (_, metrics_a) = get(&format!("{admin_a}/metrics")).await;
+    assert_eq!(
+        sample_of(&metrics_a, "lumierd_leader{instance_id=\"a\"}"),
+        Some(1.0)
+    );
+
+    let readyz = eventually(Duration::from_secs(15), "b is ready", || async {
+        match get(&format!("{admin_b}/readyz")).await {
+            (200, body) => Ok(body),
+            other => Err(other),
+        }
+    })
+    .await;
+    assert!(readyz.starts_with("ready\nleader: a since 20"), "{readyz}");
+    assert!(readyz.contains("this replica (b) follows"), "{readyz}");
+    let (_, readyz_a) = get(&format!("{admin_a}/readyz")).await;
+    assert!(
+        readyz_a.contains("leader: a (this replica) since"),
+        "{readyz_a}"
+    );
+
+    let v = tokio::task::block_in_place(|| daemon_status(d, "state-b"));
+    assert_eq!(v["leader"]["instance"], "a", "{v}");
+    assert_eq!(v["replica"]["instance"], "b", "{v}");
+    assert_eq!(v["replica"]["leading"], false, "{v}");
+    assert_eq!(v["stale"], false, "{v}");
+    let human = tokio::task::block_in_place(|| lumierd(d, &["status", "--state", "state-b"]));
+    assert!(human.stdout.starts_with("leader: a since 20"), "{human:?}");
+    assert!(
+        human.stdout.contains("this replica: b (following)"),
+        "{human:?}"
+    );
+
+    // A hand-over: b leads, and counted it.
+    a.signal("TERM");
+    assert_eq!(a.exit(Duration::from_secs(15)), 0);
+    eventually(
+        Duration::from_secs(15),
+        "b leads and counted it",
+        || async {
+            let (_, text) = get(&format!("{admin_b}/metrics")).await;
+            let leads = sample_of(&text, "lumierd_leader{instance_id=\"b\"}") == Some(1.0);
+            let changes = sample_of(&text, "lumierd_leader_changes_total").unwrap_or(0.0);
+            if leads && changes > changes_before {
+                Ok(())
+            } else {
+                Err(text)
+            }
+        },
+    )
+    .await;
+    api.stop().await;
+}
+
+/// etcd stopped under a follower: its status (JSON, human, `/readyz`, `/metrics`) serves the
+/// last view marked stale; etcd back: it clears. Nothing was deleted meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_serves_its_last_view_marked_stale_while_etcd_is_down() {
+    let mut etcd = Etcd::start();
+    let api = Api::start(Faults::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    fleet(d, 2);
+    let url = etcd.url("ha/stale");
+    let a = replica(d, &api, &url, "a", "3s");
+    a.wait_for_line("this replica leads", Duration::from_secs(30));
+    converged(&api, 2, Duration::from_secs(60)).await;
+    let b = replica(d, &api, &url, "b", "3s");
+    b.wait_for_line("leader: following", Duration::from_secs(30));
+    let admin_b = b.stdout_line("admin API: ", Duration::from_secs(30));
+    let fresh = tokio::task::block_in_place(|| daemon_status(d, "state-b"));
+    assert_eq!(fresh["stale"], false, "{fresh}");
+    assert_eq!(fresh["resources"].as_array().unwrap().len(), 4, "{fresh}");
+
+    tokio::task::block_in_place(|| etcd.stop());
+    let stale = tokio::task::block_in_place(|| {
+        eventually_blocking(Duration::from_secs(30), "b's status is stale", || {
+            let v = daemon_status(d, "state-b");
+            match v["stale"].as_bool() {
+                Some(true) => Ok(v),
+                _ => Err(v),
+            }
+        })
+    });
+    assert_eq!(
+        stale["resources"], fresh["resources"],
+        "the last view is served"
+    );
+    assert!(
+        stale["staleSince"].as_str().unwrap().starts_with("20"),
+        "{stale}"
+    );
+    assert!(
+        stale["staleError"].as_str().unwrap().contains("etcd"),
+        "{stale}"
+    );
+    let human = tokio::task::block_in_place(|| lumierd(d, &["status", "--state", "state-b"]));
+    assert_eq!(human.code, 0, "{human:?}");
+    assert!(
+        human
+            .stdout
+            .contains("stale: the store cannot be read since"),
+        "{human:?}"
+    );
+    assert!(
+        human.stdout.contains("w1"),
+        "the last view's table: {human:?}"
+    );
+    let (code, readyz) = get(&format!("{admin_b}/readyz")).await;
+    assert_eq!(code, 200, "a follower serving status is ready: {readyz}");
+    let (code, healthz) = get(&format!("{admin_b}/healthz")).await;
+    assert_eq!(code, 200, "nor is it restarted for it: {healthz}");
+    assert!(readyz.contains("stale: true since"), "{readyz}");
+    let (_, metrics) = get(&format!("{admin_b}/metrics")).await;
+    assert_eq!(sample_of(&metrics, "lumierd_status_stale"), Some(1.0));
+
+    tokio::task::block_in_place(|| etcd.resume());
+    tokio::task::block_in_place(|| {
+        eventually_blocking(Duration::from_secs(30), "b's status is fresh again", || {
+            let v = daemon_status(d, "state-b");
+            match v["stale"].as_bool() {
+                Some(false) => Ok(()),
+                _ => Err(v),
+            }
+        })
+    });
+    // Nothing was deleted because a read failed.
+    let deletes: Vec<_> = api
+        .timed_log()
+        .into_iter()
+        .filter(|r| r.method == "DELETE")
+        .collect();
+    assert!(deletes.is_empty(), "{deletes:?}");
+    assert_eq!(api.namespaces().await.len(), 2);
+    assert_eq!(api.scripts().await.len(), 2);
+    let rows = tokio::task::block_in_place(|| status(d, &["--store", &url]));
+    assert_eq!(rows.len(), 4, "{rows:?}");
+    drop(a);
+    drop(b);
+    api.stop().await;
+}
+
+/// The revision of the whole etcd (any write, anywhere, raises it).
+fn etcd_revision(gw: &Gateway) -> i64 {
+    // Key "\0" with range_end "\0": every key.
+    let out = gw
+        .post(
+            "/v3/kv/range",
+            serde_json::json!({ "key": "AAA=", "range_end": "AA==", "count_only": true }),
+        )
+        .unwrap();
+    out["header"]["revision"].as_str().unwrap().parse().unwrap()
+}
+
+/// `plan --store etcd://…` plans against the shared state (what the replicas recorded): it
+/// lists only what an edit adds, takes no lease and writes nothing to etcd nor the provider,
+/// while a replica leads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_reads_the_shared_state_and_never_writes_it() {
+    let etcd = Etcd::start();
+    let api = Api::start(Faults::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    fleet(d, 2);
+    let url = etcd.url("ha/plan");
+    let a = replica(d, &api, &url, "a", "10s");
+    a.wait_for_line("this replica leads", Duration::from_secs(30));
+    converged(&api, 2, Duration::from_secs(60)).await;
+    let Location::Etcd(parsed) = Location::parse(&url).unwrap() else {
+        unreachable!()
+    };
+    let gw = Gateway::connect(parsed).unwrap();
+    let leader_before = gw.get(&gw.key(b"leader")).unwrap();
+    tokio::task::block_in_place(|| {
+        eventually_blocking(Duration::from_secs(30), "4 records Ready", || {
+            let rows = status(d, &["--store", &url]);
+            match rows.iter().filter(|(_, s)| s == "Ready").count() {
+                4 => Ok(()),
+                _ => Err(rows),
+            }
+        })
+    });
+    // Stop the leader, so that nothing else writes to etcd while plan runs.
+    drop(a);
+    fleet(d, 3);
+    api.clear_log();
+    let before = etcd_revision(&gw);
+    let plan = tokio::task::block_in_place(|| {
+        lumierd(
+            d,
+            &[
+                "plan",
+                "--manifests",
+                "m",
+                "--state",
+                "p",
+                "--store",
+                &url,
+                "--api-url",
+                &api.base,
+            ],
+        )
+    });
+    assert_eq!(plan.code, 1, "changes pending: {plan:?}");
+    let mut planned: Vec<&str> = plan
+        .stdout
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with(' '))
+        .collect();
+    planned.sort();
+    assert_eq!(
+        planned,
+        ["create ha/dev/kv2", "create ha/dev/w2"],
+        "{plan:?}"
+    );
+    assert_eq!(etcd_revision(&gw), before, "plan wrote to etcd");
+    assert_eq!(
+        api.writes(),
+        Vec::<String>::new(),
+        "plan wrote to the provider"
+    );
+    assert!(leader_before.is_some());
+    // A fresh prefix stays untouched too (no schema marker written).
+    let empty = etcd.url("ha/never-used");
+    let out = tokio::task::block_in_place(|| {
+        lumierd(
+            d,
+            &[
+                "plan",
+                "--manifests",
+                "m",
+                "--state",
+                "p",
+                "--store",
+                &empty,
+                "--api-url",
+                &api.base,
+            ],
+        )
+    });
+    // Nothing recorded there: the namespaces that exist are another installation's (refused).
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(out.stdout.contains("refuse ha/dev/kv0"), "{out:?}");
+    assert_eq!(etcd_revision(&gw), before, "plan wrote to a fresh prefix");
+    api.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The shared outbox
+// ---------------------------------------------------------------------------------------------
+
+/// Two replicas pushing into one etcd outbox in turn: no entry overwrites another, push order
+/// is kept, and an event both saw is queued once.
+#[test]
+fn two_replicas_push_to_one_outbox_without_losing_an_entry() {
+    let etcd = Etcd::start();
+    let Location::Etcd(url) = Location::parse(&etcd.url("ha/outbox")).unwrap() else {
+        unreachable!()
+    };
+    let (a, b) = (
+        Store::open_etcd(&url).unwrap(),
+        Store::open_etcd(&url).unwrap(),
+    );
+    let mut pushed = Vec::new();
+    for i in 0..4 {
+        for (store, who) in [(&a, "a"), (&b, "b")] {
+            let id = format!("{who}{i}");
+            assert_eq!(
+                store.outbox_push(&id, id.as_bytes()).unwrap(),
+                Pushed::Queued { dropped: 0 }
+            );
+            pushed.push(id);
+        }
+    }
+    assert_eq!(
+        a.outbox_push("both", b"both").unwrap(),
+        Pushed::Queued { dropped: 0 }
+    );
+    assert_eq!(b.outbox_push("both", b"both").unwrap(), Pushed::Duplicate);
+    pushed.push("both".into());
+    let mut queued = Vec::new();
+    let mut after = None;
+    while let Some((seq, bytes)) = b.outbox_next(after, |_| true).unwrap() {
+        queued.push(String::from_utf8(bytes).unwrap());
+        after = Some(seq);
+    }
+    assert_eq!(queued, pushed);
+    assert_eq!(a.outbox_len().unwrap(), pushed.len());
+}
+
+/// Replicas with the same `--notify` share the outbox and only the leader POSTs: while the
+/// receiver fails and then recovers, every delivery comes from the leader (its instance id in
+/// the User-Agent); after a hand-over the new leader delivers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_leader_delivers_the_shared_outbox() {
+    let etcd = Etcd::start();
+    let api = Api::start(Faults::default()).await;
+    let hook = crate::notify::Receiver::start().await;
+    hook.with(|s| s.down = true);
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    fleet(d, 1);
+    let url = etcd.url("ha/deliver");
+    let notify = ["--notify", hook.url.as_str()];
+    let mut a = replica_with(d, &api, &url, "a", "10s", &notify);
+    a.wait_for_line("this replica leads", Duration::from_secs(30));
+    let b = replica_with(d, &api, &url, "b", "10s", &notify);
+    b.wait_for_line("leader: following", Duration::from_secs(30));
+    // Both replicas see a manifest load fail (one more event in the shared outbox).
+    for r in [&a, &b] {
+        r.wait_for_line("watching the manifests folder", Duration::from_secs(30));
+    }
+    std::fs::write(d.join("m/broken.yaml"), "app: [\n").unwrap();
+    b.wait_for_line("manifests not loaded", Duration::from_secs(30));
+    eventually(Duration::from_secs(30), "POSTs refused", || async {
+        match hook.with(|s| s.refused) {
+            n if n >= 3 => Ok(()),
+            n => Err(n),
+        }
+    })
+    .await;
+    hook.with(|s| s.down = false);
+    for kind in ["leader_changed", "load_failed"] {
+        hook.accepted(kind, 30).await;
+    }
+    let deliveries = hook.deliveries();
+    for (body, agent) in &deliveries {
+        assert!(agent.ends_with("(instance a)"), "{agent}: {body}");
+    }
+    // Hand-over: b leads and delivers what comes next.
+    let mark = b.mark();
+    a.signal("TERM");
+    assert_eq!(a.exit(Duration::from_secs(15)), 0);
+    b.wait_for_line_since(mark, "this replica leads", Duration::from_secs(10));
+    eventually(
+        Duration::from_secs(30),
+        "b delivers its leader_changed",
+        || async {
+            let by_b: Vec<_> = hook
+                .deliveries()
+                .into_iter()
+                .filter(|(body, agent)| {
+                    agent.ends_with("(instance b)")
+                        && body["text"]
+                            .as_str()
+                            .is_some_and(|t| t.contains("now led by b"))
+                })
+                .collect();
+            match by_b.len() {
+                1 => Ok(()),
+                _ => Err(hook.deliveries()),
             }
         },
     )

@@ -5,6 +5,7 @@
 // (Cargo.toml's [lints] forbids them in the product).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod age_secret;
 mod bench;
 mod bindings;
 mod client;

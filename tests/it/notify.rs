@@ -17,13 +17,15 @@ const HOOK_SECRET: &str = "T000-hook-secret-9f8e7d";
 
 /// What the receiver saw, and how it answers.
 #[derive(Default)]
-struct Seen {
+pub(crate) struct Seen {
     /// Bodies answered 200, in arrival order.
     accepted: Vec<Value>,
+    /// The User-Agent of each accepted body.
+    agents: Vec<String>,
     /// POSTs answered with an error.
-    refused: usize,
+    pub(crate) refused: usize,
     /// Answer 503 to everything while set.
-    down: bool,
+    pub(crate) down: bool,
     /// Answer 500 to this many more POSTs.
     fail_next: usize,
 }
@@ -35,7 +37,11 @@ pub(crate) struct Receiver {
     task: tokio::task::JoinHandle<()>,
 }
 
-async fn hook(State(seen): State<Arc<Mutex<Seen>>>, body: String) -> StatusCode {
+async fn hook(
+    State(seen): State<Arc<Mutex<Seen>>>,
+    headers: axum::http::HeaderMap,
+    body: String,
+) -> StatusCode {
     let mut s = seen.lock().unwrap();
     if s.down || s.fail_next > 0 {
         s.fail_next = s.fail_next.saturating_sub(1);
@@ -48,6 +54,11 @@ async fn hook(State(seen): State<Arc<Mutex<Seen>>>, body: String) -> StatusCode 
     }
     s.accepted
         .push(serde_json::from_str(&body).unwrap_or(Value::String(body)));
+    let agent = headers
+        .get(axum::http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    s.agents.push(agent.to_owned());
     StatusCode::OK
 }
 
@@ -75,7 +86,7 @@ impl Receiver {
         }
     }
 
-    fn with<T>(&self, f: impl FnOnce(&mut Seen) -> T) -> T {
+    pub(crate) fn with<T>(&self, f: impl FnOnce(&mut Seen) -> T) -> T {
         f(&mut self.seen.lock().unwrap())
     }
 
@@ -88,6 +99,11 @@ impl Receiver {
                 .filter_map(|b| b["text"].as_str().map(str::to_owned))
                 .collect()
         })
+    }
+
+    /// Every accepted body with the User-Agent it came with, in arrival order.
+    pub(crate) fn deliveries(&self) -> Vec<(Value, String)> {
+        self.with(|s| s.accepted.iter().cloned().zip(s.agents.clone()).collect())
     }
 
     /// Waits until a body of `kind` was accepted; returns it.

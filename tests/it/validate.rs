@@ -8,7 +8,8 @@ use std::time::Duration;
 fn examples_validate() {
     let out = run(&["validate", "examples"]);
     assert_eq!(out.code, 0, "{out:?}");
-    assert_eq!(out.stdout.trim(), "ok: 1 app, 2 stages, 6 resources");
+    // Per stage: kv cache and legacy (existing), worker api, worker auth (api's service).
+    assert_eq!(out.stdout.trim(), "ok: 1 app, 2 stages, 8 resources");
 }
 
 /// Every case under tests/corpus/invalid has one defect; `expect` holds the error line

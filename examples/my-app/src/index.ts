@@ -6,11 +6,15 @@ interface Env {
   LEGACY: KVNamespace;
   STAGE: string;
   APP: string;
+  AUTH: Fetcher;
 }
 
 export default {
   async fetch(request: Request, env: Env): Promise<Response> {
     const url = new URL(request.url);
+    if (url.searchParams.has("whoami")) {
+      return env.AUTH.fetch(request); // the auth worker, through the service binding
+    }
     const id = url.searchParams.get("id");
     if (!id) {
       return Response.json({ app: env.APP, stage: env.STAGE, ok: true });

@@ -174,11 +174,16 @@ mod tests {
                 recreate: true
             }
         );
+        ownership_rows(s, &a);
+    }
+
+    /// The rows for a script the record does not know: whose it is decides.
+    fn ownership_rows(s: &str, a: &WorkerFacts) {
         assert!(matches!(
             decide_script(
                 s,
                 None,
-                &a,
+                a,
                 &ScriptSeen::Unrecorded {
                     owner: Owner::Nobody
                 },
@@ -191,7 +196,7 @@ mod tests {
             decide_script(
                 s,
                 None,
-                &a,
+                a,
                 &ScriptSeen::Unrecorded { owner: Owner::This },
                 Correct,
                 false
@@ -202,14 +207,14 @@ mod tests {
         let other = ScriptSeen::Unrecorded {
             owner: Owner::Other,
         };
-        let Decision::Refuse { reason } = decide_script(s, None, &a, &other, Correct, false) else {
+        let Decision::Refuse { reason } = decide_script(s, None, a, &other, Correct, false) else {
             panic!("another installation's script must be refused")
         };
         assert!(reason.contains("lumierd run --adopt"), "{reason}");
         for owner in [Owner::Other, Owner::Nobody] {
             let seen = ScriptSeen::Unrecorded { owner };
             assert!(matches!(
-                decide_script(s, None, &a, &seen, Correct, true),
+                decide_script(s, None, a, &seen, Correct, true),
                 Decision::Update { .. }
             ));
         }

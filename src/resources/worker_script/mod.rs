@@ -101,6 +101,17 @@ async fn audit_route(
     })
 }
 
+/// The upload's binding for a JSON var (`text` is canonical JSON from the manifest).
+fn json_binding(name: &str, text: &str) -> Result<Binding, String> {
+    let json: serde_json::Value = serde_json::from_str(text)
+        .map_err(|e| format!("binding `{name}`: its JSON does not parse: {e}"))?;
+    Ok(Binding::Other(serde_json::json!({
+        "type": "json",
+        "name": name,
+        "json": json,
+    })))
+}
+
 /// A worker resolved for one pass.
 pub struct WorkerDesired {
     /// The provider name.
@@ -168,14 +179,8 @@ impl Reconciler for WorkerScript {
                     });
                 }
                 BindingSpec::Json(text) => {
-                    let json: serde_json::Value = serde_json::from_str(text)
-                        .map_err(|e| format!("binding `{name}`: its JSON does not parse: {e}"))?;
                     facts.insert(name.clone(), format!("json:{text}"));
-                    bindings.push(Binding::Other(serde_json::json!({
-                        "type": "json",
-                        "name": name,
-                        "json": json,
-                    })));
+                    bindings.push(json_binding(name, text)?);
                 }
                 BindingSpec::Secret(source) => {
                     // The error names the source, never a value; nothing is sent for this
@@ -211,7 +216,7 @@ impl Reconciler for WorkerScript {
                 compatibility_date: spec.compatibility_date.clone(),
                 compatibility_flags: spec.compatibility_flags.clone(),
                 secrets,
-                workers_dev: spec.workers_dev,
+                workers_dev: Some(spec.workers_dev),
             },
             bindings,
             bundle: Arc::clone(bundle),
@@ -411,7 +416,8 @@ impl Reconciler for WorkerScript {
 
 /// Puts the workers.dev route as declared when the manifest manages it and it changed
 /// (`before` is what was applied) or `force` (a create, a drift correction): one `POST
-/// …/subdomain`, and when on one `GET /workers/subdomain` for the URL. Nothing otherwise.
+/// …/subdomain`, and when on the account's subdomain for the URL (one `GET
+/// /workers/subdomain` per pass, shared by the pass's workers). Nothing otherwise.
 async fn route(
     cx: &Ctx<'_>,
     desired: &WorkerDesired,
@@ -426,8 +432,8 @@ async fn route(
         cx.client.set_script_subdomain(&desired.script, on).await?;
         status.observed.route_checked = Some(unix_now());
         status.observed.url = if on {
-            cx.client
-                .get_account_subdomain()
+            cx.index
+                .account_subdomain(cx.client)
                 .await?
                 .map(|sub| workers_dev_url(&desired.script, &sub))
         } else {

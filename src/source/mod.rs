@@ -304,6 +304,9 @@ fn build_bundles(
 }
 
 #[cfg(test)]
+mod fuzz;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -1,4 +1,5 @@
-//! A seeded mutation fuzzer for the manifest loader, on the stable toolchain (no cargo-fuzz).
+//! A seeded mutation fuzzer for the manifest loader (here, beside the whole load it drives,
+//! so that `manifest` does not import `source` back), on the stable toolchain (no cargo-fuzz).
 //!
 //! Seeds: every manifest of `tests/corpus/invalid/*` and `examples/` (with the files beside
 //! it, so worker entries resolve). Each input is a seed mutated 1–4 times (byte flips, inserted
@@ -13,9 +14,9 @@
 //!   `--allow-empty`).
 //!
 //! The normal test runs for a few seconds. A long run (RELIABILITY.md, "Manifest loader"):
-//! `LUMIERD_FUZZ_SECS=600 LUMIERD_FUZZ_SEED=7 cargo test --release --lib manifest::fuzz -- --nocapture`.
+//! `LUMIERD_FUZZ_SECS=600 LUMIERD_FUZZ_SEED=7 cargo test --release --lib source::fuzz -- --nocapture`.
 
-use super::{LoadError, LoadOptions};
+use crate::manifest::{LoadError, LoadOptions};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::path::{Path, PathBuf};

@@ -4,8 +4,10 @@
 //! A value is read when a pass resolves the worker (`{ secret: { env: NAME } }` from lumierd's
 //! environment, `{ secret: { file: NAME } }` from `--secrets-dir`, default
 //! `$CREDENTIALS_DIRECTORY` as systemd's `LoadCredential=` and Kubernetes Secret volumes
-//! provide), held as a [`SecretValue`] (no `Debug`/`Display` of the text, no `Serialize`),
-//! and leaves the process only in the body of `PUT …/secrets` or an upload. The record keeps
+//! provide, `{ secret: { age: PATH } }` from an age-encrypted file in the manifests tree,
+//! decrypted with `--age-identity` ([`age_file`])), held as a [`SecretValue`] (no
+//! `Debug`/`Display` of the text, no `Serialize`), and leaves the process only in the body of
+//! `PUT …/secrets` or an upload. The record keeps
 //! [`SecretHasher::hash`]: HMAC-SHA256 under a random 256-bit key of this state folder
 //! (`secret-hash.key`, mode 0600), so a rotated value is seen as changed while the record, a
 //! backup of it or a status answer gives nothing to test guesses against without the key.
@@ -15,7 +17,10 @@
 //! | variable unset or not UTF-8 | `MissingEnv` |
 //! | `--secrets-dir` not given and `$CREDENTIALS_DIRECTORY` unset | `NoSecretsDir` |
 //! | file missing or unreadable, not UTF-8 | `File` |
+//! | age file: no identity, identity or file unreadable, does not decrypt | `Age` ([`age_file::AgeError`]) |
 //! | [`configure`] never called (a library use without the CLI) | `NotConfigured` |
+
+pub mod age_file;
 
 use sha2::{Digest, Sha256};
 use std::io::Write;
@@ -29,6 +34,10 @@ pub enum SecretSource {
     Env(String),
     /// A file name (one path component) in the secrets folder.
     File(String),
+    /// An age-encrypted file of the manifests tree: `file` as shown (relative to the
+    /// manifests root, also what the spec hash takes), `path` where it is read (inside the
+    /// root; it may not exist yet).
+    Age { file: String, path: PathBuf },
 }
 
 impl std::fmt::Display for SecretSource {
@@ -36,6 +45,7 @@ impl std::fmt::Display for SecretSource {
         match self {
             SecretSource::Env(name) => write!(f, "environment variable {name}"),
             SecretSource::File(name) => write!(f, "secrets file {name}"),
+            SecretSource::Age { file, .. } => write!(f, "age file {file}"),
         }
     }
 }
@@ -71,6 +81,8 @@ pub enum SecretError {
         dir: PathBuf,
         why: String,
     },
+    #[error(transparent)]
+    Age(#[from] age_file::AgeError),
     #[error("declared secrets need the state folder's hash key; they are resolved only by `lumierd run` and `plan`")]
     NotConfigured,
     #[error("cannot create or read the secret hash key {path}: {why}")]
@@ -117,9 +129,12 @@ fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
     outer.finalize().into()
 }
 
-/// What [`resolve`] needs: the secrets folder and the state folder's hasher.
+/// What [`resolve`] needs: the secrets folder, the age identity file and the state folder's
+/// hasher.
 pub struct SecretsConfig {
     pub dir: Option<PathBuf>,
+    /// `--age-identity`: read on each resolve of an age secret, not kept between them.
+    pub age_identity: Option<PathBuf>,
     pub hasher: SecretHasher,
 }
 
@@ -176,16 +191,26 @@ pub fn load_or_create_key(state: &Path) -> Result<SecretHasher, SecretError> {
 /// The value of `source` now, with its keyed hash.
 pub fn resolve(source: &SecretSource) -> Result<(SecretValue, String), SecretError> {
     let config = CONFIG.get().ok_or(SecretError::NotConfigured)?;
-    let value = read(source, config.dir.as_deref())?;
+    let value = read(
+        source,
+        config.dir.as_deref(),
+        config.age_identity.as_deref(),
+    )?;
     let hash = config.hasher.hash(&value);
     Ok((value, hash))
 }
 
-fn read(source: &SecretSource, dir: Option<&Path>) -> Result<SecretValue, SecretError> {
+/// The value of `source`: `dir` is the secrets folder, `identity` the age identity file.
+fn read(
+    source: &SecretSource,
+    dir: Option<&Path>,
+    identity: Option<&Path>,
+) -> Result<SecretValue, SecretError> {
     match source {
         SecretSource::Env(name) => std::env::var(name)
             .map(SecretValue)
             .map_err(|_| SecretError::MissingEnv(name.clone())),
+        SecretSource::Age { file, path } => Ok(age_file::decrypt(file, path, identity)?),
         SecretSource::File(name) => {
             let dir = dir.ok_or_else(|| SecretError::NoSecretsDir(name.clone()))?;
             let bytes = std::fs::read(dir.join(name)).map_err(|e| SecretError::File {
@@ -232,15 +257,20 @@ mod tests {
     fn sources_name_themselves_and_never_a_value() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         std::fs::write(dir.path().join("db"), "s3cr3t-value\n").unwrap_or_else(|e| panic!("{e}"));
-        let v = read(&SecretSource::File("db".into()), Some(dir.path()))
+        let v = read(&SecretSource::File("db".into()), Some(dir.path()), None)
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(v.expose(), "s3cr3t-value");
         assert_eq!(format!("{v:?}"), "SecretValue([redacted])");
-        let e = read(&SecretSource::File("nope".into()), Some(dir.path())).err();
+        let e = read(&SecretSource::File("nope".into()), Some(dir.path()), None).err();
         assert!(matches!(e, Some(SecretError::File { .. })), "{e:?}");
-        let e = read(&SecretSource::File("db".into()), None).err();
+        let e = read(&SecretSource::File("db".into()), None, None).err();
         assert_eq!(e, Some(SecretError::NoSecretsDir("db".into())));
-        let e = read(&SecretSource::Env("LUMIERD_TEST_SURELY_UNSET".into()), None).err();
+        let e = read(
+            &SecretSource::Env("LUMIERD_TEST_SURELY_UNSET".into()),
+            None,
+            None,
+        )
+        .err();
         assert!(e.is_some_and(|e| e.to_string().contains("LUMIERD_TEST_SURELY_UNSET")));
         let h = SecretHasher::with_key([7; 32]);
         assert_ne!(h.hash(&v), SecretHasher::with_key([8; 32]).hash(&v));

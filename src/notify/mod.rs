@@ -115,7 +115,7 @@ impl Sink {
     /// logged and the event dropped (the store's own failure is reported by readiness).
     pub fn emit(&self, event: Event) {
         if let Err(e) = self.queue(&event) {
-            tracing::warn!(error = %e, kind = event.kind.as_str(), "notification not queued");
+            tracing::warn!(error = %e, event = event.kind.as_str(), "notification not queued");
         }
     }
 

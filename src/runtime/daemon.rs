@@ -500,6 +500,8 @@ async fn run_forever(
         if leadership.as_ref().is_some_and(|w| !w.borrow().leading) {
             continue; // a follower keeps its snapshot and waits to lead
         }
+        // What the load ran (or the last pass) is not held through this pass's peak.
+        crate::memory::release_free_memory();
         let (at, start) = (Timestamp::now(), Instant::now());
         let first = scheduler.take_priority();
         ops.metrics.pass_started();

@@ -2,26 +2,47 @@
 //! exists), and what the daemon hands back to the kernel around each pass (free heap pages,
 //! the executable's code pages). BENCH.md has the figures behind each.
 
-/// Limits glibc's malloc to one arena unless the operator set `MALLOC_ARENA_MAX` themselves.
+/// glibc's malloc, set for a long-running daemon whose memory is a steady core (records,
+/// the snapshot) plus a transient peak per pass (list bodies, their parse), unless the
+/// operator set the same tunable through the environment:
 ///
-/// glibc gives each thread that contends for the heap an arena of its own (up to 8 per core),
-/// and memory freed into one arena is not reused by allocations made in another. lumierd's work
-/// moves between tokio's worker and blocking threads, so with the default the same data ends up
-/// spread over several partly-empty arenas: at N = 10,000 resources peak RSS was 40.5 MiB with
-/// the default and 37.9 MiB with one arena, for no measurable CPU cost (the daemon is I/O bound;
-/// a resync pass took 240 ms of CPU with the default, 210 ms with one arena). `cargo bench
-/// --bench fleet -- --scenarios 5` shows the figures; BENCH.md has them.
+/// - **One arena** (`MALLOC_ARENA_MAX`). glibc gives each thread that contends for the heap an
+///   arena of its own (up to 8 per core), and memory freed into one arena is not reused by
+///   allocations made in another. lumierd's work moves between tokio's worker and blocking
+///   threads, so with the default the same data ends up spread over several partly-empty
+///   arenas: at N = 10,000 resources peak RSS was 40.5 MiB with the default and 37.9 MiB
+///   with one arena, for no measurable CPU cost (the daemon is I/O bound; a resync pass took
+///   240 ms of CPU with the default, 210 ms with one arena).
+/// - **A fixed mmap threshold of 128 KiB** (`MALLOC_MMAP_THRESHOLD_`). By default glibc
+///   raises the threshold to the size of each mmapped block freed (up to 32 MiB), so after
+///   the first pass a pass's large buffers (the 2.3 MB script list body, the vectors its parse
+///   grows) come from the heap, where they leave holes that the next pass's peak stacks on.
+///   Fixed, every block of 128 KiB or more is its own mapping, returned whole when freed:
+///   peak RSS at N = 10,000 37.2–38.1 → 34.6 MiB, resync CPU unchanged (250–260 ms).
+///
+/// `cargo bench --bench fleet -- --scenarios 5` shows the figures; BENCH.md has them.
 #[allow(unsafe_code)] // mallopt: see SAFETY below
-pub fn limit_malloc_arenas() {
+pub fn tune_malloc() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
-        // SAFETY: mallopt only sets a malloc tunable; called before the runtime starts threads.
-        // A failure (return 0) leaves glibc's default in place, which is only less compact.
+    {
+        let unset = |name: &str| std::env::var_os(name).is_none();
+        // SAFETY: mallopt only sets a malloc tunable; called before the runtime starts
+        // threads. A failure (return 0) leaves glibc's default in place, which is only less
+        // compact.
         unsafe {
-            libc::mallopt(libc::M_ARENA_MAX, 1);
+            if unset("MALLOC_ARENA_MAX") {
+                libc::mallopt(libc::M_ARENA_MAX, 1);
+            }
+            if unset("MALLOC_MMAP_THRESHOLD_") {
+                libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD);
+            }
         }
     }
 }
+
+/// Blocks of this many bytes or more are mapped on their own (see [`tune_malloc`]).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+const MMAP_THRESHOLD: libc::c_int = 128 * 1024;
 
 /// Hands the free pages inside the heap back to the kernel (glibc's `malloc_trim`), after a
 /// pass or a reload has freed its transient data (list bodies, parsed manifests). Without it

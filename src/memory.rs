@@ -206,6 +206,32 @@ Anonymous:             0 kB
         Some(kb)
     }
 
+    /// Bytes in blocks glibc mapped on their own (`mallinfo2().hblkhd`).
+    #[cfg(target_env = "gnu")]
+    #[allow(unsafe_code)] // mallinfo2: see SAFETY below
+    fn mapped_bytes() -> usize {
+        // SAFETY: mallinfo2 only reads malloc's statistics under its own lock.
+        unsafe { libc::mallinfo2().hblkhd }
+    }
+
+    #[test]
+    #[cfg(target_env = "gnu")]
+    fn a_large_block_is_mapped_on_its_own_even_after_a_larger_one_was_freed() {
+        tune_malloc();
+        // By default, freeing this 8 MiB block raises glibc's threshold to 8 MiB, and the
+        // 1 MiB block below would come from the heap. Other tests allocate at the same time,
+        // so a few tries.
+        let mapped = (0..5).any(|_| {
+            drop(std::hint::black_box(vec![1u8; 8 << 20]));
+            let before = mapped_bytes();
+            let block = std::hint::black_box(vec![1u8; 1 << 20]);
+            let after = mapped_bytes();
+            drop(block);
+            after >= before + (1 << 20)
+        });
+        assert!(mapped, "a 1 MiB block came from the heap");
+    }
+
     #[test]
     fn releasing_code_pages_lowers_the_resident_set_and_the_code_still_runs() {
         let before = resident_code_kb();

@@ -1,6 +1,6 @@
-//! Process-wide memory tuning: one malloc arena (set once at start-up, before any thread
-//! exists), and what the daemon hands back to the kernel around each pass (free heap pages,
-//! the executable's code pages). BENCH.md has the figures behind each.
+//! Process-wide memory tuning: glibc's malloc tunables (set once at start-up, before any
+//! thread exists), and what the daemon hands back to the kernel around each pass (free heap
+//! pages, the executable's code pages). BENCH.md has the figures behind each.
 
 /// glibc's malloc, set for a long-running daemon whose memory is a steady core (records,
 /// the snapshot) plus a transient peak per pass (list bodies, their parse), unless the
@@ -18,7 +18,7 @@
 ///   the first pass a pass's large buffers (the 2.3 MB script list body, the vectors its parse
 ///   grows) come from the heap, where they leave holes that the next pass's peak stacks on.
 ///   Fixed, every block of 128 KiB or more is its own mapping, returned whole when freed:
-///   peak RSS at N = 10,000 37.2–38.1 → 34.6 MiB, resync CPU unchanged (250–260 ms).
+///   peak RSS at N = 10,000 37.2–38.1 → 35.0–35.1 MiB, resync CPU unchanged (220–250 ms).
 ///
 /// `cargo bench --bench fleet -- --scenarios 5` shows the figures; BENCH.md has them.
 #[allow(unsafe_code)] // mallopt: see SAFETY below
@@ -63,11 +63,13 @@ pub fn release_free_memory() {
 /// mapped read-only and were never copied (its code, `.rodata`, `.eh_frame`), so that only
 /// the code run from here on counts in its resident set again.
 ///
-/// Why: the kernel maps file pages a folio (up to 64 KiB or more) at a time, so start-up, which
-/// runs code spread over the whole binary (argument parsing, manifest loading, transpiling,
-/// the store's open), leaves most of the 17 MB of read-only segments resident: 12.4 MiB at N =
-/// 10,000, counted in the daemon's RSS although only a part of it runs again. The pages stay
-/// in the page cache: what runs later is mapped back by a minor fault, without I/O.
+/// Why: the kernel maps the file pages around each fault (64 KiB, or a whole large folio), so
+/// start-up, which runs code spread over the whole binary (argument parsing, manifest loading,
+/// transpiling, the store's open), leaves 75–80 % of the 17 MB of read-only segments resident:
+/// 12.4 MiB, counted in the daemon's RSS through every pass although a pass runs about 8 MiB
+/// of it. Released before and after each pass, peak RSS at N = 10,000 went 39.0–41.1 →
+/// 37.2–38.1 MiB. The pages stay in the page cache: what runs later is mapped back by a minor
+/// fault, without I/O.
 ///
 /// Only mappings of the executable without write permission and without private (copied)
 /// pages are released (checked in `/proc/self/smaps`): for those, `MADV_DONTNEED` cannot lose

@@ -349,7 +349,7 @@ fn at_least_a_second(s: &str, what: &str) -> Result<Duration, String> {
 
 /// Runs the CLI and returns the process exit code.
 pub fn main() -> i32 {
-    crate::memory::limit_malloc_arenas();
+    crate::memory::tune_malloc();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

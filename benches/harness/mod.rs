@@ -36,7 +36,7 @@ use tokio::sync::{mpsc, oneshot};
 /// Cloudflare's global API budget: 1200 requests per 5 minutes per token.
 pub const CF_BUDGET: u32 = 1200;
 pub const CF_WINDOW: Duration = Duration::from_secs(300);
-/// lumierd's default `--api-reserve` (src/cloudflare/limiter.rs `RateLimit::default`): the
+/// lumierd's default `--api-reserve` (src/cloudflare/limiter/budget.rs `RateLimit::default`): the
 /// share of the budget it leaves to other clients.
 pub const RESERVE_PERCENT: u32 = 10;
 

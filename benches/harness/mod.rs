@@ -14,6 +14,8 @@
 
 #![allow(dead_code)]
 
+pub mod memory;
+
 use anyhow::{anyhow, bail, Context, Result};
 use lumierd::local_api::{
     Faults, LocalApi, LocalApiConfig, LoggedRequest, RateLimitModel, DEFAULT_ACCOUNT_ID,
@@ -2072,6 +2074,7 @@ async fn scenario5(
         format!("scenario 5: N = {n}: start-up on the converged state"),
     );
     let mut daemon = Daemon::spawn(&cfg.bin, fleet, api, cfg.debounce)?;
+    let sampler = memory::Sampler::start(daemon.pid);
     let first_req = async {
         loop {
             if !api.log().is_empty() {
@@ -2106,6 +2109,8 @@ async fn scenario5(
     let resync_cpu = daemon.cpu().saturating_sub(c1);
     let peak = daemon.peak_rss_kb();
     let rss_now = daemon.rss_kb();
+    let split_now = memory::now(daemon.pid);
+    let split_peak = sampler.stop();
     daemon.stop(Duration::from_secs(10));
     report.figures.peak_rss_kb.push((n, peak));
 
@@ -2144,6 +2149,18 @@ async fn scenario5(
     t.row(
         "  VmHWM after the first pass / VmRSS at the end",
         format!("{} / {}", mib(rss_after_start), mib(rss_now)),
+        "–".into(),
+        None,
+    );
+    t.row(
+        "  of which anonymous / file-backed (code): peak sampled / at the end",
+        format!(
+            "{} / {}; {} / {}",
+            mib(split_peak.anon_kb),
+            mib(split_peak.file_kb),
+            mib(split_now.anon_kb),
+            mib(split_now.file_kb)
+        ),
         "–".into(),
         None,
     );

@@ -104,7 +104,7 @@ pub enum Command {
 
 /// Runs the CLI and returns the process exit code.
 pub fn main() -> i32 {
-    crate::memory::limit_malloc_arenas();
+    crate::memory::tune_malloc();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

@@ -18,7 +18,8 @@
 //!                          api.cloudflare.com | local_api (axum) ──▶ edge (workerd)
 //! ```
 //!
-//! `manifest` turns a directory of YAML/JSON stage manifests into an immutable, validated
+//! `yaml` is the spanned YAML reader that `manifest` and `lumier` (Lumier's TypeScript configs)
+//! both read through. `manifest` turns a directory of YAML/JSON stage manifests into an immutable, validated
 //! [`manifest::Desired`] snapshot. `cloudflare` is the one HTTP client; `local_api` is the
 //! embedded Cloudflare-compatible server that the same client talks to by default. `edge`
 //! (`run --serve`) runs the workers that server holds on workerd, their KV bindings backed by
@@ -47,3 +48,4 @@ pub mod store;
 pub mod time;
 pub mod watch;
 pub mod worker;
+pub mod yaml;

@@ -14,12 +14,25 @@
 //! reads a fresh view as soon as the store answers again. A failed read only ever marks the
 //! view stale: nothing is written or deleted because of it.
 
-use crate::runtime::leader::LeaderView;
 use crate::store::{Store, StoreError};
 use crate::time::Timestamp;
 use serde_json::{json, Value};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
+
+/// What every replica knows about the leadership (the election in `runtime::leader` keeps it
+/// up to date; it lives here so that what reads it needs no `runtime`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LeaderView {
+    /// Whether this replica leads now.
+    pub leading: bool,
+    /// The leader's instance id, if one is known.
+    pub leader: Option<String>,
+    /// Since when it leads (its own record in the leader key).
+    pub since: Option<String>,
+    /// How many times this replica's view of who leads changed.
+    pub changes: u64,
+}
 
 /// How often a replica with an etcd store checks that it can still read it.
 pub const PROBE_EVERY: Duration = Duration::from_secs(2);

@@ -5,7 +5,7 @@
 use std::rc::Rc;
 
 use super::engine::{Evaluation, Recorded};
-use crate::manifest::yaml::{Key, Node, Pos, Scalar, Value};
+use crate::yaml::{Key, Node, Pos, Scalar, Value};
 
 /// Whether the manifest format has JSON vars (`{ json: … }`): it does, so a binding to a
 /// non-string JSON value becomes one.

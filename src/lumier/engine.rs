@@ -28,7 +28,7 @@ use rquickjs::{Context, Module, Object, Runtime, Value};
 use serde::{Deserialize, Serialize};
 
 use super::hooks::{Hooks, Shared, DRIVER};
-use crate::manifest::Pos;
+use crate::yaml::Pos;
 
 /// Longest an evaluation may run (wall time, checked by the engine's interrupt hook).
 pub const CPU_LIMIT: Duration = Duration::from_secs(2);

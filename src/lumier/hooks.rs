@@ -24,7 +24,7 @@ use rquickjs::{Ctx, Module};
 
 use super::engine::{Failure, FailureKind};
 use super::strip::{strip, StripError, Stripped};
-use crate::manifest::Pos;
+use crate::yaml::Pos;
 
 /// The specifier of lumierd's own module.
 pub const LUMIER_MODULE: &str = "lumier";

@@ -2,7 +2,7 @@
 //! manifest reader reads back as the same tree. Every scalar string is written double-quoted
 //! (JSON quoting is valid YAML), so no value can change type or escape its line.
 
-use crate::manifest::yaml::{Node, Scalar, Value};
+use crate::yaml::{Node, Scalar, Value};
 
 fn key(name: &str) -> String {
     let plain = !name.is_empty()

@@ -38,7 +38,7 @@ use serde::{Deserialize, Serialize};
 use super::confine::confine;
 use super::engine::{self, Evaluation, Failure, FailureKind, Input, CPU_LIMIT};
 use super::hooks::display;
-use crate::manifest::Pos;
+use crate::yaml::Pos;
 
 /// The hidden subcommand the child runs.
 pub const SUBCOMMAND: &str = "__eval-lumier";

@@ -32,7 +32,7 @@ pub mod schema;
 mod sources;
 mod strict_json;
 pub mod text;
-pub mod yaml;
+pub use crate::yaml;
 
 pub use desired::{
     canonical_json, provider_name, BindingSpec, Desired, DriftMode, Origin, Resource, ResourceKey,

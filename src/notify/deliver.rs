@@ -10,7 +10,7 @@
 //! Every POST names the replica in its User-Agent, `lumierd/VERSION (instance ID)`.
 
 use super::{Entry, Sink, Target};
-use crate::runtime::leader::LeaderView;
+use crate::replica::LeaderView;
 use std::time::Duration;
 use tokio::sync::watch;
 

@@ -40,18 +40,7 @@ pub const POLL: Duration = Duration::from_millis(300);
 /// The default lease TTL (`--lease-ttl`).
 pub const DEFAULT_TTL: Duration = Duration::from_secs(10);
 
-/// What every replica knows about the leadership.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct LeaderView {
-    /// Whether this replica leads now.
-    pub leading: bool,
-    /// The leader's instance id, if one is known.
-    pub leader: Option<String>,
-    /// Since when it leads (its own record in the leader key).
-    pub since: Option<String>,
-    /// How many times this replica's view of who leads changed.
-    pub changes: u64,
-}
+pub use crate::replica::LeaderView;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LeaderError {

@@ -204,6 +204,8 @@ pub async fn run(cfg: RunConfig) -> Result<bool, DaemonError> {
         metrics: Arc::clone(&ops.metrics),
         events,
     };
+    // Start-up is over: the code only it ran need not stay resident (see `memory`).
+    crate::memory::release_code_pages();
     let result = match signals {
         None => run_once(initial, &controller, &store, &ops).await,
         Some(signals) => {

@@ -936,7 +936,16 @@ async fn a_follower_serves_its_last_view_marked_stale_while_etcd_is_down() {
     let b = replica(d, &api, &url, "b", "3s");
     b.wait_for_line("leader: following", Duration::from_secs(30));
     let admin_b = b.stdout_line("admin API: ", Duration::from_secs(30));
-    let fresh = tokio::task::block_in_place(|| daemon_status(d, "state-b"));
+    // b logs that it follows before its status socket is up: wait for its first answer.
+    let fresh = tokio::task::block_in_place(|| {
+        eventually_blocking(Duration::from_secs(30), "b serves its status", || {
+            let out = lumierd(d, &["status", "--json", "--state", "state-b"]);
+            match out.code {
+                0 => serde_json::from_str::<Value>(out.stdout.trim()).map_err(|e| e.to_string()),
+                _ => Err(format!("{out:?}")),
+            }
+        })
+    });
     assert_eq!(fresh["stale"], false, "{fresh}");
     assert_eq!(fresh["resources"].as_array().unwrap().len(), 4, "{fresh}");
 

@@ -24,6 +24,11 @@ const BACKOFF_BASE: Duration = Duration::from_millis(500);
 const BACKOFF_MAX: Duration = Duration::from_secs(60);
 /// How often an idle task looks at the outbox even when nothing woke it.
 const IDLE_POLL: Duration = Duration::from_secs(30);
+/// The same for a shared outbox (etcd, replicas: a `gate` is set). An event another replica
+/// queued wakes nothing here, and a replica that sees an event already recorded by another
+/// does not queue it again, so the leader finds such entries only by looking: one small
+/// etcd read per target and second.
+const SHARED_IDLE_POLL: Duration = Duration::from_secs(1);
 
 /// The delay before retry number `failures` (1 = the first retry).
 pub fn backoff(failures: u32) -> Duration {
@@ -169,13 +174,18 @@ async fn run(sink: Sink, target: Target, http: reqwest::Client, mut gate: Gate) 
         let (seq, bytes) = match next {
             Ok(Some(found)) => found,
             Ok(None) => {
+                let idle = if gate.is_some() {
+                    SHARED_IDLE_POLL
+                } else {
+                    IDLE_POLL
+                };
                 tokio::select! {
                     changed = woken.changed() => {
                         if changed.is_err() {
-                            tokio::time::sleep(IDLE_POLL).await;
+                            tokio::time::sleep(idle).await;
                         }
                     }
-                    _ = tokio::time::sleep(IDLE_POLL) => {}
+                    _ = tokio::time::sleep(idle) => {}
                 }
                 continue;
             }

@@ -142,7 +142,11 @@ impl Sink {
                         inner.metrics.notify_dropped(dropped as u64);
                     }
                 }
-                Pushed::Duplicate => {}
+                // Already queued, by this replica earlier or by another replica sharing the
+                // outbox (etcd): it is there to deliver all the same, so the task is woken.
+                // Not waking it left a leader asleep until its idle poll (30 s) when a
+                // follower had pushed the event it saw too.
+                Pushed::Duplicate => queued = true,
             }
         }
         if queued {

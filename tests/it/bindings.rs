@@ -1,7 +1,7 @@
 //! Worker bindings on a real account (issue #13): the real `lumierd` binary against the local
 //! API over loopback; the "third party" is the real client, as `wrangler secret put` would be.
 
-use crate::support::{run_in, Api, Output};
+use crate::support::{run_in, run_once, Api, Output};
 use lumierd::cloudflare::Secret;
 use lumierd::local_api::Faults;
 use serde_json::Value;
@@ -30,20 +30,7 @@ pub(crate) fn manifests(dir: &Path, extra: &str) {
 
 /// One `run --once` pass; it must succeed.
 fn once(dir: &Path, api: &Api) -> Output {
-    let out = run_in(
-        dir,
-        &[
-            "run",
-            "--once",
-            "--manifests",
-            "m",
-            "--state",
-            "state",
-            "--api-url",
-            &api.base,
-        ],
-        Duration::from_secs(120),
-    );
+    let out = run_once(dir, api, &[]);
     assert_eq!(out.code, 0, "{out:?}");
     out
 }

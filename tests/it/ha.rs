@@ -427,6 +427,21 @@ fn replica_with(dir: &Path, api: &Api, store: &str, id: &str, ttl: &str, extra: 
     Daemon::spawn_env(dir, &args, &[("RUST_LOG", "info")])
 }
 
+/// Replica `a`, once it leads, then replica `b`, once it follows (TTL `ttl`, `extra` flags).
+fn leader_and_follower(
+    dir: &Path,
+    api: &Api,
+    store: &str,
+    ttl: &str,
+    extra: &[&str],
+) -> (Daemon, Daemon) {
+    let a = replica_with(dir, api, store, "a", ttl, extra);
+    a.wait_for_line("this replica leads", Duration::from_secs(30));
+    let b = replica_with(dir, api, store, "b", ttl, extra);
+    b.wait_for_line("leader: following", Duration::from_secs(30));
+    (a, b)
+}
+
 /// The instance id in a request's User-Agent (`lumierd/V (instance ID)`), if any.
 fn instance_of(ua: &str) -> Option<&str> {
     ua.split_once("(instance ")
@@ -501,10 +516,7 @@ async fn kill_9_mid_converge(after: usize) {
     let d = dir.path();
     fleet(d, 12);
     let url = etcd.url("ha/kill");
-    let mut a = replica(d, &api, &url, "a", "3s");
-    a.wait_for_line("this replica leads", Duration::from_secs(30));
-    let b = replica(d, &api, &url, "b", "3s");
-    b.wait_for_line("leader: following", Duration::from_secs(30));
+    let (mut a, b) = leader_and_follower(d, &api, &url, "3s", &[]);
     eventually(
         Duration::from_secs(60),
         "the leader has written some",
@@ -604,10 +616,7 @@ async fn a_leader_frozen_past_its_lease_writes_nothing_when_it_thaws() {
     let d = dir.path();
     fleet(d, 12);
     let url = etcd.url("ha/stop");
-    let a = replica(d, &api, &url, "a", "3s");
-    a.wait_for_line("this replica leads", Duration::from_secs(30));
-    let b = replica(d, &api, &url, "b", "3s");
-    b.wait_for_line("leader: following", Duration::from_secs(30));
+    let (a, b) = leader_and_follower(d, &api, &url, "3s", &[]);
     eventually(
         Duration::from_secs(60),
         "the leader has written a few",
@@ -716,10 +725,7 @@ async fn etcd_restarted_under_a_running_pair() {
     let d = dir.path();
     fleet(d, 3);
     let url = etcd.url("ha/restart");
-    let a = replica(d, &api, &url, "a", "3s");
-    a.wait_for_line("this replica leads", Duration::from_secs(30));
-    let b = replica(d, &api, &url, "b", "3s");
-    b.wait_for_line("leader: following", Duration::from_secs(30));
+    let (_a, _b) = leader_and_follower(d, &api, &url, "3s", &[]);
     converged(&api, 3, Duration::from_secs(60)).await;
     tokio::task::block_in_place(|| etcd.restart());
     fleet(d, 4);
@@ -747,10 +753,7 @@ async fn a_hand_over_is_notified() {
     fleet(d, 1);
     let url = etcd.url("ha/notify");
     let notify = ["--notify", hook.url.as_str()];
-    let mut a = replica_with(d, &api, &url, "a", "10s", &notify);
-    a.wait_for_line("this replica leads", Duration::from_secs(30));
-    let b = replica_with(d, &api, &url, "b", "10s", &notify);
-    b.wait_for_line("leader: following", Duration::from_secs(30));
+    let (mut a, b) = leader_and_follower(d, &api, &url, "10s", &notify);
     let mark = b.mark();
     a.signal("TERM");
     assert_eq!(a.exit(Duration::from_secs(15)), 0);
@@ -840,10 +843,7 @@ async fn every_replica_reports_who_leads_and_since_when() {
     let d = dir.path();
     fleet(d, 1);
     let url = etcd.url("ha/report");
-    let mut a = replica(d, &api, &url, "a", "10s");
-    a.wait_for_line("this replica leads", Duration::from_secs(30));
-    let b = replica(d, &api, &url, "b", "10s");
-    b.wait_for_line("leader: following", Duration::from_secs(30));
+    let (mut a, b) = leader_and_follower(d, &api, &url, "10s", &[]);
     let (admin_a, admin_b) = (
         a.stdout_line("admin API: ", Duration::from_secs(30)),
         b.stdout_line("admin API: ", Duration::from_secs(30)),
@@ -1179,10 +1179,7 @@ async fn only_the_leader_delivers_the_shared_outbox() {
     fleet(d, 1);
     let url = etcd.url("ha/deliver");
     let notify = ["--notify", hook.url.as_str()];
-    let mut a = replica_with(d, &api, &url, "a", "10s", &notify);
-    a.wait_for_line("this replica leads", Duration::from_secs(30));
-    let b = replica_with(d, &api, &url, "b", "10s", &notify);
-    b.wait_for_line("leader: following", Duration::from_secs(30));
+    let (mut a, b) = leader_and_follower(d, &api, &url, "10s", &notify);
     // Both replicas see a manifest load fail (one more event in the shared outbox).
     for r in [&a, &b] {
         r.wait_for_line("watching the manifests folder", Duration::from_secs(30));

@@ -3,7 +3,7 @@
 //! TypeScript file, line and column, refused imports and globals, the CPU and memory bounds,
 //! and a failing config deletes nothing while the daemon runs (and an edit reloads).
 
-use crate::support::{eventually, eventually_blocking, run_in, Api, Daemon, Output};
+use crate::support::{eventually, eventually_blocking, run_in, run_once, Api, Daemon, Output};
 use lumierd::local_api::Faults;
 use serde_json::{json, Value};
 use std::path::Path;
@@ -88,22 +88,6 @@ async fn existing_namespace(api: &Api) -> String {
     v["result"]["id"].as_str().unwrap().to_owned()
 }
 
-fn once(dir: &Path, api: &Api) -> Output {
-    lumierd(
-        dir,
-        &[
-            "run",
-            "--once",
-            "--manifests",
-            "m",
-            "--state",
-            "state",
-            "--api-url",
-            &api.base,
-        ],
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_seed_program_converges_both_stages_and_render_round_trips() {
     let api = Api::start(Faults::default()).await;
@@ -119,7 +103,7 @@ async fn the_seed_program_converges_both_stages_and_render_round_trips() {
         "{out:?}"
     );
 
-    let out = tokio::task::block_in_place(|| once(d, &api));
+    let out = tokio::task::block_in_place(|| run_once(d, &api, &[]));
     assert_eq!(out.code, 0, "{out:?}");
     let s = tokio::task::block_in_place(|| status(d)).unwrap();
     let expected: Vec<(String, String, String)> = ["production", "staging"]
@@ -186,7 +170,7 @@ async fn the_seed_program_converges_both_stages_and_render_round_trips() {
         "{out:?}"
     );
     let writes = api.writes().len();
-    let out = tokio::task::block_in_place(|| once(d, &api));
+    let out = tokio::task::block_in_place(|| run_once(d, &api, &[]));
     assert_eq!(out.code, 0, "{out:?}");
     let s2 = tokio::task::block_in_place(|| status(d)).unwrap();
     assert_eq!(resources(&s2), expected, "{s2:#}");

@@ -678,6 +678,23 @@ pub fn run_in(cwd: &Path, args: &[&str], deadline: Duration) -> Output {
     }
 }
 
+/// `lumierd run --once --manifests m --state state --api-url API EXTRA…` in `cwd`: one pass over
+/// a test folder's `m/` against its local API, the state in `state/` (2 min deadline).
+pub fn run_once(cwd: &Path, api: &Api, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "run",
+        "--once",
+        "--manifests",
+        "m",
+        "--state",
+        "state",
+        "--api-url",
+        &api.base,
+    ];
+    args.extend_from_slice(extra);
+    run_in(cwd, &args, Duration::from_secs(120))
+}
+
 /// Runs `lumierd ARGS` in the repository root with a 60 s deadline.
 pub fn run(args: &[&str]) -> Output {
     run_in(&repo(), args, Duration::from_secs(60))
